@@ -1,0 +1,198 @@
+"""One generic name -> object registry, reused for backbones, weights and sensors.
+
+Design (see STYLE.md 2.5): explicit names given at registration (never
+``fn.__name__``), a duplicate name is an error (timm only warns), a miss raises
+:class:`~geofm.errors.UnknownNameError` with ``difflib`` suggestions and the
+sorted names, and listing uses :mod:`fnmatch` globs.
+
+Reference: the idea follows timm's ``timm/models/_registry.py`` and torchao's
+type-keyed transforms; the code is geofm's own.
+
+Example:
+    >>> reg: Registry[int] = Registry("number")
+    >>> reg.add("one", 1)
+    >>> reg.get("one")
+    1
+    >>> reg.list("o*")
+    ['one']
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from geofm.errors import UnknownNameError
+
+__all__ = ["Registry"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A mapping from explicit names to objects of one kind.
+
+    Args:
+        kind: What the registry holds, used in error messages ("backbone",
+            "sensor", "weights").
+
+    Raises:
+        ValueError: On registration of an empty or duplicate name.
+        UnknownNameError: On lookup of a name that is not registered.
+
+    Example:
+        >>> reg: Registry[str] = Registry("colour")
+        >>> @reg.register("red")
+        ... def make_red() -> str:
+        ...     return "#f00"
+        >>> reg.get("red")()
+        '#f00'
+        >>> reg.get("rde")
+        Traceback (most recent call last):
+        ...
+        geofm.errors.UnknownNameError: Unknown colour 'rde'. Did you mean 'red'? Available: red.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def add(self, name: str, item: T) -> None:
+        """Register ``item`` under ``name``.
+
+        Args:
+            name: Unique, non-empty name.
+            item: The object to register.
+
+        Raises:
+            ValueError: If ``name`` is empty or already registered.
+
+        Example:
+            >>> reg: Registry[int] = Registry("number")
+            >>> reg.add("two", 2)
+            >>> reg.add("two", 3)
+            Traceback (most recent call last):
+            ...
+            ValueError: number 'two' is already registered. Pick another name or remove the first registration.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}.")
+        if name in self._items:
+            raise ValueError(
+                f"{self.kind} {name!r} is already registered. "
+                "Pick another name or remove the first registration."
+            )
+        self._items[name] = item
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`; returns the object unchanged.
+
+        Args:
+            name: Unique, non-empty name.
+
+        Returns:
+            A decorator that registers its argument and returns it.
+
+        Example:
+            >>> reg: Registry[type] = Registry("class")
+            >>> @reg.register("my_int")
+            ... class MyInt(int):
+            ...     pass
+            >>> reg.get("my_int") is MyInt
+            True
+        """
+
+        def decorator(item: T) -> T:
+            self.add(name, item)
+            return item
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the object registered under ``name``.
+
+        Args:
+            name: A registered name.
+
+        Returns:
+            The registered object.
+
+        Raises:
+            UnknownNameError: If ``name`` is not registered; the message
+                suggests close names and lists every registered name.
+
+        Example:
+            >>> reg: Registry[int] = Registry("number")
+            >>> reg.add("one", 1)
+            >>> reg.get("one")
+            1
+        """
+        try:
+            return self._items[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: object) -> str:
+        """Build the "unknown name" message with suggestions.
+
+        Args:
+            name: The name that was not found.
+
+        Returns:
+            A one-line message: what was wrong, close matches, and all names.
+
+        Example:
+            >>> reg: Registry[int] = Registry("number")
+            >>> reg.add("one", 1)
+            >>> reg.unknown_message("zero")
+            "Unknown number 'zero'. Available: one."
+        """
+        names = sorted(self._items)
+        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.6)
+        hint = ""
+        if close:
+            hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+        available = ", ".join(names) if names else "(none registered)"
+        return f"Unknown {self.kind} {name!r}.{hint} Available: {available}."
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Sorted registered names matching the ``fnmatch`` glob ``pattern``.
+
+        Args:
+            pattern: Shell-style glob, e.g. ``"vit_*"``; ``"*"`` lists all.
+
+        Returns:
+            Sorted list of matching names.
+
+        Example:
+            >>> reg: Registry[int] = Registry("number")
+            >>> reg.add("one", 1); reg.add("two", 2)
+            >>> reg.list("t*")
+            ['two']
+        """
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        """Iterate over ``(name, object)`` pairs in sorted name order.
+
+        Returns:
+            An iterator of pairs.
+
+        Example:
+            >>> reg: Registry[int] = Registry("number")
+            >>> reg.add("one", 1)
+            >>> list(reg.items())
+            [('one', 1)]
+        """
+        return iter(sorted(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Registry(kind={self.kind!r}, size={len(self._items)})"
