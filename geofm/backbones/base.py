@@ -1,0 +1,542 @@
+"""The backbone contract, the backbone registry and ``create_backbone``.
+
+Every backbone is a :class:`Backbone`: ``forward(x)`` returns a list of NCHW
+feature maps (one per entry of ``out_indices``, always NCHW, also for Swin),
+``embed(x)`` returns pooled ``(N, D)`` embeddings, and ``feature_info``
+describes channels and stride of each returned map.
+
+Reference: the contract follows timm's ``features_only`` / ``forward_intermediates``
+idea (https://github.com/huggingface/pytorch-image-models) with explicit,
+typed metadata instead of dicts.
+
+Example:
+    >>> import torch, geofm
+    >>> model = geofm.create_backbone("resnet18", in_chans=4)
+    >>> [tuple(f.shape) for f in model(torch.randn(1, 4, 64, 64))]
+    [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from geofm._registry import Registry
+from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
+from geofm.errors import ShapeError, WeightsError
+from geofm.hub.load import LoadReport, StateDict, load_weights
+from geofm.sensors import Sensor, resolve_bands
+
+__all__ = [
+    "Backbone",
+    "BackboneEntry",
+    "FeatureInfo",
+    "create_backbone",
+    "get_backbone_entry",
+    "list_backbones",
+    "register_backbone",
+]
+
+logger = logging.getLogger(__name__)
+
+BackboneBuilder = Callable[..., "Backbone"]
+
+# Parameters create_backbone handles itself; builders never see them.
+_LOADER_PARAMS = ("pretrained", "bands", "pretrained_bands", "grad_checkpointing")
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """Channels and stride of one feature map returned by a backbone.
+
+    Args:
+        channels: Channel count ``C`` of the map.
+        reduction: Stride of the map with respect to the input (``H / H_map``).
+        module: Name of the module the map is taken from.
+
+    Example:
+        >>> FeatureInfo(channels=256, reduction=4, module="layer1")
+        FeatureInfo(channels=256, reduction=4, module='layer1')
+    """
+
+    channels: int
+    reduction: int
+    module: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """Registry metadata of one backbone name.
+
+    Args:
+        name: Registered name.
+        builder: Function building the backbone from keyword arguments.
+        family: Family name (``"vit"``, ``"dinov2"``, ``"swinv2"``, ``"resnet"``, ...).
+        default_in_chans: Input channels of the default configuration.
+        pretrained_bands: Sensor name of the bands the published weights of
+            this architecture expect (used for ``in_chans`` adaptation), or ``None``.
+        min_input_size: Smallest input side the backbone accepts (also its
+            size granularity, e.g. the patch size or the total stride).
+        description: One line for listings.
+
+    Example:
+        >>> get_backbone_entry("resnet50").family
+        'resnet'
+    """
+
+    name: str
+    builder: BackboneBuilder
+    family: str
+    default_in_chans: int = 3
+    pretrained_bands: str | None = "rgb"
+    min_input_size: int = 32
+    description: str = ""
+
+    def accepted_kwargs(self) -> list[str]:
+        """Sorted keyword arguments the builder accepts (``create_backbone``'s own included).
+
+        Returns:
+            Sorted argument names.
+
+        Example:
+            >>> "in_chans" in get_backbone_entry("resnet18").accepted_kwargs()
+            True
+        """
+        params = inspect.signature(self.builder).parameters
+        return sorted(set(params) | set(_LOADER_PARAMS))
+
+
+BACKBONES: Registry[BackboneEntry] = Registry("backbone")
+
+
+class Backbone(nn.Module):
+    """Base class of every geofm backbone.
+
+    Subclasses set :attr:`embed_dim`, :attr:`in_chans`, :attr:`feature_info`
+    and :attr:`out_indices` and implement :meth:`forward_features` and
+    :meth:`embed`. :meth:`forward` checks the input and calls
+    :meth:`forward_features`.
+
+    Attributes:
+        embed_dim: Size ``D`` of :meth:`embed`'s output.
+        in_chans: Number of input bands ``C``.
+        feature_info: One :class:`FeatureInfo` per returned map.
+        out_indices: Which blocks / stages :meth:`forward` returns.
+        size_divisor: Input height and width must be multiples of this.
+        stem_weight_key: State-dict key of the first layer's kernel (for
+            input-channel adaptation of pretrained weights).
+        key_prefix: Prefix this module adds to the wrapped model's keys
+            (``"model."`` for timm-based families); checkpoints in the
+            wrapped model's own layout get it added on load.
+        source_prefixes: Prefixes stripped from checkpoint keys on load when
+            that makes more keys match (``"module."`` from DDP, ...).
+        load_report: Report of the last weight loading, if any.
+        adaptation_report: Report of the input-channel adaptation, if any.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` with ``C == in_chans`` and ``H``, ``W``
+          multiples of :attr:`size_divisor`.
+        - Output of ``forward``: list of ``(N, C_i, H / r_i, W / r_i)``.
+        - Output of ``embed``: ``(N, D)``.
+
+    Example:
+        >>> import torch, geofm
+        >>> m = geofm.create_backbone("resnet18")
+        >>> m.embed(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 512])
+    """
+
+    stem_weight_key: ClassVar[str] = ""
+    key_prefix: ClassVar[str] = ""
+    source_prefixes: ClassVar[tuple[str, ...]] = ("module.",)
+    embed_dim: int
+    in_chans: int
+    feature_info: list[FeatureInfo]
+    out_indices: tuple[int, ...]
+    size_divisor: int = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.load_report: LoadReport | None = None
+        self.adaptation_report: AdaptationReport | None = None
+        self.pretrained_bands: BandInfo | None = None
+        self.bands: BandInfo | None = None
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`~geofm.errors.ShapeError` unless ``x`` fits this backbone.
+
+        Args:
+            x: Candidate input.
+
+        Raises:
+            ShapeError: Wrong rank, band count, or a size that is not a
+                multiple of :attr:`size_divisor`.
+
+        Example:
+            >>> import torch, geofm
+            >>> geofm.create_backbone("resnet18").check_input(torch.zeros(1, 4, 32, 32))
+            Traceback (most recent call last):
+            ...
+            geofm.errors.ShapeError: ResNetBackbone expected 3 bands, got 4 ...
+        """
+        name = type(self).__name__
+        if x.ndim != 4:
+            raise ShapeError(f"{name} expected a (N, C, H, W) tensor, got shape {tuple(x.shape)}.")
+        if x.shape[1] != self.in_chans:
+            raise ShapeError(
+                f"{name} expected {self.in_chans} bands, got {x.shape[1]} (input shape "
+                f"{tuple(x.shape)}). Create the backbone with in_chans={x.shape[1]} or pass "
+                f"{self.in_chans}-band input."
+            )
+        h, w = x.shape[-2:]
+        d = self.size_divisor
+        if h % d or w % d:
+            raise ShapeError(
+                f"{name} needs height and width that are multiples of {d}, got {h}x{w}. "
+                f"Pad or crop the input, e.g. to {max(d, h // d * d)}x{max(d, w // d * d)}."
+            )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at :attr:`out_indices`, each ``(N, C_i, H_i, W_i)``.
+
+        Args:
+            x: Input ``(N, C, H, W)``.
+
+        Returns:
+            List of NCHW feature maps, described by :attr:`feature_info`.
+        """
+        self.check_input(x)
+        return self.forward_features(x)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Family-specific forward on a checked input (subclasses implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_features.")
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding ``(N, D)`` (subclasses implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement embed.")
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in backward to save memory (transformer families).
+
+        Args:
+            enable: Turn checkpointing on or off.
+
+        Raises:
+            ValueError: If the family does not support it.
+        """
+        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing.")
+
+    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
+        """Map a checkpoint in this family's source layout onto this module's keys.
+
+        The base implementation adapts the stem kernel when the checkpoint's
+        input channel count differs from :attr:`in_chans` (see
+        :func:`~geofm.backbones.adapt.adapt_input_weight`) and records it in
+        ``report.adapted`` and :attr:`adaptation_report`. Families extend it
+        with prefix handling and position-embedding resampling.
+
+        Args:
+            state_dict: Checkpoint tensors.
+            report: Report to append notes to.
+
+        Returns:
+            The adapted state dict.
+        """
+        state_dict = self._align_prefixes(state_dict, report)
+        key = self.stem_weight_key
+        if not key or key not in state_dict:
+            return state_dict
+        weight = state_dict[key]
+        own = self.state_dict()[key]
+        if weight.ndim != own.ndim or weight.shape[1] == own.shape[1]:
+            return state_dict
+        source = self.pretrained_bands
+        if source is not None and _band_count(source) != weight.shape[1]:
+            source = None  # the file is not in the default band layout: no names known
+        new, adaptation = adapt_input_weight(
+            weight, target_in_chans=own.shape[1], source_bands=source, target_bands=self.bands
+        )
+        self.adaptation_report = adaptation
+        report.adapted.append(
+            f"{key}: input channels {weight.shape[1]} -> {own.shape[1]} "
+            f"({len(adaptation.copied)} copied, {len(adaptation.new_channels)} new)"
+        )
+        out = dict(state_dict)
+        out[key] = new
+        return out
+
+    def _align_prefixes(self, state_dict: StateDict, report: LoadReport) -> StateDict:
+        """Strip :attr:`source_prefixes` or add :attr:`key_prefix` when that matches more keys."""
+        own = set(self.state_dict())
+        candidates: list[tuple[str, StateDict]] = [("", state_dict)]
+        for prefix in self.source_prefixes:
+            stripped: StateDict = {}
+            for k, v in state_dict.items():
+                while k.startswith(prefix):
+                    k = k[len(prefix) :]
+                stripped[k] = v
+            candidates.append((f"stripped leading {prefix!r} from keys", stripped))
+        if self.key_prefix:
+            added = {
+                (k if k.startswith(self.key_prefix) else self.key_prefix + k): v
+                for k, v in state_dict.items()
+            }
+            candidates.append((f"added prefix {self.key_prefix!r} to keys", added))
+        note, best = max(candidates, key=lambda c: len(own & set(c[1])))
+        if note and len(own & set(best)) > len(own & set(state_dict)):
+            report.adapted.append(note)
+            return best
+        return state_dict
+
+    @staticmethod
+    def _drop_keys(
+        state_dict: StateDict, prefixes: Sequence[str], reason: str, report: LoadReport
+    ) -> StateDict:
+        """Remove keys under ``prefixes`` and list them in ``report.ignored`` with ``reason``."""
+        kept: StateDict = {}
+        for k, v in state_dict.items():
+            if any(k.startswith(p) for p in prefixes):
+                report.ignored.append(f"{k} ({reason})")
+            else:
+                kept[k] = v
+        return kept
+
+
+def _band_count(info: BandInfo) -> int:
+    return info.num_bands if isinstance(info, Sensor) else len(info)
+
+
+def register_backbone(
+    name: str,
+    *,
+    family: str,
+    default_in_chans: int = 3,
+    pretrained_bands: str | None = "rgb",
+    min_input_size: int = 32,
+    description: str = "",
+) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Register a backbone builder under an explicit ``name`` (decorator).
+
+    Args:
+        name: Unique registry name, ``<arch>_<size>_patch<k>`` style.
+        family: Family name used for grouping.
+        default_in_chans: Input channels of the default configuration.
+        pretrained_bands: Sensor name of the published weights' bands.
+        min_input_size: Smallest valid input side.
+        description: One line for listings.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+
+    Example:
+        >>> import torch
+        >>> @register_backbone("doc_tiny_cnn", family="doc")
+        ... def doc_tiny_cnn(*, in_chans: int = 3) -> Backbone:
+        ...     raise RuntimeError("not built in this example")
+        >>> "doc_tiny_cnn" in list_backbones("doc_*")
+        True
+    """
+
+    def decorator(builder: BackboneBuilder) -> BackboneBuilder:
+        BACKBONES.add(
+            name,
+            BackboneEntry(
+                name=name,
+                builder=builder,
+                family=family,
+                default_in_chans=default_in_chans,
+                pretrained_bands=pretrained_bands,
+                min_input_size=min_input_size,
+                description=description,
+            ),
+        )
+        return builder
+
+    return decorator
+
+
+def get_backbone_entry(name: str) -> BackboneEntry:
+    """Registry metadata of backbone ``name``.
+
+    Args:
+        name: Registered backbone name.
+
+    Returns:
+        The :class:`BackboneEntry`.
+
+    Raises:
+        UnknownNameError: If the name is not registered (with suggestions).
+
+    Example:
+        >>> get_backbone_entry("resnet18").default_in_chans
+        3
+    """
+    return BACKBONES.get(name)
+
+
+def list_backbones(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Sorted registered backbone names matching an ``fnmatch`` glob.
+
+    Args:
+        pattern: Glob, e.g. ``"dinov2_*"``.
+        pretrained: Only names that have at least one entry in the weights
+            catalog.
+
+    Returns:
+        Sorted names.
+
+    Example:
+        >>> list_backbones("resnet*")
+        ['resnet18', 'resnet50']
+    """
+    names = BACKBONES.list(pattern)
+    if not pretrained:
+        return names
+    from geofm.hub.catalog import weights_for_backbone
+
+    return [n for n in names if weights_for_backbone(n)]
+
+
+def _is_path(value: object) -> bool:
+    if isinstance(value, os.PathLike):
+        return True
+    if not isinstance(value, str):
+        return False
+    return (
+        os.sep in value
+        or "/" in value
+        or Path(value).suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+    )
+
+
+def create_backbone(
+    name: str,
+    *,
+    pretrained: bool | str | os.PathLike[str] = False,
+    in_chans: int | None = None,
+    wavelengths: Sequence[float] | str | None = None,
+    img_size: int | None = None,
+    out_indices: Sequence[int] | None = None,
+    grad_checkpointing: bool = False,
+    bands: str | Sensor | Sequence[str] | None = None,
+    pretrained_bands: str | Sensor | Sequence[str] | None = None,
+    **kwargs: Any,
+) -> Backbone:
+    """Build a registered backbone, optionally with pretrained weights.
+
+    Args:
+        name: Registered name (see :func:`list_backbones`).
+        pretrained: ``False``; ``True`` for the catalog's default weights; a
+            catalog tag; or a local file path (``.safetensors`` preferred;
+            ``.pt``/``.pth`` only through ``torch.load(weights_only=True)``).
+            Loading is strict and its :class:`~geofm.hub.LoadReport` is stored
+            in ``model.load_report``.
+        in_chans: Input band count. With pretrained weights whose band count
+            differs, the first layer is adapted (see
+            :func:`~geofm.backbones.adapt.adapt_input_weight`); the report is
+            in ``model.adaptation_report``. Never re-initialised silently.
+        wavelengths: Centre wavelengths in nm (or a sensor name) for a
+            wavelength-conditioned patch embedding (ViT families only).
+        img_size: Native input size (ViTs: size of the stored position
+            embedding; other sizes are interpolated at run time).
+        out_indices: Blocks / stages whose outputs ``forward`` returns.
+        grad_checkpointing: Recompute activations in backward (transformers).
+        bands: Target band set (sensor name, sensor, or band names) used to
+            pick matching pretrained channels; implies ``in_chans``.
+        pretrained_bands: Band set of the pretrained weights, when it differs
+            from the architecture's default (``BackboneEntry.pretrained_bands``).
+        **kwargs: Family-specific builder arguments (e.g. ``depth``, ``pool``).
+
+    Returns:
+        The :class:`Backbone`.
+
+    Raises:
+        UnknownNameError: Unknown ``name``, sensor, or weights tag.
+        TypeError: A keyword argument the builder does not accept; the message
+            lists the accepted ones.
+        ShapeError: ``in_chans`` inconsistent with ``bands``.
+        WeightsError: The weights cannot be found, read or loaded strictly.
+
+    Example:
+        >>> import torch, geofm
+        >>> vit = geofm.create_backbone("vit_small_patch16", depth=2, img_size=32)
+        >>> [f.shape for f in vit(torch.randn(1, 3, 32, 32))]
+        [torch.Size([1, 384, 2, 2]), torch.Size([1, 384, 2, 2])]
+    """
+    entry = BACKBONES.get(name)
+    params = inspect.signature(entry.builder).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(
+            f"create_backbone({name!r}) got unknown keyword argument(s) {', '.join(unknown)}. "
+            f"Accepted: {', '.join(entry.accepted_kwargs())}."
+        )
+    target_bands = resolve_bands(bands) if bands is not None else None
+    if target_bands is not None:
+        count = _band_count(target_bands)
+        if in_chans is not None and in_chans != count:
+            raise ShapeError(
+                f"in_chans={in_chans} but bands lists {count} bands. Pass matching values "
+                "or only one of them."
+            )
+        in_chans = count
+    given = {
+        "in_chans": in_chans,
+        "wavelengths": wavelengths,
+        "img_size": img_size,
+        "out_indices": tuple(out_indices) if out_indices is not None else None,
+    }
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in params:
+            raise TypeError(
+                f"create_backbone({name!r}) does not support {key}= (family {entry.family!r}). "
+                f"Accepted: {', '.join(entry.accepted_kwargs())}."
+            )
+        kwargs[key] = value
+    model = entry.builder(**kwargs)
+    model.bands = target_bands
+    if pretrained_bands is not None:
+        model.pretrained_bands = resolve_bands(pretrained_bands)
+    elif entry.pretrained_bands is not None:
+        model.pretrained_bands = resolve_bands(entry.pretrained_bands)
+
+    if pretrained is not False:
+        path, sha256 = _resolve_pretrained(name, pretrained)
+        model.load_report = load_weights(model, path, strict=True, sha256=sha256)
+        logger.info("loaded %s", model.load_report.summary())
+    if grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def _resolve_pretrained(
+    name: str, pretrained: bool | str | os.PathLike[str]
+) -> tuple[Path, str | None]:
+    """Turn ``pretrained=`` into a local file (and its known hash)."""
+    if _is_path(pretrained):
+        path = Path(os.fspath(pretrained))  # type: ignore[arg-type]
+        if not path.is_file():
+            raise WeightsError(f"pretrained={os.fspath(path)!r} is not a file. Check the path.")
+        return path, None
+    if pretrained is True or isinstance(pretrained, str):
+        from geofm.hub.catalog import resolve_catalog_weights
+
+        tag = None if pretrained is True else str(pretrained)
+        return resolve_catalog_weights(name, tag)
+    raise TypeError(
+        f"pretrained must be False, True, a catalog tag or a file path, got {pretrained!r}."
+    )
