@@ -75,7 +75,7 @@ class Registry(Generic[T]):
             >>> reg.add("two", 3)
             Traceback (most recent call last):
             ...
-            ValueError: number 'two' is already registered. Pick another name or remove the first registration.
+            ValueError: number 'two' is already registered. ...
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} names must be non-empty strings, got {name!r}.")
