@@ -25,13 +25,9 @@ import numpy as np
 import torch
 
 import geofm
+from geofm.cli import sample_raster
 
 logger = logging.getLogger("quickstart")
-
-
-def sample_raster() -> Path:
-    """Path of the embedded Landsat 7 RGB window (CC0)."""
-    return Path(geofm.__file__).parent / "data" / "samples" / "landsat7_rgb_224.tif"
 
 
 @dataclass(frozen=True)

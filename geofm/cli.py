@@ -1,0 +1,177 @@
+"""The ``geofm`` command: list and describe registry entries, run the demo.
+
+Sub-commands:
+
+- ``geofm list [PATTERN] [--weights | --sensors]``: registered backbones (or
+  weights, or sensors) matching an ``fnmatch`` glob;
+- ``geofm info NAME``: what a backbone / weights / sensor name is;
+- ``geofm demo``: run a registry backbone on the embedded Landsat 7 scene;
+- ``geofm --version``.
+
+Example:
+    >>> main(["list", "resnet*"])
+    resnet18
+    resnet50
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from geofm._version import __version__
+
+__all__ = ["main", "sample_raster"]
+
+
+def sample_raster() -> Path:
+    """Path of the embedded 224x224 Landsat 7 RGB GeoTIFF (CC0, EPSG:32618).
+
+    Returns:
+        Path inside the installed package.
+
+    Example:
+        >>> sample_raster().name
+        'landsat7_rgb_224.tif'
+    """
+    return Path(__file__).parent / "data" / "samples" / "landsat7_rgb_224.tif"
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.sensors:
+        from geofm.sensors import list_sensors
+
+        names = list_sensors(args.pattern)
+    elif args.weights:
+        from geofm.hub.catalog import list_weights
+
+        names = list_weights(args.pattern)
+    else:
+        from geofm.backbones import list_backbones
+
+        names = list_backbones(args.pattern)
+    for name in names:
+        print(name)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from geofm.backbones.base import BACKBONES
+    from geofm.hub.catalog import WEIGHTS
+    from geofm.sensors import SENSORS
+
+    name = args.name
+    if name in BACKBONES:
+        entry = BACKBONES.get(name)
+        print(f"backbone  {name}")
+        print(f"family    {entry.family}")
+        print(f"about     {entry.description}")
+        print(f"in_chans  {entry.default_in_chans} (pretrained bands: {entry.pretrained_bands})")
+        print(f"kwargs    {', '.join(entry.accepted_kwargs())}")
+        return 0
+    if name in WEIGHTS:
+        spec = WEIGHTS.get(name)
+        for field in dataclasses.fields(spec):
+            print(f"{field.name:<10} {getattr(spec, field.name)}")
+        return 0
+    if name in SENSORS:
+        sensor = SENSORS.get(name)
+        print(f"sensor    {name}: {sensor.description}")
+        print(f"gsd       {sensor.gsd} m, scale {sensor.scale}")
+        for i, band in enumerate(sensor.bands):
+            print(f"  {band:<8} {sensor.wavelengths[i]:8.1f} nm")
+        return 0
+    known = sorted({*BACKBONES.list(), *WEIGHTS.list(), *SENSORS.list()})
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    print(f"Unknown name {name!r}.{hint} See `geofm list`.", file=sys.stderr)
+    return 2
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+    import rasterio
+    import torch
+
+    from geofm.backbones import create_backbone
+
+    torch.manual_seed(0)
+    path = sample_raster()
+    with rasterio.open(path) as src:
+        data = src.read(masked=True).astype(np.float32)
+        crs = src.crs
+    valid = data.filled(np.nan)
+    mean = np.nanmean(valid, axis=(1, 2), keepdims=True)
+    std = np.nanstd(valid, axis=(1, 2), keepdims=True) + 1e-6
+    x = torch.from_numpy(np.nan_to_num((valid - mean) / std))[None]  # (1, C, H, W)
+    model = create_backbone(args.backbone, in_chans=x.shape[1]).eval()
+    with torch.no_grad():
+        maps = model(x)
+        emb = model.embed(x)
+    print(f"raster   {path} ({crs}), input {tuple(x.shape)}")
+    print(f"backbone {args.backbone}")
+    for fmap, info in zip(maps, model.feature_info, strict=True):
+        print(f"  {info.module:<12} {tuple(fmap.shape)}  stride {info.reduction}")
+    print(f"  {'embedding':<12} {tuple(emb.shape)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``geofm`` command.
+
+    Returns:
+        The parser.
+
+    Example:
+        >>> build_parser().parse_args(["info", "resnet18"]).name
+        'resnet18'
+    """
+    parser = argparse.ArgumentParser(prog="geofm", description="Geospatial foundation models.")
+    parser.add_argument("--version", action="version", version=f"geofm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="list registered backbones, weights or sensors")
+    p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch glob (default: *)")
+    kind = p_list.add_mutually_exclusive_group()
+    kind.add_argument("--weights", action="store_true", help="list the weights catalog")
+    kind.add_argument("--sensors", action="store_true", help="list the sensor catalog")
+    p_list.set_defaults(func=_cmd_list)
+
+    p_info = sub.add_parser("info", help="describe a backbone, weights or sensor name")
+    p_info.add_argument("name")
+    p_info.set_defaults(func=_cmd_info)
+
+    p_demo = sub.add_parser("demo", help="run a backbone on the embedded Landsat 7 scene")
+    p_demo.add_argument("--backbone", default="resnet50")
+    p_demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``geofm`` command line.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        Process exit code.
+
+    Example:
+        >>> main(["info", "resnet18"])  # doctest: +ELLIPSIS
+        backbone  resnet18
+        ...
+        0
+    """
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
