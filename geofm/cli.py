@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,9 +46,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
         names = list_sensors(args.pattern)
     elif args.weights:
-        from geofm.hub.catalog import list_weights
+        from geofm.hub.info import format_weights_table
 
-        names = list_weights(args.pattern)
+        print(format_weights_table(args.pattern))
+        return 0
     else:
         from geofm.backbones import list_backbones
 
@@ -74,9 +74,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"kwargs    {', '.join(entry.accepted_kwargs())}")
         return 0
     if name in WEIGHTS:
-        spec = WEIGHTS.get(name)
-        for field in dataclasses.fields(spec):
-            print(f"{field.name:<10} {getattr(spec, field.name)}")
+        from geofm.hub.info import describe_weights
+
+        print(describe_weights(name))
         return 0
     if name in SENSORS:
         sensor = SENSORS.get(name)

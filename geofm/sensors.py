@@ -6,6 +6,13 @@ Units, used everywhere in geofm:
 - ground sample distance (GSD) in **metres**;
 - ``scale``: raw digital numbers are divided by ``scale`` before the per-band
   ``mean`` / ``std`` apply, i.e. ``normalised = (raw / scale - mean) / std``.
+- ``scaling``: where one divisor does not describe the source's rule (Satlas:
+  ``/255`` for the 8-bit TCI bands and ``/8160`` clipped to ``[0, 1]`` for the
+  others; Landsat ``(raw - 4000) / 16320``), a :class:`ValueScaling` record holds
+  a per-band ``offset`` and ``divisor`` and an optional ``clip``, and
+  ``normalised = (clip((raw - offset) / divisor) - mean) / std``. ``scale`` is
+  then ``1``; :attr:`Sensor.value_scaling` gives the rule of every sensor in
+  that one form.
 
 Band names are the sensor's own identifiers (``"B04"`` for Sentinel-2);
 ``common_names`` follow the STAC ``eo:common_name`` vocabulary (``"red"``,
@@ -14,6 +21,8 @@ Band names are the sensor's own identifiers (``"B04"`` for Sentinel-2);
 References:
     Sentinel-2 MSI spectral response (ESA, S2-PDGS-TAS-DI-PSD, S2A values);
     STAC electro-optical extension, https://github.com/stac-extensions/eo.
+    Each catalog entry's ``citation`` names the source of its numbers; the
+    hyperspectral tables ship as package data in :mod:`geofm.data`.
 
 Example:
     >>> from geofm.sensors import get_sensor
@@ -24,16 +33,142 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import Any
 
 from geofm._registry import Registry
 from geofm.errors import ShapeError
 
-__all__ = ["Sensor", "get_sensor", "list_sensors", "register_sensor", "resolve_bands"]
+__all__ = [
+    "Sensor",
+    "ValueScaling",
+    "get_sensor",
+    "list_sensors",
+    "register_sensor",
+    "resolve_bands",
+]
 
 SENSORS: Registry[Sensor] = Registry("sensor")
+
+
+def _read_package_text(filename: str) -> str:
+    """Text of one file of the :mod:`geofm.data` package."""
+    return resources.files("geofm.data").joinpath(filename).read_text(encoding="utf-8")
+
+
+def _read_package_json(filename: str) -> Any:
+    return json.loads(_read_package_text(filename))
+
+
+def _read_package_csv(filename: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(_read_package_text(filename))))
+
+
+@dataclass(frozen=True)
+class ValueScaling:
+    """Per-band rule that maps stored values to the range the statistics use.
+
+    ``scaled = clip((raw - offset) / divisor, low, high)`` band by band, with
+    ``offset`` and ``divisor`` in the raw unit of each band (digital numbers).
+    It describes rules a single ``scale`` cannot, such as Satlas' Sentinel-2
+    input (8-bit TCI bands ``/255``, other bands ``/8160`` clipped to
+    ``[0, 1]``) or its Landsat input (``(raw - 4000) / 16320`` clipped).
+
+    Reference: Satlas normalisation rules,
+    https://github.com/allenai/satlas/blob/main/Normalization.md.
+
+    Args:
+        offset: Value subtracted from each band before division.
+        divisor: Positive divisor of each band.
+        clip: ``(low, high)`` bounds applied after division, or ``None``.
+
+    Raises:
+        ShapeError: If ``offset`` and ``divisor`` differ in length or are empty.
+        ValueError: If a divisor is not positive, an offset is not finite, or
+            ``clip`` is not an increasing pair.
+
+    Example:
+        >>> rule = ValueScaling(offset=(4000.0,), divisor=(16320.0,), clip=(0.0, 1.0))
+        >>> rule.num_bands, rule.clip
+        (1, (0.0, 1.0))
+    """
+
+    offset: tuple[float, ...]
+    divisor: tuple[float, ...]
+    clip: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.offset) != len(self.divisor) or not self.divisor:
+            raise ShapeError(
+                f"ValueScaling got {len(self.offset)} offsets and {len(self.divisor)} "
+                "divisors. Give one offset and one divisor per band (at least one band)."
+            )
+        if not all(math.isfinite(d) and d > 0 for d in self.divisor):
+            raise ValueError(f"ValueScaling divisors must be positive numbers, got {self.divisor}.")
+        if not all(math.isfinite(o) for o in self.offset):
+            raise ValueError(f"ValueScaling offsets must be finite, got {self.offset}.")
+        if self.clip is not None and not (len(self.clip) == 2 and self.clip[0] < self.clip[1]):
+            raise ValueError(
+                f"ValueScaling clip must be a (low, high) pair with low < high, got {self.clip}."
+            )
+
+    @classmethod
+    def uniform(
+        cls,
+        num_bands: int,
+        *,
+        divisor: float,
+        offset: float = 0.0,
+        clip: tuple[float, float] | None = None,
+    ) -> ValueScaling:
+        """The same rule for ``num_bands`` bands.
+
+        Args:
+            num_bands: Number of bands.
+            divisor: Divisor of every band.
+            offset: Offset of every band.
+            clip: ``(low, high)`` after division, or ``None``.
+
+        Returns:
+            The rule.
+
+        Example:
+            >>> ValueScaling.uniform(2, divisor=255.0).divisor
+            (255.0, 255.0)
+        """
+        return cls(
+            offset=(float(offset),) * num_bands, divisor=(float(divisor),) * num_bands, clip=clip
+        )
+
+    @property
+    def num_bands(self) -> int:
+        """Number of bands the rule covers."""
+        return len(self.divisor)
+
+    def select(self, indices: Sequence[int]) -> ValueScaling:
+        """The rule of the bands at ``indices``, in that order.
+
+        Args:
+            indices: Zero-based band positions.
+
+        Returns:
+            The sliced rule.
+
+        Example:
+            >>> ValueScaling(offset=(0.0, 1.0), divisor=(2.0, 3.0)).select([1]).divisor
+            (3.0,)
+        """
+        return ValueScaling(
+            offset=tuple(self.offset[i] for i in indices),
+            divisor=tuple(self.divisor[i] for i in indices),
+            clip=self.clip,
+        )
 
 
 @dataclass(frozen=True)
@@ -56,10 +191,14 @@ class Sensor:
         std: Per-band standard deviation after division by ``scale``, or ``None``.
         description: One line on what the record describes.
         citation: Where the numbers come from.
+        scaling: Per-band offset / divisor / clip rule used instead of
+            ``scale`` where a source's rule needs it (then ``scale`` must be
+            ``1``), or ``None``. See :attr:`value_scaling`.
 
     Raises:
         ShapeError: If any per-band field has a length other than ``len(bands)``.
-        ValueError: If a wavelength, bandwidth, std or ``scale`` is not positive.
+        ValueError: If a wavelength, bandwidth, std or ``scale`` is not positive,
+            or ``scaling`` is given together with a ``scale`` other than 1.
 
     Example:
         >>> s = Sensor("toy", bands=("a", "b"), wavelengths=(500.0, 600.0))
@@ -78,6 +217,7 @@ class Sensor:
     std: tuple[float, ...] | None = None
     description: str = ""
     citation: str = ""
+    scaling: ValueScaling | None = None
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +239,17 @@ class Sensor:
                 raise ValueError(f"Sensor {self.name!r}: all {label} must be positive numbers.")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"Sensor {self.name!r}: scale must be positive, got {self.scale}.")
+        if self.scaling is not None:
+            if self.scaling.num_bands != n:
+                raise ShapeError(
+                    f"Sensor {self.name!r} has {n} bands but its scaling rule covers "
+                    f"{self.scaling.num_bands}. Give one offset and divisor per band."
+                )
+            if self.scale != 1.0:
+                raise ValueError(
+                    f"Sensor {self.name!r} has both scale={self.scale} and a scaling rule. "
+                    "Put the divisor into the rule and leave scale at 1."
+                )
         index = {b: i for i, b in enumerate(self.bands)}
         if self.common_names is not None:
             for i, c in enumerate(self.common_names):
@@ -110,6 +261,22 @@ class Sensor:
     def num_bands(self) -> int:
         """Number of bands."""
         return len(self.bands)
+
+    @property
+    def value_scaling(self) -> ValueScaling:
+        """The raw-to-statistics rule of every band as one :class:`ValueScaling`.
+
+        ``scaling`` when given, else ``offset 0``, ``divisor scale`` and no clip.
+
+        Example:
+            >>> get_sensor("satlas_sentinel2_ms").value_scaling.divisor[:4]
+            (255.0, 255.0, 255.0, 8160.0)
+            >>> get_sensor("sentinel2_l2a").value_scaling.divisor[0]
+            10000.0
+        """
+        if self.scaling is not None:
+            return self.scaling
+        return ValueScaling.uniform(self.num_bands, divisor=self.scale)
 
     def band_index(self, name: str) -> int:
         """Position of a band given its identifier or its STAC common name.
@@ -170,6 +337,7 @@ class Sensor:
             std=pick(self.std),  # type: ignore[arg-type]
             description=self.description,
             citation=self.citation,
+            scaling=None if self.scaling is None else self.scaling.select(idx),
         )
 
 
@@ -261,13 +429,52 @@ def resolve_bands(bands: str | Sensor | Sequence[str]) -> Sensor | tuple[str, ..
 # Catalog entries
 # ---------------------------------------------------------------------------
 
-_S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+_S2_BANDS = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+)
 # Sentinel-2A centre wavelengths and FWHM in nm (ESA MSI spectral response).
-_S2_WAVELENGTHS = (442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5, 1613.7, 2202.4)
+_S2_WAVELENGTHS = (
+    442.7,
+    492.4,
+    559.8,
+    664.6,
+    704.1,
+    740.5,
+    782.8,
+    832.8,
+    864.7,
+    945.1,
+    1373.5,
+    1613.7,
+    2202.4,
+)
 _S2_BANDWIDTHS = (21.0, 66.0, 36.0, 31.0, 15.0, 15.0, 20.0, 106.0, 21.0, 20.0, 31.0, 91.0, 175.0)
 _S2_COMMON: tuple[str | None, ...] = (
-    "coastal", "blue", "green", "red", "rededge", "rededge", "rededge",
-    "nir", "nir08", "nir09", "cirrus", "swir16", "swir22",
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "rededge",
+    "rededge",
+    "rededge",
+    "nir",
+    "nir08",
+    "nir09",
+    "cirrus",
+    "swir16",
+    "swir22",
 )
 
 register_sensor(
@@ -306,7 +513,317 @@ register_sensor(
         scale=255.0,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
-        description="Plain 8-bit RGB with ImageNet statistics; wavelengths are nominal (Sentinel-2 R/G/B).",
+        description=(
+            "Plain 8-bit RGB with ImageNet statistics; wavelengths are nominal (Sentinel-2 R/G/B)."
+        ),
         citation="ImageNet mean/std as used by torchvision and timm.",
+    )
+)
+
+# --- Landsat 8/9 -------------------------------------------------------------
+# OLI centre wavelengths and FWHM in nm: Barsi et al., "The Spectral Response of
+# the Landsat-8 Operational Land Imager", Remote Sensing 6(10), 2014 (Landsat 9
+# OLI-2 has the same nominal bands). TIRS B10/B11: centres and widths of the
+# USGS band edges 10600-11190 nm and 11500-12510 nm.
+_LANDSAT_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
+_LANDSAT_WAVELENGTHS = (
+    442.96,
+    482.04,
+    561.41,
+    654.59,
+    864.67,
+    1608.86,
+    2200.73,
+    589.50,
+    1373.43,
+    10895.0,
+    12005.0,
+)
+_LANDSAT_BANDWIDTHS = (
+    15.98,
+    60.04,
+    57.33,
+    37.47,
+    28.25,
+    84.72,
+    186.66,
+    172.40,
+    20.39,
+    590.0,
+    1010.0,
+)
+_LANDSAT_COMMON: tuple[str | None, ...] = (
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "nir08",
+    "swir16",
+    "swir22",
+    "pan",
+    "cirrus",
+    "lwir11",
+    "lwir12",
+)
+_LANDSAT_CITATION = (
+    "Barsi et al. 2014, Remote Sens. 6(10):10232 (OLI); USGS Landsat 8/9 band designations (TIRS)."
+)
+_LANDSAT = register_sensor(
+    Sensor(
+        name="landsat89_oli_tirs",
+        bands=_LANDSAT_BANDS,
+        wavelengths=_LANDSAT_WAVELENGTHS,
+        bandwidths=_LANDSAT_BANDWIDTHS,
+        common_names=_LANDSAT_COMMON,
+        gsd=15.0,
+        description=(
+            "Landsat 8 OLI/TIRS and Landsat 9 OLI-2/TIRS-2, bands B1-B11 as stored "
+            "(raw DN, no statistics); 30 m, pan B8 15 m, thermal 100 m."
+        ),
+        citation=_LANDSAT_CITATION,
+    )
+)
+register_sensor(
+    _LANDSAT.select(
+        _LANDSAT_BANDS[:9],
+        name="landsat89_oli",
+    )
+)
+
+# --- SpectralEarth hyperspectral sensors ----------------------------------------
+_SE_CITATION = (
+    "SpectralEarth (Braham et al., arXiv 2408.08447); statistics from "
+    "https://github.com/AABNassim/spectral_earth data/*statistics*."
+)
+_SE_STATS: dict[str, dict[str, list[float]]] = _read_package_json("spectral_earth_stats.json")[
+    "sensors"
+]
+
+
+def _se_stats(key: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    entry = _SE_STATS[key]
+    return tuple(entry["mean"]), tuple(entry["std"])
+
+
+_ENMAP_ROWS = _read_package_csv("enmap_spectral_earth_bands.csv")
+_ENMAP_MEAN, _ENMAP_STD = _se_stats("enmap")
+register_sensor(
+    Sensor(
+        name="enmap_spectral_earth",
+        bands=tuple(f"B{int(r['original_idx']) + 1:03d}" for r in _ENMAP_ROWS),
+        wavelengths=tuple(float(r["center_nm"]) for r in _ENMAP_ROWS),
+        bandwidths=tuple(float(r["fwhm_nm"]) for r in _ENMAP_ROWS),
+        gsd=30.0,
+        scale=1.0,
+        mean=_ENMAP_MEAN,
+        std=_ENMAP_STD,
+        description=(
+            "EnMAP L2A, the 202 of 224 bands SpectralEarth keeps (names are 1-based "
+            "EnMAP band numbers); statistics on raw int16 reflectance DN."
+        ),
+        citation=_SE_CITATION + " Band table: data/enmap_bands_remapped.csv.",
+    )
+)
+
+# DESIS: SpectralEarth gives statistics but no band table. Centres are the
+# nominal DESIS sampling (235 bands from 401.275 nm every 2.553 nm, as used by
+# RemoteSensingToolbox.jl); per-product centres differ slightly. No FWHM given.
+_DESIS_MEAN, _DESIS_STD = _se_stats("desis")
+register_sensor(
+    Sensor(
+        name="desis_spectral_earth",
+        bands=tuple(f"B{i + 1:03d}" for i in range(235)),
+        wavelengths=tuple(round(401.275 + 2.553 * i, 3) for i in range(235)),
+        gsd=30.0,
+        scale=1.0,
+        mean=_DESIS_MEAN,
+        std=_DESIS_STD,
+        description=(
+            "DESIS (ISS) 235 VNIR bands with SpectralEarth's statistics on raw DN; "
+            "centre wavelengths are nominal (401.275 nm + 2.553 nm per band)."
+        ),
+        citation=_SE_CITATION
+        + " Wavelengths: DESIS nominal sampling (DLR; 2.55 nm), as in RemoteSensingToolbox.jl.",
+    )
+)
+
+# EO-1 Hyperion: the 198 calibrated bands (B008-B057 VNIR, B077-B224 SWIR) of
+# the USGS table, in L1 band order. SpectralEarth does not publish its band
+# list; 198 is the USGS calibrated count and the statistics' absorption dips
+# (near 1400 and 1900 nm) fall on these positions.
+_HYPERION_ROWS = _read_package_csv("hyperion_usgs_bands.csv")
+_EO1_MEAN, _EO1_STD = _se_stats("eo1")
+register_sensor(
+    Sensor(
+        name="eo1_hyperion_spectral_earth",
+        bands=tuple(r["band"] for r in _HYPERION_ROWS),
+        wavelengths=tuple(float(r["center_nm"]) for r in _HYPERION_ROWS),
+        bandwidths=tuple(float(r["fwhm_nm"]) for r in _HYPERION_ROWS),
+        gsd=30.0,
+        scale=1.0,
+        mean=_EO1_MEAN,
+        std=_EO1_STD,
+        description=(
+            "EO-1 Hyperion, the 198 USGS-calibrated bands in L1 order (VNIR B008-B057, "
+            "then SWIR B077-B224), with SpectralEarth's statistics on raw DN."
+        ),
+        citation=_SE_CITATION
+        + " Wavelengths/FWHM: USGS Hyperion spectral coverage table (eo1.usgs.gov).",
+    )
+)
+
+# HYPERVIEW (AI4EO challenge, airborne data for the Intuition-1 mission): the
+# organisers give 150 contiguous bands over 462-942 nm at 3.2 nm resolution but
+# no per-band table; centres here are spread evenly over that range.
+_HV_MEAN, _HV_STD = _se_stats("hyperview")
+register_sensor(
+    Sensor(
+        name="hyperview_spectral_earth",
+        bands=tuple(f"B{i + 1:03d}" for i in range(150)),
+        wavelengths=tuple(round(462.0 + i * (942.0 - 462.0) / 149, 3) for i in range(150)),
+        scale=1.0,
+        mean=_HV_MEAN,
+        std=_HV_STD,
+        description=(
+            "HYPERVIEW challenge airborne hyperspectral data, 150 bands 462-942 nm "
+            "(nominal, evenly spaced centres) with SpectralEarth's statistics on raw values."
+        ),
+        citation=_SE_CITATION
+        + " Band range: AI4EO HYPERVIEW challenge description (150 bands, 462-942 nm, 3.2 nm).",
+    )
+)
+
+# --- WorldView-3 (SpaceNet-2) ----------------------------------------------------
+# Centres and widths from the band edges of the DigitalGlobe WorldView-3
+# datasheet (coastal 400-450, blue 450-510, green 510-580, yellow 585-625,
+# red 630-690, red edge 705-745, NIR1 770-895, NIR2 860-1040 nm).
+_WV3_EDGES = (
+    (400.0, 450.0),
+    (450.0, 510.0),
+    (510.0, 580.0),
+    (585.0, 625.0),
+    (630.0, 690.0),
+    (705.0, 745.0),
+    (770.0, 895.0),
+    (860.0, 1040.0),
+)
+_WV3_CITATION = (
+    "DigitalGlobe WorldView-3 datasheet (band edges); SpaceNet-2 (van Etten et al. 2018)."
+)
+_WV3_MS = register_sensor(
+    Sensor(
+        name="worldview3_spacenet2_ms",
+        bands=("coastal", "blue", "green", "yellow", "red", "rededge", "nir1", "nir2"),
+        wavelengths=tuple((lo + hi) / 2 for lo, hi in _WV3_EDGES),
+        bandwidths=tuple(hi - lo for lo, hi in _WV3_EDGES),
+        common_names=("coastal", "blue", "green", "yellow", "red", "rededge", "nir08", "nir09"),
+        gsd=1.24,
+        description=(
+            "WorldView-3 8-band multispectral as in SpaceNet-2 MUL (16-bit, 11-bit range; "
+            "raw DN, no statistics)."
+        ),
+        citation=_WV3_CITATION,
+    )
+)
+register_sensor(
+    replace(
+        _WV3_MS.select(("red", "green", "blue"), name="worldview3_spacenet2_rgb"),
+        gsd=0.3,
+        scaling=ValueScaling.uniform(3, divisor=255.0, clip=(0.0, 1.0)),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        description=(
+            "WorldView-3 RGB pan-sharpened (SpaceNet-2 RGB-PanSharpen / PS-RGB, 0.3 m) as "
+            "EcoVision-LoRA feeds it: raw values clipped to 0-255, /255, ImageNet statistics."
+        ),
+        citation=_WV3_CITATION + " Scaling: bayramos/Ecovision-LoRA notebooks 4a/4b.",
+    )
+)
+
+# --- NAIP --------------------------------------------------------------------------
+# USDA publishes no single band table (cameras change by year and vendor).
+# Centres are the midpoints of the STAC eo:common_name ranges (blue 450-500,
+# green 500-600, red 600-700, nir 750-1000 nm): nominal, not measured.
+register_sensor(
+    Sensor(
+        name="naip",
+        bands=("red", "green", "blue", "nir"),
+        wavelengths=(650.0, 550.0, 475.0, 875.0),
+        common_names=("red", "green", "blue", "nir"),
+        gsd=1.0,
+        scale=255.0,
+        description=(
+            "USDA NAIP aerial RGBN, 8-bit (1 m GSD, 0.6 m in recent years); nominal "
+            "centre wavelengths; /255 as Satlas feeds aerial imagery; no statistics."
+        ),
+        citation=(
+            "USDA FSA NAIP (stactools-packages/naip band names); wavelengths: STAC eo "
+            "common-name ranges; scaling: allenai/satlas Normalization.md."
+        ),
+    )
+)
+
+# --- Fusion-LoRA BigEarthNet-S2 6-band subset ---------------------------------------
+_BEN = _read_package_json("bigearthnet_s2_6band_stats.json")["bigearthnet_s2"]
+register_sensor(
+    replace(
+        get_sensor("sentinel2_l2a").select(
+            tuple(_BEN["channel_order"]), name="bigearthnet_s2_6band"
+        ),
+        scale=1.0,
+        scaling=ValueScaling.uniform(6, divisor=10000.0, clip=(0.0, 1.0)),
+        mean=tuple(float(v) for v in _BEN["mean"]),
+        std=tuple(float(v) for v in _BEN["std"]),
+        description=(
+            "BigEarthNet-S2 (v2, L2A) bands [B04, B03, B02, B08, B11, B12] as Fusion-LoRA "
+            "stores them: /10000, clipped to [0, 1]; mean/std from its config.json."
+        ),
+        citation=(
+            "Eyobed-Abby/fusion-lora-skysense datasets/config.json and prepare_spectral_data.py."
+        ),
+    )
+)
+
+# --- Satlas input rules ---------------------------------------------------------------
+_SATLAS_CITATION = "allenai/satlaspretrain_models README and allenai/satlas Normalization.md."
+_S2_L1C = get_sensor("sentinel2_l1c")
+_TCI = ("B04", "B03", "B02")
+_SATLAS_S2_MS_SOURCE = _S2_L1C.select((*_TCI, "B05", "B06", "B07", "B08", "B11", "B12"))
+register_sensor(
+    replace(
+        _SATLAS_S2_MS_SOURCE,
+        name="satlas_sentinel2_ms",
+        bands=("TCI_B04", "TCI_B03", "TCI_B02", "B05", "B06", "B07", "B08", "B11", "B12"),
+        scale=1.0,
+        scaling=ValueScaling(
+            offset=(0.0,) * 9, divisor=(255.0,) * 3 + (8160.0,) * 6, clip=(0.0, 1.0)
+        ),
+        description=(
+            "Satlas Sentinel-2 multispectral input: 8-bit true-colour image (TCI R, G, B) "
+            "/255, then B05, B06, B07, B08, B11, B12 /8160, all clipped to [0, 1]."
+        ),
+        citation=_SATLAS_CITATION,
+    )
+)
+register_sensor(
+    replace(
+        _S2_L1C.select(_TCI),
+        name="satlas_sentinel2_rgb",
+        bands=("TCI_B04", "TCI_B03", "TCI_B02"),
+        scale=1.0,
+        scaling=ValueScaling.uniform(3, divisor=255.0, clip=(0.0, 1.0)),
+        description="Satlas Sentinel-2 RGB input: 8-bit true-colour image (TCI) /255.",
+        citation=_SATLAS_CITATION,
+    )
+)
+register_sensor(
+    replace(
+        _LANDSAT,
+        name="satlas_landsat",
+        scaling=ValueScaling.uniform(11, divisor=16320.0, offset=4000.0, clip=(0.0, 1.0)),
+        description=(
+            "Satlas Landsat 8/9 input: bands B1-B11, (raw - 4000) / 16320 clipped to [0, 1]."
+        ),
+        citation=_SATLAS_CITATION + " " + _LANDSAT_CITATION,
     )
 )

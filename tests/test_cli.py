@@ -42,3 +42,16 @@ def test_demo_runs_on_the_embedded_scene(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "EPSG:32618" in out
     assert "(1, 512, 7, 7)" in out
+
+
+def test_list_weights_prints_the_catalog_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--weights", "dinov2_vit_small*"]) == 0
+    out = capsys.readouterr().out
+    assert "dinov2_vit_small_patch14" in out
+
+
+def test_info_describes_weights(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "resnet50.imagenet_vicreg"]) == 0
+    out = capsys.readouterr().out
+    assert "c843e76524" in out
+    assert "backbone:  resnet50" in out

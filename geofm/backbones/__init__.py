@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
-from geofm.backbones import resnet, swin, vit  # noqa: F401  (registration side effects)
+from geofm.backbones import resnet, spectral, swin, vit  # noqa: F401  (registration side effects)
 from geofm.backbones.adapt import AdaptationReport, ChannelOrigin, adapt_input_weight
 from geofm.backbones.base import (
     Backbone,
+    BackboneConfig,
     BackboneEntry,
     FeatureInfo,
     create_backbone,
@@ -26,6 +27,7 @@ from geofm.backbones.base import (
 __all__ = [
     "AdaptationReport",
     "Backbone",
+    "BackboneConfig",
     "BackboneEntry",
     "ChannelOrigin",
     "FeatureInfo",

@@ -22,21 +22,24 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from geofm._registry import Registry
 from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
-from geofm.errors import ShapeError, WeightsError
+from geofm.errors import ShapeError
 from geofm.hub.load import LoadReport, StateDict, load_weights
 from geofm.sensors import Sensor, resolve_bands
 
+if TYPE_CHECKING:
+    from geofm.hub.catalog import ResolvedWeights
+
 __all__ = [
     "Backbone",
+    "BackboneConfig",
     "BackboneEntry",
     "FeatureInfo",
     "create_backbone",
@@ -70,6 +73,32 @@ class FeatureInfo:
     channels: int
     reduction: int
     module: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """How :func:`create_backbone` built a backbone: enough to rebuild it.
+
+    :func:`create_backbone` stores one on every model as ``model.config``;
+    :func:`geofm.hub.save_pretrained` writes it to ``config.json`` and
+    :func:`geofm.hub.from_pretrained` rebuilds the model through the registry.
+
+    Args:
+        name: Registered backbone name.
+        kwargs: The effective keyword arguments (``in_chans`` taken from the
+            weights included), without ``pretrained``.
+        weights: Catalog entry name or file name the weights were loaded
+            from, or ``None``.
+
+    Example:
+        >>> import geofm
+        >>> geofm.create_backbone("resnet18", in_chans=4).config
+        BackboneConfig(name='resnet18', kwargs={'in_chans': 4}, weights=None)
+    """
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,7 @@ class Backbone(nn.Module):
         self.adaptation_report: AdaptationReport | None = None
         self.pretrained_bands: BandInfo | None = None
         self.bands: BandInfo | None = None
+        self.config: BackboneConfig | None = None
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~geofm.errors.ShapeError` unless ``x`` fits this backbone.
@@ -409,18 +439,6 @@ def list_backbones(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return [n for n in names if weights_for_backbone(n)]
 
 
-def _is_path(value: object) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    if not isinstance(value, str):
-        return False
-    return (
-        os.sep in value
-        or "/" in value
-        or Path(value).suffix.lower() in (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-    )
-
-
 def create_backbone(
     name: str,
     *,
@@ -483,6 +501,12 @@ def create_backbone(
             f"create_backbone({name!r}) got unknown keyword argument(s) {', '.join(unknown)}. "
             f"Accepted: {', '.join(entry.accepted_kwargs())}."
         )
+    resolved = _resolve_pretrained(name, pretrained) if pretrained is not False else None
+    spec = resolved.spec if resolved is not None else None
+    if spec is not None and spec.in_chans is not None and in_chans is None and bands is None:
+        in_chans = spec.in_chans  # build for the checkpoint's bands unless told otherwise
+    if spec is not None and spec.sensor is not None and pretrained_bands is None:
+        pretrained_bands = spec.sensor
     target_bands = resolve_bands(bands) if bands is not None else None
     if target_bands is not None:
         count = _band_count(target_bands)
@@ -514,29 +538,38 @@ def create_backbone(
     elif entry.pretrained_bands is not None:
         model.pretrained_bands = resolve_bands(entry.pretrained_bands)
 
-    if pretrained is not False:
-        path, sha256 = _resolve_pretrained(name, pretrained)
-        model.load_report = load_weights(model, path, strict=True, sha256=sha256)
+    if resolved is not None:
+        model.load_report = load_weights(
+            model,
+            resolved.path,
+            strict=True,
+            sha256=resolved.sha256,
+            converter=resolved.converter,
+        )
         logger.info("loaded %s", model.load_report.summary())
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
+    recorded = {
+        **kwargs,
+        **{
+            k: v
+            for k, v in (
+                ("bands", bands),
+                ("pretrained_bands", pretrained_bands),
+                ("grad_checkpointing", grad_checkpointing or None),
+            )
+            if v is not None
+        },
+    }
+    weights = None
+    if resolved is not None:
+        weights = resolved.spec.name if resolved.spec is not None else resolved.path.name
+    model.config = BackboneConfig(name=name, kwargs=recorded, weights=weights)
     return model
 
 
-def _resolve_pretrained(
-    name: str, pretrained: bool | str | os.PathLike[str]
-) -> tuple[Path, str | None]:
-    """Turn ``pretrained=`` into a local file (and its known hash)."""
-    if _is_path(pretrained):
-        path = Path(os.fspath(pretrained))  # type: ignore[arg-type]
-        if not path.is_file():
-            raise WeightsError(f"pretrained={os.fspath(path)!r} is not a file. Check the path.")
-        return path, None
-    if pretrained is True or isinstance(pretrained, str):
-        from geofm.hub.catalog import resolve_catalog_weights
+def _resolve_pretrained(name: str, pretrained: bool | str | os.PathLike[str]) -> ResolvedWeights:
+    """Turn ``pretrained=`` into a local file, its known hash, converter and catalog entry."""
+    from geofm.hub.catalog import resolve_pretrained
 
-        tag = None if pretrained is True else str(pretrained)
-        return resolve_catalog_weights(name, tag)
-    raise TypeError(
-        f"pretrained must be False, True, a catalog tag or a file path, got {pretrained!r}."
-    )
+    return resolve_pretrained(name, pretrained)

@@ -28,7 +28,10 @@ from timm.layers.pos_embed import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
 from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
+from geofm.errors import ShapeError
 from geofm.hub.load import LoadReport, StateDict
+from geofm.sensors import get_sensor
+from geofm.spectral import WavelengthPatchEmbed
 
 __all__ = ["ViTBackbone", "default_out_indices"]
 
@@ -53,6 +56,18 @@ def default_out_indices(depth: int, count: int = 4) -> tuple[int, ...]:
     """
     picks = {max(0, round((i + 1) * depth / count) - 1) for i in range(count)}
     return tuple(sorted(picks))
+
+
+def _resolve_wavelengths(wavelengths: Sequence[float] | str) -> tuple[float, ...]:
+    """Centre wavelengths in nm from a sequence or a registered sensor name."""
+    if isinstance(wavelengths, str):
+        return get_sensor(wavelengths).wavelengths
+    waves = tuple(float(w) for w in wavelengths)
+    if not waves or not all(w > 0 for w in waves):
+        raise ValueError(
+            f"wavelengths must be a non-empty sequence of positive values in nm, got {waves}."
+        )
+    return waves
 
 
 def _normalise_indices(indices: Sequence[int], depth: int, what: str) -> tuple[int, ...]:
@@ -123,7 +138,13 @@ class ViTBackbone(Backbone):
         patch_embed: Any = model.patch_embed
         self.patch_size = int(patch_embed.patch_size[0])
         self.size_divisor = self.patch_size
-        self.in_chans = int(patch_embed.proj.in_channels)
+        proj = patch_embed.proj
+        if isinstance(proj, WavelengthPatchEmbed):
+            if proj.wavelengths is None:
+                raise ValueError("A WavelengthPatchEmbed stem needs default wavelengths.")
+            self.in_chans = int(proj.wavelengths.numel())
+        else:
+            self.in_chans = int(proj.in_channels)
         self.feature_info = [
             FeatureInfo(self.embed_dim, self.patch_size, f"blocks.{i}") for i in self.out_indices
         ]
@@ -154,6 +175,45 @@ class ViTBackbone(Backbone):
         if self.pool == "cls":
             return tokens[:, 0]
         return tokens[:, self.model.num_prefix_tokens :].mean(dim=1)
+
+    @property
+    def wavelength_embed(self) -> WavelengthPatchEmbed | None:
+        """The wavelength-conditioned stem, or ``None`` for a fixed-band ViT."""
+        proj = cast(Any, self.model.patch_embed).proj
+        return proj if isinstance(proj, WavelengthPatchEmbed) else None
+
+    def set_wavelengths(self, wavelengths: Sequence[float] | str) -> None:
+        """Switch a wavelength-conditioned ViT to another band set (in place).
+
+        The kernels are regenerated from the new wavelengths on the next call;
+        no weight changes, so one backbone serves any band set, order or count.
+
+        Args:
+            wavelengths: Centre wavelength of each input band in nm, or a
+                registered sensor name.
+
+        Raises:
+            ValueError: If the backbone was built without ``wavelengths=``, or a
+                wavelength is not positive.
+
+        Example:
+            >>> import torch, geofm
+            >>> m = geofm.create_backbone("vit_small_patch16", depth=1, wavelengths="rgb")
+            >>> m.set_wavelengths([842.0, 1610.0])
+            >>> m.embed(torch.randn(1, 2, 32, 32)).shape
+            torch.Size([1, 384])
+        """
+        embed = self.wavelength_embed
+        if embed is None or embed.wavelengths is None:
+            raise ValueError(
+                "set_wavelengths needs a wavelength-conditioned ViT. Build it with "
+                "create_backbone(name, wavelengths=[...]) or a sensor name."
+            )
+        waves = _resolve_wavelengths(wavelengths)
+        embed.wavelengths = torch.tensor(
+            waves, dtype=torch.float32, device=embed.wavelengths.device
+        )  # (C,)
+        self.in_chans = len(waves)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Checkpoint every transformer block in backward (timm's mechanism).
@@ -204,7 +264,8 @@ class ViTBackbone(Backbone):
 def _build(
     timm_name: str,
     *,
-    in_chans: int,
+    in_chans: int | None,
+    wavelengths: Sequence[float] | str | None,
     img_size: int,
     out_indices: Sequence[int] | None,
     depth: int | None,
@@ -214,6 +275,14 @@ def _build(
     **overrides: Any,
 ) -> ViTBackbone:
     kwargs: dict[str, Any] = dict(overrides)
+    waves = None if wavelengths is None else _resolve_wavelengths(wavelengths)
+    if waves is not None:
+        if in_chans is not None and in_chans != len(waves):
+            raise ShapeError(
+                f"in_chans={in_chans} but {len(waves)} wavelengths were given. Pass one "
+                "wavelength per band, or leave in_chans out."
+            )
+        in_chans = len(waves)
     if depth is not None:
         if depth <= 0:
             raise ValueError(f"depth must be positive, got {depth}.")
@@ -222,15 +291,23 @@ def _build(
         timm_name,
         pretrained=False,
         num_classes=0,
-        in_chans=in_chans,
+        in_chans=3 if in_chans is None else in_chans,
         img_size=img_size,
         dynamic_img_size=True,
         drop_path_rate=drop_path_rate,
         **kwargs,
     )
-    return ViTBackbone(
-        cast(VisionTransformer, model), out_indices=out_indices, pool=pool, norm=norm
-    )
+    vit = cast(VisionTransformer, model)
+    if waves is not None:
+        # Only the projection changes: timm's PatchEmbed keeps flattening,
+        # dynamic sizing and norm, so the rest of the ViT is untouched.
+        patch_embed: Any = vit.patch_embed
+        patch_embed.proj = WavelengthPatchEmbed(
+            embed_dim=int(vit.embed_dim),
+            patch_size=int(patch_embed.patch_size[0]),
+            wavelengths=waves,
+        )
+    return ViTBackbone(vit, out_indices=out_indices, pool=pool, norm=norm)
 
 
 def _register_family(
@@ -245,7 +322,8 @@ def _register_family(
 ) -> None:
     def builder(
         *,
-        in_chans: int = 3,
+        in_chans: int | None = None,
+        wavelengths: Sequence[float] | str | None = None,
         img_size: int = img_size,
         out_indices: Sequence[int] | None = None,
         depth: int | None = None,
@@ -256,6 +334,7 @@ def _register_family(
         return _build(
             timm_name,
             in_chans=in_chans,
+            wavelengths=wavelengths,
             img_size=img_size,
             out_indices=out_indices,
             depth=depth,
@@ -269,7 +348,8 @@ def _register_family(
     builder.__doc__ = (
         f"Build ``{name}``: {description}\n\n"
         "Args: see :class:`ViTBackbone`; ``depth`` overrides the block count, "
-        "``img_size`` sets the stored position grid.\n"
+        "``img_size`` sets the stored position grid, ``wavelengths`` (nm, or a sensor "
+        "name) swaps the patch projection for a :class:`~geofm.spectral.WavelengthPatchEmbed`.\n"
     )
     register_backbone(
         name,

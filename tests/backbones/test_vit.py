@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 import geofm
 from geofm.backbones.vit import default_out_indices
-from geofm.errors import WeightsError
+from geofm.errors import ShapeError, WeightsError
 
 
 def timm_dinov2(depth: int = 2, **kwargs: object) -> torch.nn.Module:
@@ -119,3 +119,35 @@ def test_default_out_indices_are_evenly_spaced() -> None:
 def test_huge_is_patch16() -> None:
     model = geofm.create_backbone("vit_huge_patch16", depth=1)
     assert model.patch_size == 16 and model.embed_dim == 1280
+
+
+def test_wavelength_vit_accepts_any_band_set_in_any_order() -> None:
+    from geofm.sensors import get_sensor
+
+    s2 = get_sensor("sentinel2_l2a")
+    model = geofm.create_backbone("vit_small_patch16", depth=1, wavelengths="sentinel2_l2a").eval()
+    assert model.in_chans == 12
+    assert model.wavelength_embed is not None
+    x = torch.randn(2, 12, 32, 32)
+    with torch.no_grad():
+        ref = model.embed(x)
+        perm = torch.randperm(12)
+        model.set_wavelengths([s2.wavelengths[i] for i in perm.tolist()])
+        torch.testing.assert_close(model.embed(x[:, perm]), ref, rtol=1e-4, atol=1e-5)
+        # A subset of bands works with its own wavelengths.
+        model.set_wavelengths([s2.wavelengths[i] for i in (3, 2, 1)])
+        assert model(x[:, [3, 2, 1]])[0].shape == (2, 384, 2, 2)
+        # A band count that differs from the wavelength count is an error.
+        with pytest.raises(ShapeError, match="expected 3 bands, got 12"):
+            model(x)
+
+
+def test_wavelength_count_must_match_in_chans() -> None:
+    with pytest.raises(ShapeError, match="in_chans=4 but 3 wavelengths"):
+        geofm.create_backbone("vit_small_patch16", depth=1, in_chans=4, wavelengths=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive values in nm"):
+        geofm.create_backbone("vit_small_patch16", depth=1, wavelengths=[500.0, -1.0])
+    with pytest.raises(ValueError, match="needs a wavelength-conditioned ViT"):
+        geofm.create_backbone("vit_small_patch16", depth=1).set_wavelengths([500.0])
+    with pytest.raises(TypeError, match="does not support wavelengths="):
+        geofm.create_backbone("resnet18", wavelengths=[500.0])

@@ -1,0 +1,569 @@
+"""SpectralEarth backbones: Spec-ViT-T/S/B/L/H/g and Spec-RN50 for hyperspectral input.
+
+Both put SpectralEarth's :class:`~geofm.spectral.SpectralAdapter` (``C >= 75``
+bands to 128 channels, per pixel) in front of a standard trunk:
+
+- **Spec-ViT**: a timm ``VisionTransformer`` on 128 channels with patch 4 and a
+  128 px native grid (class token + learned position embedding
+  ``[1, 1025, D]``, ``qkv_bias``, LayerNorm eps 1e-6, MLP ratio 4). Other
+  input sizes (multiples of 4) interpolate the position embedding.
+- **Spec-RN50**: a ResNet-50 without stem: the adapter output goes straight into
+  ``layer1``, whose first block is a width-256 bottleneck ``128 -> 256`` with
+  stride 2, so the output stride is 16 (``2, 4, 8, 16`` for ``layer1..4``).
+  ``replace_stride_with_dilation`` turns strides into dilations (1, 2, 4, 8 for
+  flagged layers, as in the source), giving full-resolution features for FCN heads.
+
+Module attributes are literally ``spectral_adapter``, ``vit_core`` and
+``resnet``, so a SpectralEarth checkpoint (keys ``spectral_adapter.*``,
+``vit_core.*`` / ``resnet.*``) loads strictly; Lightning / DDP prefixes
+(``backbone.``, ``student_backbone.``, ``module.``) are stripped on load and
+the classifier keys (``vit_core.head.*``, ``resnet.fc.*``) are dropped and reported.
+
+References:
+    Braham et al., "SpectralEarth: Training Hyperspectral Foundation Models at
+    Scale", arXiv 2408.08447. Code: https://github.com/AABNassim/spectral_earth
+    (``src/backbones/spec_vit.py``, ``spec_resnet.py``); layout re-implemented on timm.
+
+Example:
+    >>> import torch, geofm
+    >>> m = geofm.create_backbone("spec_vit_small_patch4", depth=1, out_indices=[-1])
+    >>> m(torch.randn(1, 202, 16, 16))[0].shape
+    torch.Size([1, 384, 4, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, cast
+
+import timm
+import torch
+from timm.layers.pos_embed import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
+from geofm.backbones.vit import default_out_indices
+from geofm.hub.load import LoadReport, StateDict
+from geofm.spectral import SpectralAdapter
+
+__all__ = ["SpecBottleneck", "SpecResNetBackbone", "SpecResNetTrunk", "SpecViTBackbone"]
+
+Pool = Literal["cls", "mean"]
+
+# embed_dim, depth, heads of SpectralEarth's Spec-ViT variants (src/backbones/spec_vit.py).
+SPEC_VIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+    "huge": (1280, 32, 16),
+    "giant": (1536, 40, 24),
+}
+_SOURCE_PREFIXES = ("module.", "backbone.", "student_backbone.", "model.")
+_PRETRAINED_BANDS = "enmap_spectral_earth"
+
+
+def _check_in_chans(in_chans: int) -> None:
+    if in_chans < SpectralAdapter.min_bands:
+        raise ValueError(
+            f"SpectralEarth backbones need at least {SpectralAdapter.min_bands} bands "
+            f"(the spectral adapter's strided convolutions), got in_chans={in_chans}. "
+            "Use a backbone with a patch embedding for multispectral input."
+        )
+
+
+def _indices(indices: Sequence[int], count: int, what: str) -> tuple[int, ...]:
+    out = []
+    for i in indices:
+        if not -count <= i < count:
+            raise ValueError(
+                f"out_indices entry {i} is out of range for a {what} with {count} "
+                f"blocks/stages. Expected values in [{-count}, {count - 1}]."
+            )
+        out.append(i % count)
+    if len(set(out)) != len(out):
+        raise ValueError(f"out_indices must not repeat an entry, got {tuple(indices)}.")
+    return tuple(sorted(out))
+
+
+class SpecViTBackbone(Backbone):
+    """SpectralEarth Spec-ViT: spectral adapter + timm ViT (patch 4) on 128 channels.
+
+    Args:
+        vit_core: timm ``VisionTransformer`` with ``in_chans=128``, ``num_classes=0``
+            and ``dynamic_img_size=True``.
+        in_chans: Number of input bands ``C`` (>= 75; 202 for EnMAP).
+        out_indices: Blocks whose outputs :meth:`forward` returns (negative
+            values count from the end). Default: four evenly spaced blocks.
+        pool: ``"cls"`` (class token after the final norm, SpectralEarth's
+            classifier input) or ``"mean"`` (mean patch token) for :meth:`embed`.
+        norm: Apply the final LayerNorm to the returned maps (SpectralEarth's
+            ``get_intermediate_layers(norm=True)``).
+
+    Shape:
+        - Input: ``(N, C, H, W)``, ``H`` and ``W`` multiples of 4.
+        - ``forward``: list of ``(N, D, H / 4, W / 4)``.
+        - ``embed``: ``(N, D)``.
+
+    Raises:
+        ValueError: If ``in_chans < 75``, ``pool`` is unknown or ``out_indices`` is invalid.
+
+    Example:
+        >>> import torch, geofm
+        >>> m = geofm.create_backbone("spec_vit_tiny_patch4", depth=2, in_chans=235)
+        >>> m.embed(torch.randn(2, 235, 8, 8)).shape
+        torch.Size([2, 192])
+    """
+
+    source_prefixes: ClassVar[tuple[str, ...]] = _SOURCE_PREFIXES
+
+    def __init__(
+        self,
+        vit_core: VisionTransformer,
+        *,
+        in_chans: int = 202,
+        out_indices: Sequence[int] | None = None,
+        pool: Pool = "cls",
+        norm: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_in_chans(in_chans)
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}.")
+        self.spectral_adapter = SpectralAdapter()
+        self.vit_core = vit_core
+        depth = len(vit_core.blocks)
+        picks = default_out_indices(depth) if out_indices is None else out_indices
+        self.out_indices = _indices(picks, depth, "ViT")
+        self.pool: Pool = pool
+        self.norm = norm
+        self.in_chans = in_chans
+        self.embed_dim = int(vit_core.embed_dim)
+        self.patch_size = int(cast(Any, vit_core.patch_embed).patch_size[0])
+        self.size_divisor = self.patch_size
+        self.feature_info = [
+            FeatureInfo(self.embed_dim, self.patch_size, f"vit_core.blocks.{i}")
+            for i in self.out_indices
+        ]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Block outputs at :attr:`out_indices` as ``(N, D, H / 4, W / 4)`` grids."""
+        maps = self.vit_core.forward_intermediates(
+            self.spectral_adapter(x),  # (N, 128, H, W)
+            indices=list(self.out_indices),
+            norm=self.norm,
+            stop_early=True,
+            output_fmt="NCHW",
+            intermediates_only=True,
+        )
+        return cast(list[torch.Tensor], maps)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Class token (``pool="cls"``) or mean patch token after the final norm.
+
+        Args:
+            x: Input ``(N, C, H, W)``.
+
+        Returns:
+            ``(N, D)`` embeddings.
+        """
+        self.check_input(x)
+        tokens = self.vit_core.forward_features(self.spectral_adapter(x))  # (N, 1 + L, D)
+        if self.pool == "cls":
+            return tokens[:, 0]  # (N, D)
+        return tokens[:, self.vit_core.num_prefix_tokens :].mean(dim=1)  # (N, D)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint every transformer block in backward (timm's mechanism).
+
+        Args:
+            enable: Turn checkpointing on or off.
+        """
+        self.vit_core.set_grad_checkpointing(enable)
+
+    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
+        """Strip Lightning/DDP prefixes, drop the classifier, resample the position grid.
+
+        Args:
+            state_dict: Checkpoint in SpectralEarth's ``SpecVisionTransformer`` layout.
+            report: Report to append notes to.
+
+        Returns:
+            The state dict in this module's layout.
+        """
+        state_dict = super().adapt_state_dict(state_dict, report)
+        state_dict = self._drop_keys(
+            state_dict, ("vit_core.head.",), "classifier head; the backbone has none", report
+        )
+        key = "vit_core.pos_embed"
+        own = self.vit_core.pos_embed
+        if key not in state_dict or own is None or state_dict[key].shape == own.shape:
+            return state_dict
+        prefix = self.vit_core.num_prefix_tokens
+        grid = cast(Any, self.vit_core.patch_embed).grid_size
+        old_tokens = state_dict[key].shape[1] - prefix
+        old_side = round(old_tokens**0.5)
+        if old_side * old_side != old_tokens:
+            return state_dict  # not a square grid: strict loading reports the mismatch
+        out = dict(state_dict)
+        out[key] = resample_abs_pos_embed(
+            state_dict[key],
+            new_size=list(grid),
+            old_size=[old_side, old_side],
+            num_prefix_tokens=prefix,
+        )
+        report.adapted.append(
+            f"{key}: resampled from a {old_side}x{old_side} to a {grid[0]}x{grid[1]} grid"
+        )
+        return out
+
+
+class SpecBottleneck(nn.Module):
+    """SpectralEarth's first ``layer1`` block: a width-``C_out`` bottleneck (no 4x expansion).
+
+    ``conv1`` 1x1 ``C_in -> C_out``, ``conv2`` 3x3 ``C_out -> C_out`` (stride
+    ``stride``), ``conv3`` 1x1 ``C_out -> C_out``, BatchNorm after each, ReLU,
+    residual through ``downsample`` (1x1 conv with the same stride + BatchNorm).
+    Parameter names match the source (``conv1``, ``bn1``, ..., ``downsample.0``).
+
+    Reference: ``CustomBottleneck`` in ``src/backbones/spec_resnet.py`` of
+    https://github.com/AABNassim/spectral_earth.
+
+    Args:
+        in_channels: Input channels ``C_in`` (128 after the adapter).
+        out_channels: Width and output channels ``C_out`` (256).
+        stride: Stride of ``conv2`` and of the residual projection.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)``.
+        - Output: ``(N, C_out, H / stride, W / stride)``.
+
+    Example:
+        >>> block = SpecBottleneck(in_channels=128, out_channels=256, stride=2)
+        >>> block(torch.randn(1, 128, 8, 8)).shape
+        torch.Size([1, 256, 4, 4])
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(
+            out_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False
+        )
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv3 = nn.Conv2d(out_channels, out_channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck with projected residual.
+
+        Args:
+            x: Input map.
+
+        Returns:
+            Output map.
+        """
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return cast(torch.Tensor, self.relu(out + self.downsample(x)))
+
+
+class SpecResNetTrunk(nn.Module):
+    """Stem-less ResNet-50 trunk of Spec-RN50: ``layer1`` .. ``layer4`` on 128 channels.
+
+    ``layer1`` = :class:`SpecBottleneck` ``128 -> 256`` (stride 2) followed by
+    timm ResNet-50's ``layer1[1:]``; ``layer2`` .. ``layer4`` are timm's. For every
+    flagged layer in ``replace_stride_with_dilation``, all its blocks get stride 1
+    and ``conv2`` dilation (and padding) 1, 2, 4, 8, ... doubling per flagged layer
+    (the source's rule). 24,146,432 parameters.
+
+    Args:
+        replace_stride_with_dilation: One flag per layer (``layer1`` .. ``layer4``).
+
+    Shape:
+        - Input: ``(N, 128, H, W)``.
+        - Output of ``layer4``: ``(N, 2048, H / 16, W / 16)`` without dilation.
+
+    Example:
+        >>> trunk = SpecResNetTrunk()
+        >>> sum(p.numel() for p in trunk.parameters())
+        24146432
+    """
+
+    def __init__(
+        self, *, replace_stride_with_dilation: tuple[bool, bool, bool, bool] = (False,) * 4
+    ) -> None:
+        super().__init__()
+        base = cast(Any, timm.create_model("resnet50", pretrained=False, num_classes=0))
+        first = SpecBottleneck(in_channels=128, out_channels=256, stride=2)
+        self.layer1 = nn.Sequential(first, *list(base.layer1)[1:])
+        self.layer2: nn.Sequential = base.layer2
+        self.layer3: nn.Sequential = base.layer3
+        self.layer4: nn.Sequential = base.layer4
+        dilation = 1
+        for layer, flag in zip(self.layers(), replace_stride_with_dilation, strict=True):
+            if not flag:
+                continue
+            blocks: list[Any] = list(layer)
+            for block in blocks:
+                if block.downsample is not None:
+                    block.downsample[0].stride = (1, 1)
+                block.conv2.stride = (1, 1)
+                block.conv2.dilation = (dilation, dilation)
+                block.conv2.padding = (dilation, dilation)
+            dilation *= 2
+
+    def layers(self) -> list[nn.Sequential]:
+        """``[layer1, layer2, layer3, layer4]``.
+
+        Returns:
+            The four stages.
+        """
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+
+class SpecResNetBackbone(Backbone):
+    """SpectralEarth Spec-RN50: spectral adapter + stem-less ResNet-50 (output stride 16).
+
+    Args:
+        in_chans: Number of input bands ``C`` (>= 75; 202 for EnMAP).
+        out_indices: Stages (0-3 for ``layer1``-``layer4``) whose outputs
+            :meth:`forward` returns; negative values count from the end.
+        replace_stride_with_dilation: One flag per stage; flagged stages keep
+            their input resolution (all four: full-resolution features).
+
+    Shape:
+        - Input: ``(N, C, H, W)``, ``H`` and ``W`` multiples of :attr:`size_divisor`
+          (16 without dilation).
+        - ``forward``: list of ``(N, C_i, H / r_i, W / r_i)`` with ``C_i`` 256, 512,
+          1024, 2048 and ``r_i`` 2, 4, 8, 16 (1 for stages that no longer stride).
+        - ``embed``: ``(N, 2048)``, global average pool of ``layer4``.
+
+    Raises:
+        ValueError: If ``in_chans < 75`` or ``out_indices`` is invalid.
+
+    Example:
+        >>> import torch, geofm
+        >>> m = geofm.create_backbone(
+        ...     "spec_resnet50", replace_stride_with_dilation=(True, True, True, True)
+        ... )
+        >>> m(torch.randn(1, 202, 8, 8))[-1].shape
+        torch.Size([1, 2048, 8, 8])
+    """
+
+    source_prefixes: ClassVar[tuple[str, ...]] = _SOURCE_PREFIXES
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 202,
+        out_indices: Sequence[int] | None = None,
+        replace_stride_with_dilation: tuple[bool, bool, bool, bool] = (False,) * 4,
+    ) -> None:
+        super().__init__()
+        _check_in_chans(in_chans)
+        flags = tuple(bool(f) for f in replace_stride_with_dilation)
+        if len(flags) != 4:
+            raise ValueError(
+                f"replace_stride_with_dilation needs one flag per stage (4), got {len(flags)}."
+            )
+        self.spectral_adapter = SpectralAdapter()
+        self.resnet = SpecResNetTrunk(replace_stride_with_dilation=cast(Any, flags))
+        self.in_chans = in_chans
+        self.embed_dim = 2048
+        self.out_indices = _indices(
+            (0, 1, 2, 3) if out_indices is None else out_indices, 4, "ResNet"
+        )
+        reductions, total = [], 1
+        for flag in flags:
+            total *= 1 if flag else 2
+            reductions.append(total)
+        self.size_divisor = total
+        channels = (256, 512, 1024, 2048)
+        self.feature_info = [
+            FeatureInfo(channels[i], reductions[i], f"resnet.layer{i + 1}")
+            for i in self.out_indices
+        ]
+        self.grad_checkpointing = False
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for block in stage:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = cast(torch.Tensor, checkpoint(block, x, use_reentrant=False))
+            else:
+                x = block(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Stage outputs at :attr:`out_indices`, NCHW."""
+        out = self.spectral_adapter(x)  # (N, 128, H, W)
+        maps = []
+        for i, stage in enumerate(self.resnet.layers()[: self.out_indices[-1] + 1]):
+            out = self._run_stage(stage, out)
+            if i in self.out_indices:
+                maps.append(out)
+        return maps
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled ``layer4``, ``(N, 2048)``.
+
+        Args:
+            x: Input ``(N, C, H, W)``.
+
+        Returns:
+            ``(N, 2048)`` embeddings.
+        """
+        self.check_input(x)
+        out = self.spectral_adapter(x)  # (N, 128, H, W)
+        for stage in self.resnet.layers():
+            out = self._run_stage(stage, out)
+        pooled: torch.Tensor = out.mean(dim=(2, 3))  # (N, 2048)
+        return pooled
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute every residual block in backward to save memory.
+
+        Args:
+            enable: Turn checkpointing on or off.
+        """
+        self.grad_checkpointing = enable
+
+    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
+        """Strip Lightning/DDP prefixes and drop the ``resnet.fc`` classifier.
+
+        Args:
+            state_dict: Checkpoint in SpectralEarth's ``SpecResNet50`` layout.
+            report: Report to append notes to.
+
+        Returns:
+            The state dict in this module's layout.
+        """
+        state_dict = super().adapt_state_dict(state_dict, report)
+        return self._drop_keys(
+            state_dict, ("resnet.fc.",), "classifier head; the backbone has none", report
+        )
+
+
+def _spec_vit(
+    size: str,
+    *,
+    in_chans: int,
+    img_size: int,
+    out_indices: Sequence[int] | None,
+    depth: int | None,
+    pool: Pool,
+    norm: bool,
+    drop_path_rate: float,
+) -> SpecViTBackbone:
+    _check_in_chans(in_chans)
+    embed_dim, default_depth, heads = SPEC_VIT_SIZES[size]
+    if depth is not None and depth <= 0:
+        raise ValueError(f"depth must be positive, got {depth}.")
+    vit_core = VisionTransformer(
+        img_size=img_size,
+        patch_size=4,
+        in_chans=SpectralAdapter.out_channels,
+        num_classes=0,
+        embed_dim=embed_dim,
+        depth=default_depth if depth is None else depth,
+        num_heads=heads,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dynamic_img_size=True,
+        drop_path_rate=drop_path_rate,
+    )  # timm's default norm layer is LayerNorm(eps=1e-6), as in SpectralEarth
+    return SpecViTBackbone(
+        vit_core, in_chans=in_chans, out_indices=out_indices, pool=pool, norm=norm
+    )
+
+
+def _register_spec_vit(size: str) -> None:
+    name = f"spec_vit_{size}_patch4"
+    embed_dim, depth, heads = SPEC_VIT_SIZES[size]
+
+    def builder(
+        *,
+        in_chans: int = 202,
+        img_size: int = 128,
+        out_indices: Sequence[int] | None = None,
+        depth: int | None = None,
+        pool: Pool = "cls",
+        norm: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> SpecViTBackbone:
+        return _spec_vit(
+            size,
+            in_chans=in_chans,
+            img_size=img_size,
+            out_indices=out_indices,
+            depth=depth,
+            pool=pool,
+            norm=norm,
+            drop_path_rate=drop_path_rate,
+        )
+
+    builder.__name__ = name
+    builder.__doc__ = (
+        f"Build ``{name}``: SpectralEarth Spec-ViT-{size} ({embed_dim}-d, {depth} blocks, "
+        f"{heads} heads, patch 4, 128 px grid).\n\nArgs: see :class:`SpecViTBackbone`; "
+        "``depth`` overrides the block count, ``img_size`` sets the stored position grid.\n"
+    )
+    register_backbone(
+        name,
+        family="spectral_earth",
+        default_in_chans=202,
+        pretrained_bands=_PRETRAINED_BANDS,
+        min_input_size=4,
+        description=(
+            f"SpectralEarth Spec-ViT-{size[0].upper()}/4: spectral adapter (>= 75 bands) + "
+            f"ViT {embed_dim}-d x {depth}, 128 px."
+        ),
+    )(builder)
+
+
+for _size in SPEC_VIT_SIZES:
+    _register_spec_vit(_size)
+
+
+@register_backbone(
+    "spec_resnet50",
+    family="spectral_earth",
+    default_in_chans=202,
+    pretrained_bands=_PRETRAINED_BANDS,
+    min_input_size=16,
+    description="SpectralEarth Spec-RN50: spectral adapter (>= 75 bands) + stem-less ResNet-50.",
+)
+def spec_resnet50(
+    *,
+    in_chans: int = 202,
+    out_indices: Sequence[int] | None = None,
+    replace_stride_with_dilation: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> SpecResNetBackbone:
+    """Build SpectralEarth's Spec-RN50 (24.20 M parameters, 2048-d, output stride 16).
+
+    Args:
+        in_chans: Input bands (>= 75).
+        out_indices: Stages to return (default all four).
+        replace_stride_with_dilation: Per-stage flags trading stride for dilation.
+
+    Returns:
+        The backbone.
+
+    Example:
+        >>> round(sum(p.numel() for p in spec_resnet50().parameters()) / 1e6, 2)
+        24.2
+    """
+    return SpecResNetBackbone(
+        in_chans=in_chans,
+        out_indices=out_indices,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+    )

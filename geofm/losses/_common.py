@@ -1,0 +1,173 @@
+"""Shared input checks and precision handling for the losses (private)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal, cast, get_args
+
+import torch
+from torch import Tensor
+
+from geofm.errors import ShapeError
+
+__all__ = [
+    "MatrixMethod",
+    "check_embedding_pair",
+    "check_matrix_method",
+    "full_precision",
+    "off_diagonal",
+    "off_diagonal_square_sum",
+    "upcast",
+]
+
+#: How to get the Frobenius norm of a ``(D, D)`` covariance or cross-correlation:
+#: ``"gram"`` through the ``(N, N)`` Gram matrix, ``"direct"`` through the
+#: ``(D, D)`` matrix, ``"auto"``: Gram when ``N < D``.
+MatrixMethod = Literal["auto", "gram", "direct"]
+
+
+def upcast(tensor: Tensor) -> Tensor:
+    """Return ``tensor`` in float32 if it is in a narrower float type (fp16, bf16).
+
+    float32 and float64 inputs are returned unchanged, so tests can run in
+    float64. The cast is differentiable: gradients flow back in the input dtype.
+
+    Example:
+        >>> upcast(torch.ones(2, dtype=torch.bfloat16)).dtype
+        torch.float32
+    """
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def full_precision(tensor: Tensor) -> contextlib.AbstractContextManager[None]:
+    """Return a context that disables autocast on ``tensor``'s device.
+
+    Inside ``torch.autocast`` matmuls would otherwise run in fp16/bf16 again.
+
+    Example:
+        >>> with full_precision(torch.ones(1)):
+        ...     pass
+    """
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
+
+
+def check_matrix_method(method: str, *, owner: str, argument: str) -> None:
+    """Raise unless ``method`` is one of :data:`MatrixMethod`.
+
+    Raises:
+        ValueError: If ``method`` is not ``"auto"``, ``"gram"`` or ``"direct"``.
+
+    Example:
+        >>> check_matrix_method("gram", owner="VICRegLoss", argument="covariance_method")
+    """
+    choices = get_args(MatrixMethod)
+    if method not in choices:
+        raise ValueError(
+            f"{owner} got {argument}={method!r}; expected one of {', '.join(map(repr, choices))}."
+            ' Use "auto" unless you are benchmarking.'
+        )
+
+
+def check_embedding_pair(z_a: Tensor, z_b: Tensor, *, owner: str) -> None:
+    """Raise unless ``z_a`` and ``z_b`` are 2-D and of the same shape.
+
+    Raises:
+        ShapeError: If either input is not ``(N, D)`` or the shapes differ.
+
+    Example:
+        >>> check_embedding_pair(torch.ones(2, 3), torch.ones(2, 3), owner="VICRegLoss")
+    """
+    for name, z in (("z_a", z_a), ("z_b", z_b)):
+        if z.ndim != 2:
+            raise ShapeError(
+                f"{owner} expects {name} of shape (N, D), got shape {tuple(z.shape)}. "
+                "Flatten or pool the embeddings to (N, D) first."
+            )
+    if z_a.shape != z_b.shape:
+        raise ShapeError(
+            f"{owner} expects z_a and z_b of the same shape (N, D), got {tuple(z_a.shape)} "
+            f"and {tuple(z_b.shape)}. Pass the two views of the same batch."
+        )
+
+
+class _GramSquaredNorm(torch.autograd.Function):
+    """``||a a^T||_F^2`` with a one-matmul backward ``4 (a a^T) a`` (autograd would use two).
+
+    The saved Gram matrix is reused in backward; under ``create_graph=True``
+    it is recomputed so that second derivatives stay exact.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor) -> Tensor:
+        gram = a @ a.T  # (N, N)
+        ctx.save_for_backward(a, gram)
+        return gram.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
+        a, gram = cast(tuple[Tensor, Tensor], ctx.saved_tensors)
+        if torch.is_grad_enabled():  # create_graph=True: rebuild gram inside the graph
+            gram = a @ a.T  # (N, N)
+        return (gram * (4.0 * grad_output)) @ a  # (N, D)
+
+
+class _GramInner(torch.autograd.Function):
+    """``<a a^T, b b^T>_F = ||a^T b||_F^2``; gradients ``2 (b b^T) a`` and ``2 (a a^T) b``."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:
+        gram_a = a @ a.T  # (N, N)
+        gram_b = b @ b.T  # (N, N)
+        ctx.save_for_backward(a, b, gram_a, gram_b)
+        return (gram_a * gram_b).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, Tensor]:
+        a, b, gram_a, gram_b = cast(tuple[Tensor, Tensor, Tensor, Tensor], ctx.saved_tensors)
+        if torch.is_grad_enabled():  # create_graph=True: rebuild the grams inside the graph
+            gram_a, gram_b = a @ a.T, b @ b.T  # (N, N) each
+        scale = 2.0 * grad_output
+        return (gram_b * scale) @ a, (gram_a * scale) @ b  # (N, D) each
+
+
+def off_diagonal(matrix: Tensor) -> Tensor:
+    """Return the ``D * (D - 1)`` off-diagonal entries of a square matrix, flattened.
+
+    Example:
+        >>> off_diagonal(torch.arange(9.0).reshape(3, 3)).tolist()
+        [1.0, 2.0, 3.0, 5.0, 6.0, 7.0]
+    """
+    d = matrix.shape[0]
+    # Dropping the first entry and viewing the rest as (D - 1, D + 1) puts the
+    # diagonal entries (1, 1) .. (D - 1, D - 1) in the last column.
+    return matrix.flatten()[1:].view(d - 1, d + 1)[:, :-1].flatten()  # (D * (D - 1),)
+
+
+def off_diagonal_square_sum(
+    a: Tensor, b: Tensor | None, *, diagonal: Tensor, method: MatrixMethod
+) -> Tensor:
+    """Return ``sum_{i != j} (a^T b)_ij ** 2`` for ``a``, ``b`` of shape ``(N, D)``.
+
+    ``b=None`` means ``b = a`` (a covariance). ``diagonal`` must be the
+    diagonal of ``a^T b``, ``sum_n a_ni b_ni`` (callers already have it).
+    ``method="gram"`` uses ``||a^T b||_F^2 = <a a^T, b b^T>_F`` (``O(N^2 D)``)
+    minus ``||diagonal||^2``; ``method="direct"`` forms the ``(D, D)`` matrix
+    (``O(N D^2)``) and sums its off-diagonal squares; ``"auto"`` picks Gram
+    when ``N < D``. Both are exact up to float rounding.
+
+    Example:
+        >>> z = torch.randn(3, 5, dtype=torch.float64)
+        >>> diagonal = z.pow(2).sum(dim=0)
+        >>> g = off_diagonal_square_sum(z, None, diagonal=diagonal, method="gram")
+        >>> torch.allclose(g, off_diagonal_square_sum(z, None, diagonal=diagonal, method="direct"))
+        True
+    """
+    n, d = a.shape
+    if method == "gram" or (method == "auto" and n < d):
+        if b is None:
+            total = cast(Tensor, _GramSquaredNorm.apply(a))
+        else:
+            total = cast(Tensor, _GramInner.apply(a, b))
+        return total - diagonal.pow(2).sum()
+    cross = a.T @ (a if b is None else b)  # (D, D)
+    return off_diagonal(cross).pow(2).sum()

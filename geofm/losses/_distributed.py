@@ -1,0 +1,153 @@
+"""Distributed helpers for losses that need the global batch.
+
+The all-gather used here has the backward pass that makes a loss computed on
+the gathered batch train exactly like a single process on the concatenated
+batch under ``DistributedDataParallel`` (DDP):
+
+* forward: ``all_gather`` of each rank's ``(n, ...)`` slice into ``(W * n, ...)``;
+* backward: the incoming gradient of the whole gathered tensor is summed over
+  ranks (``all_reduce``) and each rank keeps the slice of the rows it owns.
+
+Why the sum: every rank evaluates the same global term ``L``, so the gradient
+that reaches rank ``r``'s slice is ``sum_r' dL_r'/dz_r = W * dL/dz_r``; DDP then
+averages parameter gradients over the ``W`` ranks, which cancels the factor
+``W``. Keeping only the local gradient (no sum) leaves the gradient off by
+``1 / W``, the bug reported in lightly issues #1920 and #1977. This is the
+``FullGatherLayer`` of the VICReg reference code.
+
+References:
+    - VICReg reference code (``FullGatherLayer``):
+      https://github.com/facebookresearch/vicreg/blob/main/main_vicreg.py
+    - lightly issues #1920, #1977, #1528 (gradients off by ``1 / world_size``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from geofm.errors import MissingDependencyError
+
+__all__ = ["all_reduce_sum", "check_distributed_available", "gather", "rank", "world_size"]
+
+
+def world_size() -> int:
+    """Return the number of processes, or 1 when not running distributed.
+
+    Returns:
+        ``torch.distributed.get_world_size()`` inside an initialised process
+        group, else 1.
+
+    Example:
+        >>> world_size()
+        1
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def rank() -> int:
+    """Return the rank of this process, or 0 when not running distributed.
+
+    Returns:
+        ``torch.distributed.get_rank()`` inside an initialised process group,
+        else 0.
+
+    Example:
+        >>> rank()
+        0
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+def check_distributed_available(*, gather_distributed: bool, owner: str) -> None:
+    """Raise if ``gather_distributed=True`` but PyTorch has no distributed support.
+
+    Args:
+        gather_distributed: The flag the user passed.
+        owner: Name of the class that received the flag, for the message.
+
+    Raises:
+        MissingDependencyError: If ``torch.distributed`` is not available.
+
+    Example:
+        >>> check_distributed_available(gather_distributed=False, owner="VICRegLoss")
+    """
+    if gather_distributed and not dist.is_available():
+        raise MissingDependencyError(
+            f"{owner}(gather_distributed=True) needs torch.distributed, which this PyTorch "
+            "build lacks. Install a PyTorch build with distributed support or pass "
+            "gather_distributed=False."
+        )
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """All-gather along dim 0; backward sums gradients over ranks, keeps own rows."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        ctx.rank = dist.get_rank()
+        ctx.batch_size = tensor.shape[0]
+        chunks = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(chunks, tensor.contiguous())
+        return torch.cat(chunks, dim=0)  # (W * n, ...)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
+        # Clone: all_reduce works in place and autograd may still own grad_output.
+        grad = grad_output.contiguous().clone()  # (W * n, ...)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = ctx.rank * ctx.batch_size
+        return grad[start : start + ctx.batch_size]  # (n, ...)
+
+
+def gather(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` from all ranks along dim 0, with a DDP-correct backward.
+
+    Every rank must pass a tensor of the same shape. Outside an initialised
+    process group (or with one process) the input is returned unchanged.
+
+    Args:
+        tensor: This rank's slice.
+
+    Returns:
+        The slices of ranks ``0 .. W-1`` concatenated in rank order.
+
+    Shape:
+        - Input: ``(n, *)``.
+        - Output: ``(W * n, *)``.
+
+    Example:
+        >>> gather(torch.ones(2, 3)).shape
+        torch.Size([2, 3])
+    """
+    if world_size() == 1:
+        return tensor
+    return cast(Tensor, _GatherWithGradient.apply(tensor))
+
+
+@torch.no_grad()
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Return the sum of ``tensor`` over ranks (no gradient), or ``tensor`` itself.
+
+    Args:
+        tensor: This rank's value.
+
+    Returns:
+        A new tensor holding the sum over ranks when distributed, else the input.
+
+    Example:
+        >>> all_reduce_sum(torch.ones(2))
+        tensor([1., 1.])
+    """
+    if world_size() == 1:
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total

@@ -1,0 +1,157 @@
+"""Barlow Twins: redundancy-reduction loss on the cross-correlation matrix.
+
+The off-diagonal penalty needs ``||C||_F^2`` of the ``(D, D)`` cross-correlation
+``C = A^T B / N``. With ``N < D`` it is computed exactly through the two
+``(N, N)`` Gram matrices, ``||A^T B||_F^2 = <A A^T, B B^T>_F``, in
+``O(N^2 D)`` instead of ``O(N D^2)``.
+
+References:
+    - Zbontar, Jing, Misra, LeCun, Deny. "Barlow Twins: Self-Supervised
+      Learning via Redundancy Reduction." ICML 2021.
+      https://arxiv.org/abs/2103.03230
+    - Reference code: https://github.com/facebookresearch/barlowtwins (``main.py``).
+    - lightly's port: https://github.com/lightly-ai/lightly
+      (``lightly/loss/barlow_twins_loss.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from geofm.errors import ShapeError
+from geofm.losses._common import (
+    MatrixMethod,
+    check_embedding_pair,
+    check_matrix_method,
+    full_precision,
+    off_diagonal_square_sum,
+    upcast,
+)
+from geofm.losses._distributed import check_distributed_available, gather
+
+__all__ = ["BarlowTwinsLoss"]
+
+
+def _standardize(z: Tensor, *, eps: float) -> Tensor:
+    """Standardise each feature over the batch (biased variance), like BatchNorm1d."""
+    # Tensor.var(dim=0) is a slow strided reduction on CPU; centre, then mean of squares.
+    z_centred = z - z.mean(dim=0)  # (N, D)
+    var = (z_centred * z_centred).mean(dim=0)  # (D,)
+    return z_centred * torch.rsqrt(var + eps)  # (N, D)
+
+
+class BarlowTwinsLoss(nn.Module):
+    """Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``.
+
+    ``C = A^T B / N`` where ``A``, ``B`` are the two views' embeddings, each
+    standardised per feature over the batch (mean 0, biased variance 1, as an
+    affine-free ``BatchNorm1d`` with ``eps``).
+
+    With ``gather_distributed=True`` the standardisation and ``C`` use the
+    **global** batch (everything is global), as the reference code does with
+    SyncBatchNorm and an all-reduce of ``C``: under DDP this trains exactly
+    like one process on the concatenated batch. lightly instead standardises
+    per rank and averages the per-rank ``C`` matrices, which is not the
+    single-process value. All ranks must pass the same batch size.
+
+    fp16/bf16 inputs (and inputs under ``torch.autocast``) are computed in
+    float32.
+
+    Args:
+        redundancy_weight: Weight ``lambda`` of the off-diagonal term. The
+            paper and lightly use ``5e-3``; the reference code ``0.0051``.
+            No extra loss scaling is applied.
+        eps: Added to the variance in the standardisation (BatchNorm's 1e-5).
+        gather_distributed: Compute everything over all ranks.
+        correlation_method: ``"auto"`` (Gram matrices when ``N < D``, else the
+            ``(D, D)`` matrix), ``"gram"`` or ``"direct"``. All are exact.
+
+    Shape:
+        - z_a, z_b: ``(N, D)``; ``N >= 2`` over the (global) batch.
+        - Output: ``()``.
+
+    Raises:
+        ValueError: If ``eps <= 0`` or ``correlation_method`` is unknown.
+        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
+            or the (global) batch has a single sample.
+        MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
+            no ``torch.distributed``.
+
+    Example:
+        >>> loss_fn = BarlowTwinsLoss()
+        >>> z_a = torch.randn(8, 32, requires_grad=True)
+        >>> loss = loss_fn(z_a, z_a + 0.1 * torch.randn(8, 32))
+        >>> loss.backward()
+        >>> loss.shape, bool(torch.isfinite(z_a.grad).all())
+        (torch.Size([]), True)
+    """
+
+    def __init__(
+        self,
+        *,
+        redundancy_weight: float = 5e-3,
+        eps: float = 1e-5,
+        gather_distributed: bool = False,
+        correlation_method: MatrixMethod = "auto",
+    ) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(
+                f"BarlowTwinsLoss got eps={eps}; expected eps > 0 (BatchNorm uses 1e-5). "
+                "eps keeps the standardisation finite for constant features."
+            )
+        check_matrix_method(
+            correlation_method, owner="BarlowTwinsLoss", argument="correlation_method"
+        )
+        check_distributed_available(gather_distributed=gather_distributed, owner="BarlowTwinsLoss")
+        self.redundancy_weight = redundancy_weight
+        self.eps = eps
+        self.gather_distributed = gather_distributed
+        self.correlation_method: MatrixMethod = correlation_method
+
+    def extra_repr(self) -> str:
+        """Return the hyperparameters shown in ``repr``."""
+        return (
+            f"redundancy_weight={self.redundancy_weight}, eps={self.eps}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """Return the Barlow Twins loss.
+
+        Args:
+            z_a: Embeddings (projector outputs) of the first view.
+            z_b: Embeddings of the second view, same shape.
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            ShapeError: If the inputs are not two ``(N, D)`` tensors of one
+                shape, or the (global) batch has a single sample.
+        """
+        check_embedding_pair(z_a, z_b, owner="BarlowTwinsLoss")
+        with full_precision(z_a):
+            z_a, z_b = upcast(z_a), upcast(z_b)
+            if self.gather_distributed:
+                d = z_a.shape[1]
+                both = gather(torch.cat([z_a, z_b], dim=1))  # (W * n, 2 * D)
+                z_a, z_b = both[:, :d], both[:, d:]  # (W * n, D) each
+            n = z_a.shape[0]
+            if n < 2:
+                raise ShapeError(
+                    f"BarlowTwinsLoss needs at least 2 samples in the "
+                    f"{'global ' if self.gather_distributed else ''}batch to standardise "
+                    f"features, got embeddings of shape {tuple(z_a.shape)}. Use a batch "
+                    "size of 2 or more."
+                )
+            a = _standardize(z_a, eps=self.eps)  # (N, D)
+            b = _standardize(z_b, eps=self.eps)  # (N, D)
+            diagonal = (a * b).sum(dim=0) / n  # (D,) = diag(C)
+            on_diagonal = (1.0 - diagonal).pow(2).sum()
+            off_diagonal = (
+                off_diagonal_square_sum(a, b, diagonal=diagonal * n, method=self.correlation_method)
+                / n**2
+            )
+        return on_diagonal + self.redundancy_weight * off_diagonal

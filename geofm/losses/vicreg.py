@@ -1,0 +1,329 @@
+"""VICReg: variance-invariance-covariance regularisation loss.
+
+The covariance penalty needs ``||C||_F^2`` of the ``(D, D)`` covariance
+``C = Z^T Z / (N - 1)``. With ``N < D`` (e.g. ``N=256``, ``D=8192``) it is
+computed exactly through the ``(N, N)`` Gram matrix,
+``||Z^T Z||_F^2 = ||Z Z^T||_F^2``, in ``O(N^2 D)`` instead of ``O(N D^2)``.
+
+References:
+    - Bardes, Ponce, LeCun. "VICReg: Variance-Invariance-Covariance
+      Regularization for Self-Supervised Learning." ICLR 2022.
+      https://arxiv.org/abs/2105.04906
+    - Reference code: https://github.com/facebookresearch/vicreg (``main_vicreg.py``).
+    - lightly's port: https://github.com/lightly-ai/lightly
+      (``lightly/loss/vicreg_loss.py``), same value, direct covariance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geofm.errors import ShapeError
+from geofm.losses._common import (
+    MatrixMethod,
+    check_embedding_pair,
+    check_matrix_method,
+    full_precision,
+    off_diagonal_square_sum,
+    upcast,
+)
+from geofm.losses._distributed import check_distributed_available, gather
+
+__all__ = ["VICRegLoss", "VICRegTerms", "covariance_loss", "variance_loss"]
+
+
+def _centre(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre ``z`` over the batch; return it and its column sums of squares ``(N - 1) Var``."""
+    # Tensor.var(dim=0) is a slow strided reduction on CPU; this takes two fast passes.
+    z_centred = z - z.mean(dim=0)  # (N, D)
+    return z_centred, (z_centred * z_centred).sum(dim=0)  # (N, D), (D,)
+
+
+def _variance_term(square_sums: Tensor, n: int, eps: float) -> Tensor:
+    std = torch.sqrt(square_sums / (n - 1) + eps)  # (D,)
+    return F.relu(1.0 - std).mean()
+
+
+def _covariance_term(z_centred: Tensor, square_sums: Tensor, method: MatrixMethod) -> Tensor:
+    n, d = z_centred.shape
+    # diag(Z_c^T Z_c) is the column sums of squares.
+    off = off_diagonal_square_sum(z_centred, None, diagonal=square_sums, method=method)
+    return off / ((n - 1) ** 2 * d)
+
+
+def _branch_terms_autograd(z: Tensor, eps: float, method: MatrixMethod) -> tuple[Tensor, Tensor]:
+    z_centred, square_sums = _centre(z)  # shared by both terms
+    variance = _variance_term(square_sums, z.shape[0], eps)
+    return variance, _covariance_term(z_centred, square_sums, method)
+
+
+class _GramBranchTerms(torch.autograd.Function):
+    """Variance and Gram-path covariance terms of one branch with a hand-written backward.
+
+    The gradient has a closed form (centring drops out because every term has
+    zero column mean): ``dZ = Z_c * c + k * (Z_c Z_c^T) Z_c`` with per-feature
+    ``c`` and scalar ``k``, one ``addmm``, where autograd would chain a dozen
+    ``(N, D)`` passes and two matmuls. Under ``create_graph=True`` the backward
+    differentiates the autograd formulation instead, so second derivatives stay exact.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+        n, d = z.shape
+        z_centred, square_sums = _centre(z)  # (N, D), (D,)
+        std = torch.sqrt(square_sums / (n - 1) + eps)  # (D,)
+        gram = z_centred @ z_centred.T  # (N, N)
+        variance = F.relu(1.0 - std).mean()
+        covariance = (gram.pow(2).sum() - square_sums.pow(2).sum()) / ((n - 1) ** 2 * d)
+        ctx.save_for_backward(z, z_centred, square_sums, std, gram)
+        ctx.eps = eps
+        return variance, covariance
+
+    @staticmethod
+    def backward(ctx: Any, grad_variance: Tensor, grad_covariance: Tensor) -> tuple[Tensor, None]:
+        z, z_centred, square_sums, std, gram = cast(
+            tuple[Tensor, Tensor, Tensor, Tensor, Tensor], ctx.saved_tensors
+        )
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the autograd formulation
+            terms = _branch_terms_autograd(z, ctx.eps, "gram")
+            (grad,) = torch.autograd.grad(
+                terms, z, (grad_variance, grad_covariance), create_graph=True
+            )
+            return grad, None
+        n, d = z_centred.shape
+        # d variance / d Z_c = Z_c * (-[std < 1] / (D (N - 1) std))
+        variance_scale = -(std < 1.0).to(std.dtype) / (d * (n - 1) * std)  # (D,)
+        # d covariance / d Z_c = 4 (G Z_c - Z_c * s) / ((N - 1)^2 D)
+        covariance_scale = 4.0 * grad_covariance / ((n - 1) ** 2 * d)
+        per_feature = grad_variance * variance_scale - covariance_scale * square_sums  # (D,)
+        grad = torch.addmm(z_centred * per_feature, gram * covariance_scale, z_centred)
+        return grad, None  # (N, D)
+
+
+def _branch_terms(z: Tensor, eps: float, method: MatrixMethod) -> tuple[Tensor, Tensor]:
+    """(variance term, covariance term) of one branch."""
+    n, d = z.shape
+    if method == "gram" or (method == "auto" and n < d):
+        variance, covariance = _GramBranchTerms.apply(z, eps)
+        return cast(Tensor, variance), cast(Tensor, covariance)
+    return _branch_terms_autograd(z, eps, method)
+
+
+def variance_loss(z: Tensor, *, eps: float = 1e-4) -> Tensor:
+    """Return the VICReg variance (hinge on the standard deviation) term.
+
+    ``mean_d relu(1 - sqrt(Var_n(z[:, d]) + eps))`` with the unbiased variance.
+
+    Args:
+        z: Embeddings of one branch.
+        eps: Added to the variance before the square root (keeps the gradient
+            finite for constant embeddings).
+
+    Returns:
+        Scalar tensor.
+
+    Shape:
+        - Input: ``(N, D)`` with ``N >= 2``.
+        - Output: ``()``.
+
+    Example:
+        >>> round(variance_loss(torch.zeros(4, 3)).item(), 4)
+        0.99
+    """
+    _, square_sums = _centre(z)
+    return _variance_term(square_sums, z.shape[0], eps)
+
+
+def covariance_loss(z: Tensor, *, method: MatrixMethod = "auto") -> Tensor:
+    """Return the VICReg covariance term ``sum_{i != j} C_ij^2 / D``.
+
+    ``C = Z_c^T Z_c / (N - 1)`` with ``Z_c`` centred over the batch.
+
+    Args:
+        z: Embeddings of one branch.
+        method: ``"gram"`` (``O(N^2 D)``), ``"direct"`` (``O(N D^2)``) or
+            ``"auto"`` (Gram when ``N < D``). Both give the same value.
+
+    Returns:
+        Scalar tensor.
+
+    Shape:
+        - Input: ``(N, D)`` with ``N >= 2``.
+        - Output: ``()``.
+
+    Example:
+        >>> z = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+        >>> covariance_loss(z).item()  # C = [[2, 2], [2, 2]]; (4 + 4) / 2
+        4.0
+    """
+    z_centred, square_sums = _centre(z)
+    return _covariance_term(z_centred, square_sums, method)
+
+
+class VICRegTerms(NamedTuple):
+    """The three unweighted VICReg terms, as logged by the reference code.
+
+    Attributes:
+        invariance: Mean squared error between the two branches (local batch).
+        variance: Mean of the two branches' variance terms (global batch).
+        covariance: Sum of the two branches' covariance terms (global batch).
+
+    Example:
+        >>> VICRegTerms(torch.tensor(0.0), torch.tensor(1.0), torch.tensor(2.0)).covariance
+        tensor(2.)
+    """
+
+    invariance: Tensor
+    variance: Tensor
+    covariance: Tensor
+
+
+class VICRegLoss(nn.Module):
+    """VICReg loss: ``25 * invariance + 25 * variance + 1 * covariance``.
+
+    * invariance: ``MSE(z_a, z_b)`` (mean over ``N * D``) on the **local** batch;
+    * variance: ``(v(z_a) + v(z_b)) / 2`` with
+      ``v(z) = mean_d relu(1 - sqrt(Var(z_d) + eps))``, unbiased variance;
+    * covariance: ``c(z_a) + c(z_b)`` with ``c(z) = sum_{i != j} C_ij^2 / D``,
+      ``C = Z_c^T Z_c / (N - 1)``.
+
+    With ``gather_distributed=True`` the variance and covariance terms use the
+    **global** batch (all ranks' embeddings, gathered with a backward that
+    routes each rank's gradient back to it), the invariance term stays local,
+    as in the reference code. Under DDP this trains exactly like one process
+    on the concatenated batch. All ranks must pass the same batch size.
+
+    fp16/bf16 inputs (and inputs under ``torch.autocast``) are computed in
+    float32; the returned loss is float32 (float64 for float64 inputs).
+
+    Args:
+        invariance_weight: Weight of the invariance term (lambda in the paper).
+        variance_weight: Weight of the variance term (mu).
+        covariance_weight: Weight of the covariance term (nu).
+        eps: Added to the variance before the square root, ``> 0``.
+        gather_distributed: Compute variance and covariance over all ranks.
+        covariance_method: ``"auto"`` (Gram matrix when ``N < D``, else the
+            ``(D, D)`` covariance), ``"gram"`` or ``"direct"``. All are exact.
+
+    Shape:
+        - z_a, z_b: ``(N, D)``; ``N >= 2`` over the (global) batch.
+        - Output: ``()``.
+
+    Raises:
+        ValueError: If ``eps <= 0`` or ``covariance_method`` is unknown.
+        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
+            or the (global) batch has a single sample.
+        MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
+            no ``torch.distributed``.
+
+    Example:
+        >>> loss_fn = VICRegLoss()
+        >>> z_a = torch.randn(8, 32, requires_grad=True)
+        >>> loss = loss_fn(z_a, z_a + 0.1 * torch.randn(8, 32))
+        >>> loss.backward()
+        >>> loss.shape, bool(torch.isfinite(z_a.grad).all())
+        (torch.Size([]), True)
+    """
+
+    def __init__(
+        self,
+        *,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
+        eps: float = 1e-4,
+        gather_distributed: bool = False,
+        covariance_method: MatrixMethod = "auto",
+    ) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(
+                f"VICRegLoss got eps={eps}; expected eps > 0 (the reference uses 1e-4). "
+                "eps keeps sqrt(variance + eps) differentiable for constant embeddings."
+            )
+        check_matrix_method(covariance_method, owner="VICRegLoss", argument="covariance_method")
+        check_distributed_available(gather_distributed=gather_distributed, owner="VICRegLoss")
+        self.invariance_weight = invariance_weight
+        self.variance_weight = variance_weight
+        self.covariance_weight = covariance_weight
+        self.eps = eps
+        self.gather_distributed = gather_distributed
+        self.covariance_method: MatrixMethod = covariance_method
+
+    def extra_repr(self) -> str:
+        """Return the hyperparameters shown in ``repr``."""
+        return (
+            f"invariance_weight={self.invariance_weight}, variance_weight={self.variance_weight}, "
+            f"covariance_weight={self.covariance_weight}, eps={self.eps}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
+
+    def terms(self, z_a: Tensor, z_b: Tensor) -> VICRegTerms:
+        """Return the three unweighted terms (for logging).
+
+        Args:
+            z_a: Embeddings of the first view.
+            z_b: Embeddings of the second view.
+
+        Returns:
+            :class:`VICRegTerms` of scalar tensors.
+
+        Raises:
+            ShapeError: As for :meth:`forward`.
+
+        Example:
+            >>> terms = VICRegLoss().terms(torch.zeros(4, 3), torch.zeros(4, 3))
+            >>> [round(t.item(), 4) for t in terms]
+            [0.0, 0.99, 0.0]
+        """
+        check_embedding_pair(z_a, z_b, owner="VICRegLoss")
+        with full_precision(z_a):
+            z_a, z_b = upcast(z_a), upcast(z_b)
+            invariance = F.mse_loss(z_a, z_b)
+            if self.gather_distributed:
+                d = z_a.shape[1]
+                # One collective for both branches.
+                both = gather(torch.cat([z_a, z_b], dim=1))  # (W * n, 2 * D)
+                z_a, z_b = both[:, :d], both[:, d:]  # (W * n, D) each
+            n = z_a.shape[0]
+            if n < 2:
+                raise ShapeError(
+                    f"VICRegLoss needs at least 2 samples in the "
+                    f"{'global ' if self.gather_distributed else ''}batch for the unbiased "
+                    f"variance, got embeddings of shape {tuple(z_a.shape)}. Use a batch "
+                    "size of 2 or more."
+                )
+            variance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
+            covariance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
+            for z in (z_a, z_b):
+                branch_variance, branch_covariance = _branch_terms(
+                    z, self.eps, self.covariance_method
+                )
+                variance = variance + 0.5 * branch_variance
+                covariance = covariance + branch_covariance
+        return VICRegTerms(invariance=invariance, variance=variance, covariance=covariance)
+
+    def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
+        """Return the weighted VICReg loss.
+
+        Args:
+            z_a: Embeddings (projector outputs) of the first view.
+            z_b: Embeddings of the second view, same shape.
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            ShapeError: If the inputs are not two ``(N, D)`` tensors of one
+                shape, or the (global) batch has a single sample.
+        """
+        terms = self.terms(z_a, z_b)
+        return (
+            self.invariance_weight * terms.invariance
+            + self.variance_weight * terms.variance
+            + self.covariance_weight * terms.covariance
+        )

@@ -1,0 +1,141 @@
+"""Per-band normalisation, with statistics read from the sensor catalog.
+
+``normalised = (clip((raw - offset) / divisor) - mean) / std`` band by band,
+the rule :mod:`geofm.sensors` documents (``divisor`` is the sensor's
+``scale`` unless it carries a :class:`~geofm.sensors.ValueScaling`).
+
+Reference: ``torchvision.transforms.Normalize``; SpectralEarth's per-band
+standardisation on raw DN (``src/transforms/normalize.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from geofm.errors import ShapeError
+from geofm.sensors import Sensor, get_sensor
+from geofm.transforms.base import Sample, Transform
+
+__all__ = ["Normalize"]
+
+
+def _per_band(name: str, values: float | Sequence[float], bands: int) -> Tensor:
+    t = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(bands).clone()
+    if t.numel() != bands:
+        raise ShapeError(
+            f"Normalize got {bands} mean values but {t.numel()} {name} values; "
+            f"give one per band or a single number."
+        )
+    return t.reshape(bands, 1, 1)  # (C, 1, 1)
+
+
+class Normalize(Transform):
+    """Scale and standardise every band of ``sample["image"]``.
+
+    Args:
+        mean: Per-band mean after scaling.
+        std: Per-band standard deviation after scaling (positive).
+        offset: Subtracted from raw values first (one number or one per band).
+        divisor: Raw values are divided by it after the offset (positive).
+        clip: ``(low, high)`` applied to the scaled values before
+            standardisation, or ``None``.
+
+    Shape:
+        - ``image``: ``(C, H, W)`` or ``(N, C, H, W)``, any dtype; the output
+          is float32 (or the input's floating dtype).
+
+    Raises:
+        ShapeError: If per-band lengths differ; in ``forward``, if the image
+            band count differs from ``len(mean)``.
+        ValueError: If a std or divisor is not positive.
+
+    Example:
+        >>> import torch
+        >>> norm = Normalize(mean=[0.5, 0.5], std=[0.5, 0.25], divisor=255)
+        >>> norm({"image": torch.full((2, 1, 1), 255.0)})["image"].flatten()
+        tensor([1., 2.])
+    """
+
+    mean: Tensor
+    std: Tensor
+    offset: Tensor
+    divisor: Tensor
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        offset: float | Sequence[float] = 0.0,
+        divisor: float | Sequence[float] = 1.0,
+        clip: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__()
+        bands = len(mean)
+        if bands == 0:
+            raise ShapeError("Normalize needs at least one band; got an empty mean.")
+        self.register_buffer("mean", _per_band("mean", mean, bands))
+        self.register_buffer("std", _per_band("std", std, bands))
+        self.register_buffer("offset", _per_band("offset", offset, bands))
+        self.register_buffer("divisor", _per_band("divisor", divisor, bands))
+        if (self.std <= 0).any() or (self.divisor <= 0).any():
+            raise ValueError("Normalize std and divisor values must all be positive.")
+        if clip is not None and not clip[0] < clip[1]:
+            raise ValueError(f"clip must be (low, high) with low < high, got {clip}.")
+        self.clip = clip
+
+    @classmethod
+    def from_sensor(cls, sensor: Sensor | str, *, standardize: bool = True) -> Normalize:
+        """Build the normalisation of a catalog sensor.
+
+        Args:
+            sensor: A :class:`~geofm.sensors.Sensor` or its registered name.
+            standardize: Also apply the sensor's mean/std. ``False`` applies
+                only its value scaling (offset, divisor, clip), which is the
+                whole rule for sensors such as SatlasPretrain's inputs.
+
+        Returns:
+            The transform.
+
+        Raises:
+            ValueError: If ``standardize`` is true and the sensor has no mean/std.
+            UnknownNameError: If the name is not registered.
+
+        Example:
+            >>> import torch
+            >>> norm = Normalize.from_sensor("rgb")
+            >>> norm({"image": torch.full((3, 1, 1), 255.0)})["image"].flatten()
+            tensor([2.2489, 2.4286, 2.6400])
+        """
+        record = get_sensor(sensor) if isinstance(sensor, str) else sensor
+        rule = record.value_scaling
+        if not standardize:
+            mean, std = [0.0] * record.num_bands, [1.0] * record.num_bands
+        elif record.mean is None or record.std is None:
+            raise ValueError(
+                f"Sensor {record.name!r} has no mean/std statistics. Pass standardize=False "
+                f"to apply only its value scaling, or build Normalize(mean=..., std=...) "
+                f"with your own statistics."
+            )
+        else:
+            mean, std = list(record.mean), list(record.std)
+        return cls(mean, std, offset=rule.offset, divisor=rule.divisor, clip=rule.clip)
+
+    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
+        """Normalise ``sample["image"]``; see the class docstring."""
+        image = sample["image"]
+        if image.ndim not in (3, 4) or image.shape[-3] != self.mean.shape[0]:
+            raise ShapeError(
+                f"Normalize expects an image with {self.mean.shape[0]} bands as (C, H, W) or "
+                f"(N, C, H, W), got shape {tuple(image.shape)}."
+            )
+        x = image if image.is_floating_point() else image.float()
+        x = (x - self.offset.to(x)) / self.divisor.to(x)
+        if self.clip is not None:
+            x = x.clamp(*self.clip)
+        return {**sample, "image": (x - self.mean.to(x)) / self.std.to(x)}

@@ -1,0 +1,249 @@
+"""save_pretrained -> from_pretrained round trips, hub loading offline, push_to_hub's upload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import geofm
+from geofm.errors import GeofmError, UnknownNameError, WeightsError
+from geofm.heads import FCNHead, SegmentationModel
+from geofm.hub import (
+    ModuleSpec,
+    build_segmentation_model,
+    from_pretrained,
+    rebuild,
+    save_pretrained,
+)
+from geofm.lora import LoRAConfig, apply_lora, merge_lora
+
+from .conftest import OfflineHub
+
+
+def _vit(**kwargs: Any) -> geofm.Backbone:
+    return geofm.create_backbone(
+        "vit_small_patch16", depth=1, img_size=32, in_chans=4, out_indices=[0], **kwargs
+    ).eval()
+
+
+def _perturb_lora(model: torch.nn.Module) -> None:
+    """LoRA B starts at zero; give every adapter weight a value so it changes the output."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * 0.1)
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor) -> None:
+    out_a, out_b = a(x), b(x)
+    if isinstance(out_a, list):
+        for p, q in zip(out_a, out_b, strict=True):
+            assert torch.equal(p, q)
+    else:
+        assert torch.equal(out_a, out_b)
+
+
+def test_backbone_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _vit()
+    folder = save_pretrained(model, tmp_path / "m")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["library"] == "geofm" and config["kind"] == "backbone"
+    assert config["backbone"] == {
+        "name": "vit_small_patch16",
+        "kwargs": {"depth": 1, "img_size": 32, "in_chans": 4, "out_indices": [0]},
+        "weights": None,
+        "lora": None,
+    }
+    assert load_file(folder / "model.safetensors").keys() == model.state_dict().keys()
+    again = from_pretrained(folder)
+    assert isinstance(again, geofm.Backbone) and not again.training
+    x = torch.randn(2, 4, 32, 32)
+    _same_outputs(model, again, x)
+    assert torch.equal(model.embed(x), again.embed(x))
+
+
+def test_lora_backbone_round_trip_restores_config_and_adapters(tmp_path: Path) -> None:
+    model = apply_lora(_vit(), LoRAConfig(rank=2, alpha=4.0, targets=("qkv", "fc1")))
+    _perturb_lora(model)
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backbone"]["lora"]["rank"] == 2
+    again = from_pretrained(tmp_path)
+    assert isinstance(again, geofm.Backbone)
+    assert getattr(again, "_geofm_lora_config") == LoRAConfig(  # noqa: B009
+        rank=2, alpha=4.0, targets=("qkv", "fc1")
+    )
+    x = torch.randn(1, 4, 32, 32)
+    assert torch.equal(model.embed(x), again.embed(x))
+    assert not torch.equal(model.embed(x), _vit().embed(x))
+
+
+def test_merged_lora_is_refused(tmp_path: Path) -> None:
+    model = merge_lora(apply_lora(_vit(), LoRAConfig(rank=2, targets=("qkv",))))
+    with pytest.raises(GeofmError, match="unmerge_lora"):
+        save_pretrained(model, tmp_path)
+
+
+def test_segmentation_model_round_trip_with_lora_in_the_backbone(tmp_path: Path) -> None:
+    backbone = geofm.create_backbone("resnet18", in_chans=5)
+    apply_lora(backbone, LoRAConfig(rank=2, targets=("layer4.*.conv2",)))
+    _perturb_lora(backbone)
+    channels = [f.channels for f in backbone.feature_info]
+    model = build_segmentation_model(
+        backbone,
+        neck=ModuleSpec("FPN", {"in_channels": channels, "out_channels": 16}),
+        head=ModuleSpec("FPNSegmentationHead", {"in_channels": 16, "num_classes": 3}),
+    ).eval()
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "segmentation" and config["neck"]["name"] == "FPN"
+    assert config["backbone"]["lora"]["targets"] == ["layer4.*.conv2"]
+    again = from_pretrained(tmp_path)
+    assert isinstance(again, SegmentationModel)
+    x = torch.randn(2, 5, 64, 64)
+    out = again(x)
+    assert out.shape == (2, 3, 64, 64) and torch.equal(out, model(x))
+
+
+def test_model_card_records_architecture_weights_and_licence(
+    tmp_path: Path, offline_hub: OfflineHub
+) -> None:
+    import timm
+
+    spec = geofm.hub.get_weights("dinov2_vit_small_patch14.lvd142m")
+    path = offline_hub.snapshot_path(spec.repo_id or "", "model.safetensors", spec.revision)
+    src = timm.create_model("vit_small_patch14_dinov2", num_classes=0, depth=1)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    offline_hub.commit(path)
+    model = geofm.create_backbone("dinov2_vit_small_patch14", pretrained=True, depth=1)
+    save_pretrained(model, tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: geofm\nlicense: apache-2.0\n")
+    assert "geofm.create_backbone('dinov2_vit_small_patch14', depth=1, in_chans=3" in card
+    assert "catalog entry `dinov2_vit_small_patch14.lvd142m`" in card
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backbone"]["weights"] == "dinov2_vit_small_patch14.lvd142m"
+    assert config["backbone"]["kwargs"]["pretrained_bands"] == "rgb"
+    again = from_pretrained(tmp_path)  # rebuilt without fetching the catalog weights again
+    assert isinstance(again, geofm.Backbone)
+    assert again.config is not None and again.config.weights == spec.name
+    x = torch.randn(1, 3, 28, 28)
+    assert torch.equal(model.eval().embed(x), again.embed(x))
+
+
+def test_from_pretrained_reads_a_hub_repo_through_the_offline_cache(
+    tmp_path: Path, offline_hub: OfflineHub
+) -> None:
+    model = geofm.create_backbone("resnet18", out_indices=[3]).eval()
+    save_pretrained(model, tmp_path / "saved")
+    for name in ("config.json", "model.safetensors"):
+        path = offline_hub.snapshot_path("org/my-model", name, None)
+        path.write_bytes((tmp_path / "saved" / name).read_bytes())
+        offline_hub.commit(path)
+    again = from_pretrained("org/my-model")
+    x = torch.randn(1, 3, 32, 32)
+    _same_outputs(model, again, x)
+    with pytest.raises(WeightsError, match="could not be fetched from the hub") as info:
+        from_pretrained("org/not-cached")
+    assert "\n" not in str(info.value)
+
+
+def test_push_to_hub_uploads_exactly_the_saved_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    calls: dict[str, Any] = {}
+
+    class FakeApi:
+        def __init__(self, token: str | None = None) -> None:
+            calls["token"] = token
+
+        def create_repo(self, **kwargs: Any) -> None:
+            calls["create_repo"] = kwargs
+
+        def upload_folder(self, **kwargs: Any) -> str:
+            folder = Path(kwargs["folder_path"])
+            calls["upload"] = kwargs
+            calls["files"] = {p.name: p.read_bytes() for p in folder.iterdir()}
+            return "https://huggingface.co/org/m/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model = geofm.create_backbone("resnet18", in_chans=2)
+    url = rebuild.push_to_hub(model, "org/m", token="t0k", private=True)
+    assert url == "https://huggingface.co/org/m/commit/abc"
+    assert calls["token"] == "t0k"
+    assert calls["create_repo"] == {"repo_id": "org/m", "private": True, "exist_ok": True}
+    assert calls["upload"]["repo_id"] == "org/m" and calls["upload"]["revision"] is None
+    save_pretrained(model, tmp_path)
+    assert sorted(calls["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert calls["files"]["config.json"] == (tmp_path / "config.json").read_bytes()
+    uploaded = tmp_path / "uploaded.safetensors"
+    uploaded.write_bytes(calls["files"]["model.safetensors"])
+    for key, value in load_file(uploaded).items():
+        assert torch.equal(value, model.state_dict()[key])
+
+
+# --- errors ------------------------------------------------------------------------------
+def test_models_geofm_cannot_rebuild_are_refused(tmp_path: Path) -> None:
+    backbone = geofm.create_backbone("resnet18", out_indices=[3])
+    plain = SegmentationModel(backbone, None, FCNHead(in_channels=512, num_classes=2))
+    with pytest.raises(WeightsError, match="build_segmentation_model"):
+        save_pretrained(plain, tmp_path)
+    backbone.config = None
+    with pytest.raises(WeightsError, match="not built by geofm.create_backbone"):
+        save_pretrained(backbone, tmp_path)
+    with pytest.raises(WeightsError, match="supports geofm backbones and SegmentationModel"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path)
+
+
+def test_arguments_that_are_not_json_are_refused_and_sensors_are_saved_by_name(
+    tmp_path: Path,
+) -> None:
+    from geofm.sensors import Sensor, get_sensor
+
+    model = geofm.create_backbone("resnet18", bands=get_sensor("sentinel2_l2a"))
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backbone"]["kwargs"]["bands"] == "sentinel2_l2a"
+    assert from_pretrained(tmp_path).in_chans == 12
+    odd = Sensor("my_sensor", bands=("a", "b"), wavelengths=(500.0, 600.0))
+    with pytest.raises(WeightsError, match="Sensor value .* is not JSON-serialisable"):
+        save_pretrained(geofm.create_backbone("resnet18", bands=odd), tmp_path / "x")
+
+
+def test_from_pretrained_rejects_foreign_or_incomplete_folders(tmp_path: Path) -> None:
+    save_pretrained(geofm.create_backbone("resnet18"), tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match="has no model.safetensors"):
+        from_pretrained(tmp_path)
+    save_pretrained(geofm.create_backbone("resnet18"), tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(WeightsError, match="not a geofm config"):
+        from_pretrained(tmp_path)
+
+
+def test_from_pretrained_is_strict_about_the_tensors(tmp_path: Path) -> None:
+    save_pretrained(geofm.create_backbone("resnet18"), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["backbone"]["kwargs"]["in_chans"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="Strict loading failed.*shape-mismatched"):
+        from_pretrained(tmp_path)
+
+
+def test_only_geofm_heads_classes_can_be_named() -> None:
+    with pytest.raises(UnknownNameError, match="Unknown neck/head class 'os.system'"):
+        ModuleSpec("os.system", {}).build()
+    with pytest.raises(UnknownNameError, match="Expected one of geofm.heads"):
+        ModuleSpec("SegmentationModel", {}).build()

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import geofm.ssl
+
+
+def test_import_ssl_stays_light() -> None:
+    code = (
+        "import sys, geofm.ssl; "
+        "print([m for m in ('timm', 'huggingface_hub', 'rasterio', 'geofm.hub', 'lightly') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    for name in geofm.ssl.__all__:
+        assert getattr(geofm.ssl, name).__doc__
+    assert geofm.ssl.MemoryBank is __import__("geofm.losses").losses.MemoryBank

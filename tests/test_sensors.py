@@ -1,0 +1,200 @@
+"""Tests of the sensor catalog (geofm.sensors)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from geofm.errors import ShapeError, UnknownNameError
+from geofm.sensors import Sensor, ValueScaling, get_sensor, list_sensors
+
+EXPECTED_SENSORS = {
+    "sentinel2_l1c": 13,
+    "sentinel2_l2a": 12,
+    "rgb": 3,
+    "landsat89_oli": 9,
+    "landsat89_oli_tirs": 11,
+    "enmap_spectral_earth": 202,
+    "desis_spectral_earth": 235,
+    "eo1_hyperion_spectral_earth": 198,
+    "hyperview_spectral_earth": 150,
+    "worldview3_spacenet2_ms": 8,
+    "worldview3_spacenet2_rgb": 3,
+    "naip": 4,
+    "bigearthnet_s2_6band": 6,
+    "satlas_sentinel2_ms": 9,
+    "satlas_sentinel2_rgb": 3,
+    "satlas_landsat": 11,
+}
+
+
+def _apply(rule: ValueScaling, raw: list[float]) -> list[float]:
+    """Straightforward per-band evaluation of the documented rule."""
+    out = []
+    for value, offset, divisor in zip(raw, rule.offset, rule.divisor, strict=True):
+        scaled = (value - offset) / divisor
+        if rule.clip is not None:
+            scaled = min(max(scaled, rule.clip[0]), rule.clip[1])
+        out.append(scaled)
+    return out
+
+
+def test_catalog_holds_the_issue_sensors() -> None:
+    names = set(list_sensors())
+    assert set(EXPECTED_SENSORS) <= names
+    for name, count in EXPECTED_SENSORS.items():
+        assert get_sensor(name).num_bands == count, name
+
+
+@pytest.mark.parametrize("name", list_sensors())
+def test_catalog_entry_is_consistent(name: str) -> None:
+    sensor = get_sensor(name)
+    n = sensor.num_bands
+    assert len(sensor.bands) == len(set(sensor.bands)) == n
+    assert len(sensor.wavelengths) == n
+    assert all(math.isfinite(w) and 100.0 < w < 20000.0 for w in sensor.wavelengths)
+    for per_band in (sensor.bandwidths, sensor.common_names, sensor.mean, sensor.std):
+        assert per_band is None or len(per_band) == n
+    assert (sensor.mean is None) == (sensor.std is None)
+    if sensor.std is not None:
+        assert all(s > 0 for s in sensor.std)
+    assert sensor.value_scaling.num_bands == n
+    assert sensor.scaling is None or sensor.scale == 1.0
+    assert sensor.description and sensor.citation
+
+
+@pytest.mark.parametrize(
+    ("name", "first_nm", "last_nm"),
+    [
+        ("enmap_spectral_earth", 418.24, 2445.53),
+        ("eo1_hyperion_spectral_earth", 426.82, 2395.5),
+        ("desis_spectral_earth", 401.275, 998.677),
+        ("hyperview_spectral_earth", 462.0, 942.0),
+    ],
+)
+def test_hyperspectral_band_tables(name: str, first_nm: float, last_nm: float) -> None:
+    sensor = get_sensor(name)
+    assert sensor.wavelengths[0] == pytest.approx(first_nm)
+    assert sensor.wavelengths[-1] == pytest.approx(last_nm)
+    assert sensor.scale == 1.0 and sensor.mean is not None
+
+
+def test_enmap_matches_spectral_earth_facts() -> None:
+    enmap = get_sensor("enmap_spectral_earth")
+    assert enmap.mean is not None and enmap.std is not None and enmap.bandwidths is not None
+    # SOURCES.md 2.5: mu in [813, 3217], sigma in [1096, 1718], raw DN.
+    assert min(enmap.mean) == pytest.approx(813.0429, abs=1e-3)
+    assert max(enmap.mean) == pytest.approx(3217.1885, abs=1e-3)
+    assert min(enmap.std) == pytest.approx(1096.3574, abs=1e-3)
+    assert max(enmap.std) == pytest.approx(1718.4722, abs=1e-3)
+    assert list(enmap.wavelengths) == sorted(enmap.wavelengths)
+    # 202 of the 224 EnMAP bands, named by their 1-based EnMAP number.
+    assert enmap.bands[0] == "B001" and enmap.bands[-1] == "B224"
+
+
+def test_hyperion_uses_the_usgs_calibrated_bands_in_l1_order() -> None:
+    hyperion = get_sensor("eo1_hyperion_spectral_earth")
+    numbers = [int(b[1:]) for b in hyperion.bands]
+    assert numbers == list(range(8, 58)) + list(range(77, 225))
+    assert hyperion.bandwidths is not None
+    assert all(10.0 < w < 12.0 for w in hyperion.bandwidths)
+
+
+def test_bigearthnet_subset_matches_sentinel2_and_fusion_lora_stats() -> None:
+    ben = get_sensor("bigearthnet_s2_6band")
+    s2 = get_sensor("sentinel2_l2a")
+    assert ben.bands == ("B04", "B03", "B02", "B08", "B11", "B12")
+    assert ben.wavelengths == tuple(s2.wavelengths[s2.band_index(b)] for b in ben.bands)
+    assert ben.mean is not None and ben.std is not None
+    assert ben.mean[0] == pytest.approx(0.0354, abs=1e-4)
+    assert ben.mean[3] == pytest.approx(0.252, abs=1e-3)
+    assert _apply(ben.value_scaling, [0.0, 5000.0, 10000.0, 20000.0, -5.0, 1.0]) == [
+        0.0,
+        0.5,
+        1.0,
+        1.0,
+        0.0,
+        0.0001,
+    ]
+
+
+def test_satlas_rules_follow_the_source() -> None:
+    ms = get_sensor("satlas_sentinel2_ms").value_scaling
+    assert ms.divisor == (255.0,) * 3 + (8160.0,) * 6
+    assert ms.clip == (0.0, 1.0)
+    assert _apply(ms, [255.0, 0.0, 51.0, 8160.0, 4080.0, 16320.0, 0.0, 0.0, 0.0])[:6] == [
+        1.0,
+        0.0,
+        0.2,
+        1.0,
+        0.5,
+        1.0,
+    ]
+    landsat = get_sensor("satlas_landsat").value_scaling
+    assert _apply(landsat, [4000.0, 20320.0, 12160.0, 0.0] + [4000.0] * 7)[:4] == [
+        0.0,
+        1.0,
+        0.5,
+        0.0,
+    ]
+    assert get_sensor("satlas_sentinel2_rgb").value_scaling.divisor == (255.0,) * 3
+
+
+def test_value_scaling_defaults_to_scale() -> None:
+    s2 = get_sensor("sentinel2_l2a")
+    rule = s2.value_scaling
+    assert rule.divisor == (10000.0,) * 12 and rule.offset == (0.0,) * 12 and rule.clip is None
+
+
+def test_select_slices_the_scaling_rule() -> None:
+    sub = get_sensor("satlas_sentinel2_ms").select(["B08", "TCI_B04"])
+    assert sub.value_scaling.divisor == (8160.0, 255.0)
+    assert sub.bands == ("B08", "TCI_B04")
+
+
+def test_value_scaling_rejects_bad_rules() -> None:
+    with pytest.raises(ShapeError, match="2 offsets and 1 divisors"):
+        ValueScaling(offset=(0.0, 0.0), divisor=(1.0,))
+    with pytest.raises(ValueError, match="divisors must be positive"):
+        ValueScaling(offset=(0.0,), divisor=(0.0,))
+    with pytest.raises(ValueError, match="offsets must be finite"):
+        ValueScaling(offset=(math.nan,), divisor=(1.0,))
+    with pytest.raises(ValueError, match="low < high"):
+        ValueScaling(offset=(0.0,), divisor=(1.0,), clip=(1.0, 0.0))
+
+
+def test_sensor_rejects_inconsistent_scaling() -> None:
+    base = Sensor("toy_scaling", bands=("a", "b"), wavelengths=(500.0, 600.0))
+    with pytest.raises(ShapeError, match="2 bands but its scaling rule covers 1"):
+        replace(base, scaling=ValueScaling.uniform(1, divisor=2.0))
+    with pytest.raises(ValueError, match="both scale=255.0 and a scaling rule"):
+        replace(base, scale=255.0, scaling=ValueScaling.uniform(2, divisor=2.0))
+
+
+def test_sensor_rejects_inconsistent_records() -> None:
+    with pytest.raises(ShapeError, match="2 bands but 1 wavelengths"):
+        Sensor("toy_bad", bands=("a", "b"), wavelengths=(500.0,))
+    with pytest.raises(ShapeError, match="2 bands but 3 mean"):
+        Sensor("toy_bad", bands=("a", "b"), wavelengths=(1.0, 2.0), mean=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="wavelengths must be positive"):
+        Sensor("toy_bad", bands=("a",), wavelengths=(-1.0,))
+    with pytest.raises(ValueError, match="duplicate band names"):
+        Sensor("toy_bad", bands=("a", "a"), wavelengths=(1.0, 2.0))
+
+
+def test_unknown_sensor_suggests_close_names() -> None:
+    with pytest.raises(UnknownNameError, match="Did you mean 'naip'"):
+        get_sensor("naipp")
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, geofm.sensors as s; s.get_sensor('enmap_spectral_earth'); "
+        "bad = [m for m in ('geofm.hub', 'rasterio', 'huggingface_hub') if m in sys.modules]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from geofm.errors import ShapeError
+from geofm.sensors import get_sensor
+from geofm.transforms import Normalize
+
+
+def test_matches_torchvision_normalize() -> None:
+    image = torch.rand(2, 3, 5, 5)
+    mean, std = [0.1, 0.2, 0.3], [0.5, 0.4, 0.3]
+    out = Normalize(mean, std)({"image": image})["image"]
+    torch.testing.assert_close(out, TF.normalize(image, mean, std))
+
+
+def test_from_sensor_uses_scale_and_statistics() -> None:
+    sensor = get_sensor("enmap_spectral_earth")
+    raw = torch.randint(0, 5000, (sensor.num_bands, 2, 2), dtype=torch.int16)
+    out = Normalize.from_sensor(sensor)({"image": raw})["image"]
+    mean = torch.tensor(sensor.mean)[:, None, None]
+    std = torch.tensor(sensor.std)[:, None, None]
+    want = (raw.float() / sensor.scale - mean) / std
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, want)
+
+
+def test_from_sensor_rgb_uses_divisor_255() -> None:
+    raw = torch.randint(0, 256, (2, 3, 4, 4)).float()
+    out = Normalize.from_sensor("rgb")({"image": raw})["image"]
+    want = TF.normalize(raw / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    torch.testing.assert_close(out, want)
+
+
+def test_sensor_without_statistics_raises_clear_error() -> None:
+    with pytest.raises(ValueError, match="'satlas_sentinel2_ms' has no mean/std"):
+        Normalize.from_sensor("satlas_sentinel2_ms")
+
+
+def test_scaling_only_follows_the_sensor_rule() -> None:
+    sensor = get_sensor("satlas_sentinel2_ms")
+    rule = sensor.value_scaling
+    raw = torch.rand(sensor.num_bands, 3, 3) * 10000
+    out = Normalize.from_sensor(sensor, standardize=False)({"image": raw})["image"]
+    offset = torch.tensor(rule.offset)[:, None, None]
+    divisor = torch.tensor(rule.divisor)[:, None, None]
+    want = ((raw - offset) / divisor).clamp(*rule.clip) if rule.clip else (raw - offset) / divisor
+    torch.testing.assert_close(out, want)
+
+
+def test_rejects_band_mismatch() -> None:
+    norm = Normalize([0.0] * 4, [1.0] * 4)
+    with pytest.raises(ShapeError, match="4 bands"):
+        norm({"image": torch.zeros(2, 3, 4, 4)})
+
+
+def test_rejects_bad_statistics() -> None:
+    with pytest.raises(ShapeError, match="2 mean values but 3 std"):
+        Normalize([0.0, 0.0], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="must all be positive"):
+        Normalize([0.0], [0.0])
+
+
+def test_follows_module_device_and_keeps_other_keys() -> None:
+    norm = Normalize([1.0], [2.0])
+    out = norm({"image": torch.ones(1, 1, 1), "label": torch.tensor(3)})
+    assert out["image"].item() == 0.0
+    assert out["label"].item() == 3
