@@ -41,3 +41,30 @@ def test_sensors_sit_below_hub_and_backbones() -> None:
     loaded = modules_after("import geofm.sensors")
     assert "geofm.hub" not in loaded
     assert "geofm.backbones" not in loaded
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "geofm.sensors",
+        "geofm.spectral",
+        "geofm.fusion",
+        "geofm.losses",
+        "geofm.metrics",
+        "geofm.transforms",
+        "geofm.lora",
+        "geofm.geo",
+    ],
+)
+def test_lower_floors_import_neither_hub_nor_backbones(module: str) -> None:
+    loaded = modules_after(f"import {module}")
+    assert "geofm.hub" not in loaded
+    assert "geofm.backbones" not in loaded
+    assert "rasterio" not in loaded
+    assert "huggingface_hub" not in loaded
+
+
+@pytest.mark.parametrize("module", ["geofm.fusion", "geofm.losses", "geofm.metrics", "geofm.lora"])
+def test_torch_only_modules_do_not_import_timm(module: str) -> None:
+    loaded = modules_after(f"import {module}")
+    assert "timm" not in loaded

@@ -1,0 +1,73 @@
+"""Fixtures for geofm.geo: tiny GeoTIFFs written into tmp_path (no committed binaries)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+REAL_DATA = Path("/work/shared/data/real")
+
+# A UTM 18N grid with 10 m pixels, the default for synthetic rasters.
+UTM_TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
+
+WriteRaster = Callable[..., Path]
+
+
+def write_geotiff(
+    path: Path,
+    array: np.ndarray,
+    *,
+    crs: Any = "EPSG:32618",
+    transform: Affine = UTM_TRANSFORM,
+    nodata: float | None = None,
+    descriptions: tuple[str, ...] | None = None,
+) -> Path:
+    """Write a (C, H, W) array as a GeoTIFF and return its path."""
+    count, height, width = array.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=array.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
+        dst.write(array)
+        for i, text in enumerate(descriptions or (), start=1):
+            dst.set_band_description(i, text)
+    return path
+
+
+@pytest.fixture
+def write_raster(tmp_path: Path) -> WriteRaster:
+    """Factory: ``write_raster(array, name="src.tif", **kwargs) -> Path`` inside tmp_path."""
+
+    def write(array: np.ndarray, name: str = "src.tif", **kwargs: Any) -> Path:
+        return write_geotiff(tmp_path / name, array, **kwargs)
+
+    return write
+
+
+@pytest.fixture
+def utm_transform() -> Affine:
+    """The default transform of ``write_raster``: UTM 18N, 10 m pixels."""
+    return UTM_TRANSFORM
+
+
+@pytest.fixture
+def rgb_byte() -> Path:
+    """rasterio's CC0 RGB.byte.tif (791 x 718, 3 x uint8, EPSG:32618, nodata 0 collar)."""
+    path = REAL_DATA / "rasterio_landsat7" / "RGB.byte.tif"
+    if not path.exists():
+        pytest.skip(f"real test raster {path} is not available")
+    return path

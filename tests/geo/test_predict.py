@@ -1,0 +1,404 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from affine import Affine
+from torch import nn
+
+from geofm.errors import ShapeError
+from geofm.geo import BlendMode, OutputMode, predict_raster
+from geofm.geo._stream import window_1d
+
+WriteRaster = Callable[..., Path]
+
+
+def _read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile]:
+    with rasterio.open(path) as r:
+        return r.read(), r.profile
+
+
+def _conv_net(seed: int = 0, out_channels: int = 4) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, out_channels, 3, padding=1)
+    ).eval()
+
+
+class CountingModel(nn.Module):
+    """Identity that counts the tiles it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tiles = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.tiles += x.shape[0]
+        return x
+
+
+class FailingModel(nn.Module):
+    """Identity that raises on its ``fail_at``-th call (the shape probe is call 1)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        return x
+
+
+@pytest.mark.parametrize("blend", ["cosine", "linear"])
+def test_cosine_window_is_a_partition_of_unity(blend: str) -> None:
+    w = window_1d(32, 8, blend)  # type: ignore[arg-type]
+    assert (w > 0).all() and (w[8:24] == 1).all()
+    np.testing.assert_allclose(w[24:] + w[:8], 1.0)  # the ramps of neighbours 24 px apart
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "dtype"),
+    [(83, 71, "uint8"), (64, 64, "float32"), (37, 100, "int16"), (20, 13, "uint16")],
+)
+def test_identity_reproduces_the_input_exactly(
+    tmp_path: Path, write_raster: WriteRaster, height: int, width: int, dtype: str
+) -> None:
+    # Odd sizes, a raster smaller than a tile (20 x 13) and overlap > 0: no seam, no shift.
+    values = np.random.default_rng(0).integers(0, 200, (3, height, width)).astype(dtype)
+    src = write_raster(values)
+    out = predict_raster(
+        nn.Identity().eval(), src, tmp_path / "out.tif", tile=32, overlap=8, output="regression"
+    )
+    result, profile = _read(out)
+    assert result.dtype == np.float32 and result.shape == values.shape
+    np.testing.assert_array_equal(result, values.astype(np.float32))
+    with rasterio.open(src) as s:
+        assert profile["crs"] == s.crs and profile["transform"] == s.transform
+    assert profile["tiled"] and profile["compress"] == "deflate"
+
+
+def test_rotated_transform_and_crs_are_copied(tmp_path: Path, write_raster: WriteRaster) -> None:
+    rotated = Affine(8.0, 6.0, 590000.0, 6.0, -8.0, 5750000.0)  # like solaris' sar_hh.tif
+    values = np.random.default_rng(0).random((2, 40, 40), dtype=np.float32)
+    src = write_raster(values, crs="EPSG:32631", transform=rotated)
+    out = predict_raster(
+        nn.Identity().eval(), src, tmp_path / "o.tif", tile=16, overlap=4, output="regression"
+    )
+    result, profile = _read(out)
+    assert profile["transform"] == rotated and profile["crs"].to_epsg() == 32631
+    np.testing.assert_array_equal(result, values)
+
+
+@pytest.mark.parametrize("blend", ["cosine", "linear"])
+def test_no_seams_with_a_real_convolution(
+    tmp_path: Path, write_raster: WriteRaster, blend: BlendMode
+) -> None:
+    # Tile borders see zero padding; smooth blending keeps the result close to the
+    # full-image convolution everywhere, and exact away from the overlaps.
+    values = np.random.default_rng(0).random((3, 70, 90), dtype=np.float32)
+    net = _conv_net()
+    out = predict_raster(
+        net,
+        write_raster(values),
+        tmp_path / "o.tif",
+        tile=32,
+        overlap=8,
+        blend=blend,
+        output="regression",
+    )
+    result, _ = _read(out)
+    with torch.no_grad():
+        reference = net(torch.from_numpy(values)[None])[0].numpy()
+    error = np.abs(result - reference)
+    assert error[:, :22, :22].max() < 1e-5  # inside the first tile, before any overlap
+    plain = predict_raster(
+        net,
+        write_raster(values, "b.tif"),
+        tmp_path / "u.tif",
+        tile=32,
+        overlap=8,
+        blend="none",
+        output="regression",
+    )
+    seam = np.abs(_read(plain)[0] - reference).max()  # a plain mean keeps half the border error
+    assert error.max() < 0.5 * seam
+    assert error.max() < 0.1 * np.ptp(reference)
+
+
+def test_class_output_is_uint8_with_a_colour_table(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).random((3, 50, 60), dtype=np.float32)
+    net = _conv_net(out_channels=5)
+    out = predict_raster(
+        net,
+        write_raster(values),
+        tmp_path / "c.tif",
+        tile=32,
+        overlap=8,
+        colormap={1: (10, 20, 30)},
+    )
+    with rasterio.open(out) as r:
+        classes = r.read(1)
+        assert r.dtypes == ("uint8",) and r.count == 1 and r.nodata == 255
+        colours = r.colormap(1)
+    assert colours[1] == (10, 20, 30, 255) and len({colours[k] for k in range(5)}) == 5
+    prob = predict_raster(
+        net,
+        write_raster(values, "p.tif"),
+        tmp_path / "p_out.tif",
+        tile=32,
+        overlap=8,
+        output="probability",
+    )
+    probabilities, _ = _read(prob)
+    assert probabilities.shape == (5, 50, 60)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+    assert (classes == probabilities.argmax(axis=0)).mean() > 0.99  # may differ in overlaps only
+    logits = predict_raster(
+        net,
+        write_raster(values, "l.tif"),
+        tmp_path / "l_out.tif",
+        tile=32,
+        overlap=8,
+        output="regression",
+    )
+    np.testing.assert_array_equal(
+        classes, _read(logits)[0].argmax(axis=0)
+    )  # argmax of blended logits
+    with torch.no_grad():
+        full = net(torch.from_numpy(values)[None])[0].numpy().argmax(axis=0)
+    np.testing.assert_array_equal(classes[:24, :24], full[:24, :24])  # inside the first tile
+
+
+def test_one_channel_models_are_thresholded_at_one_half(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.linspace(-3, 3, 40 * 40, dtype=np.float32).reshape(1, 40, 40)
+    out = predict_raster(
+        nn.Identity().eval(), write_raster(values), tmp_path / "c.tif", tile=16, overlap=4
+    )
+    classes, _ = _read(out)
+    np.testing.assert_array_equal(classes[0], (values[0] >= 0).astype(np.uint8))
+
+
+def test_nodata_is_propagated_and_empty_tiles_are_skipped(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).integers(1, 200, (3, 64, 64)).astype(np.uint8)
+    values[:, :32, :] = 0  # the top half is nodata
+    values[1, 40, 50] = 0  # a single invalid pixel in one band
+    src = write_raster(values, nodata=0)
+    counting = CountingModel().eval()
+    out = predict_raster(
+        counting, src, tmp_path / "r.tif", tile=16, overlap=4, batch_size=3, output="regression"
+    )
+    result, _ = _read(out)
+    invalid = (values == 0).any(axis=0)
+    assert np.isnan(result[:, invalid]).all()
+    np.testing.assert_array_equal(result[:, ~invalid], values[:, ~invalid].astype(np.float32))
+    # 5 x 5 tiles (offsets 0, 12, 24, 36, 48); rows 0 and 12 are empty; +1 for the shape probe.
+    assert counting.tiles == 3 * 5 + 1
+    classes = predict_raster(nn.Identity().eval(), src, tmp_path / "c.tif", tile=16, overlap=4)
+    assert (_read(classes)[0][0][invalid] == 255).all()
+
+
+def test_a_crash_leaves_no_partial_output(tmp_path: Path, write_raster: WriteRaster) -> None:
+    src = write_raster(np.ones((3, 64, 64), np.float32))
+    dst = tmp_path / "out" / "pred.tif"
+    dst.parent.mkdir()
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_raster(
+            FailingModel(fail_at=4).eval(),
+            src,
+            dst,
+            tile=16,
+            overlap=4,
+            batch_size=2,
+            output="regression",
+        )
+    assert list(dst.parent.iterdir()) == []
+    # An existing output is left untouched by a failed overwrite.
+    dst.write_bytes(b"previous")
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_raster(
+            FailingModel(fail_at=9).eval(),
+            src,
+            dst,
+            tile=16,
+            overlap=4,
+            batch_size=1,
+            output="regression",
+            overwrite=True,
+        )
+    assert dst.read_bytes() == b"previous" and list(dst.parent.iterdir()) == [dst]
+
+
+def test_argument_errors(tmp_path: Path, write_raster: WriteRaster) -> None:
+    src = write_raster(np.ones((3, 20, 20), np.float32))
+    model = nn.Identity().eval()
+    with pytest.raises(ValueError, match="has no CRS, but geofm.geo.predict_raster needs"):
+        predict_raster(
+            model, write_raster(np.ones((1, 8, 8), np.uint8), "n.tif", crs=None), tmp_path / "o.tif"
+        )
+    with pytest.raises(ValueError, match="training mode"):
+        predict_raster(nn.Identity(), src, tmp_path / "o.tif")
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, tile // 2\] = \[0, 8\], got 9"):
+        predict_raster(model, src, tmp_path / "o.tif", tile=16, overlap=9)
+    with pytest.raises(ValueError, match="Unknown blend 'gaussian'"):
+        predict_raster(model, src, tmp_path / "o.tif", blend="gaussian")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown output 'logits'"):
+        predict_raster(model, src, tmp_path / "o.tif", output="logits")  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match=r"to \(N, K, 16, 16\) tensors, got \(1, 3, 8, 8\)"):
+        predict_raster(nn.AvgPool2d(2).eval(), src, tmp_path / "o.tif", tile=16, overlap=0)
+    with pytest.raises(ShapeError, match="Band indices \\[4\\] are out of range"):
+        predict_raster(model, src, tmp_path / "o.tif", bands=[4])
+    complex_src = write_raster(np.ones((1, 8, 8), np.complex64), "sar.tif")
+    with pytest.raises(ValueError, match="complex pixels"):
+        predict_raster(model, complex_src, tmp_path / "o.tif")
+    (tmp_path / "taken.tif").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="Pass overwrite=True"):
+        predict_raster(model, src, tmp_path / "taken.tif")
+    with pytest.raises(ValueError, match="device='meta' but the model's parameters are on 'cpu'"):
+        predict_raster(_conv_net(), src, tmp_path / "o.tif", device="meta")
+
+
+def test_band_selection_feeds_the_model_in_order(tmp_path: Path, write_raster: WriteRaster) -> None:
+    values = np.random.default_rng(0).random((4, 20, 24), dtype=np.float32)
+    out = predict_raster(
+        nn.Identity().eval(),
+        write_raster(values),
+        tmp_path / "o.tif",
+        tile=16,
+        overlap=4,
+        bands=[4, 2],
+        output="regression",
+    )
+    np.testing.assert_array_equal(_read(out)[0], values[[3, 1]])
+
+
+def test_real_rgb_byte_identity(tmp_path: Path, rgb_byte: Path) -> None:
+    out = predict_raster(
+        nn.Identity().eval(),
+        rgb_byte,
+        tmp_path / "o.tif",
+        tile=128,
+        overlap=32,
+        batch_size=16,
+        output="regression",
+    )
+    result, profile = _read(out)
+    with rasterio.open(rgb_byte) as src:
+        values, valid = src.read(), (src.read_masks() != 0).all(axis=0)
+        assert profile["transform"] == src.transform and profile["crs"] == src.crs
+    np.testing.assert_array_equal(result[:, valid], values[:, valid].astype(np.float32))
+    assert np.isnan(result[:, ~valid]).all()
+
+
+# ---- two ranks (gloo on CPU) give the same file as one process -------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_worker(
+    rank: int, world: int, port: int, jobs: list[tuple[str, str, OutputMode, int]], failing_src: str
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        for src, dst, output, channels in jobs:
+            predict_raster(
+                _conv_net(out_channels=channels),
+                src,
+                dst,
+                tile=16,
+                overlap=4,
+                batch_size=3,
+                output=output,
+            )
+        # Without sharding, each rank predicts the whole raster on its own.
+        src, _, output, channels = jobs[0]
+        own = Path(src).with_name(f"own{rank}.tif")
+        predict_raster(
+            _conv_net(out_channels=channels),
+            src,
+            own,
+            tile=16,
+            overlap=4,
+            batch_size=3,
+            output=output,
+            shard_across_ranks=False,
+        )
+        # Rank 1's model raises: every rank must raise, and no output may be left.
+        model = FailingModel(fail_at=3) if rank == 1 else nn.Identity()
+        failing_dst = Path(failing_src).with_name("failed.tif")
+        try:
+            predict_raster(model.eval(), failing_src, failing_dst, tile=16, overlap=4, batch_size=1)
+        except RuntimeError as err:
+            Path(failing_src).with_name(f"error{rank}.txt").write_text(str(err))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) -> None:
+    rng = np.random.default_rng(0)
+    tall = rng.random((3, 101, 45), dtype=np.float32)  # 9 row bands of 16 px tiles, odd sizes
+    tall[:, 30:50, 10:40] = np.nan  # a nodata block
+    small = rng.random((3, 10, 30), dtype=np.float32)  # one row band: rank 0 gets no rows
+    jobs: list[tuple[str, str, OutputMode, int]] = []
+    cases: list[tuple[str, np.ndarray, OutputMode, int]] = [
+        ("tall", tall, "probability", 3),
+        ("small", small, "class", 4),
+        ("tallc", tall, "class", 2),
+    ]
+    for name, values, output, channels in cases:
+        src = write_raster(values, f"{name}.tif")
+        jobs.append((str(src), str(tmp_path / f"{name}_2ranks.tif"), output, channels))
+    failing = write_raster(tall, "failing.tif")
+    mp.spawn(  # type: ignore[attr-defined,no-untyped-call]
+        _rank_worker, args=(2, _free_port(), jobs, str(failing)), nprocs=2, join=True
+    )
+    assert (tmp_path / "error1.txt").read_text() == "boom"
+    assert "failed on another rank" in (tmp_path / "error0.txt").read_text()
+    assert not (tmp_path / "failed.tif").exists()
+    for src_name, dst, output, channels in jobs:
+        single = predict_raster(
+            _conv_net(out_channels=channels),
+            src_name,
+            tmp_path / "single.tif",
+            tile=16,
+            overlap=4,
+            batch_size=3,
+            output=output,
+            overwrite=True,
+        )
+        sharded, profile = _read(Path(dst))
+        expected, expected_profile = _read(single)
+        np.testing.assert_array_equal(sharded, expected)
+        assert {k: v for k, v in profile.items() if k != "nodata"} == {
+            k: v for k, v in expected_profile.items() if k != "nodata"
+        }
+        np.testing.assert_array_equal(profile["nodata"], expected_profile["nodata"])
+        if output == "class":
+            with rasterio.open(dst) as a, rasterio.open(single) as b:
+                assert a.colormap(1) == b.colormap(1)
+        if dst == jobs[0][1]:
+            for rank in (0, 1):
+                np.testing.assert_array_equal(_read(tmp_path / f"own{rank}.tif")[0], expected)
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
