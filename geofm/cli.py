@@ -6,6 +6,10 @@ Sub-commands:
   weights, or sensors) matching an ``fnmatch`` glob;
 - ``geofm info NAME``: what a backbone / weights / sensor name is;
 - ``geofm demo``: run a registry backbone on the embedded Landsat 7 scene;
+- ``geofm tile SRC OUT_DIR``: split a raster into georeferenced tiles plus an index;
+- ``geofm predict MODEL SRC DST``: whole-scene sliding-window prediction of a
+  model saved with :func:`geofm.hub.save_pretrained` (a folder or a hub repo)
+  to a tiled GeoTIFF; under ``torchrun`` the windows are sharded across ranks;
 - ``geofm --version``.
 
 Example:
@@ -122,6 +126,61 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tile(args: argparse.Namespace) -> int:
+    from geofm.geo import tile_raster
+
+    out_dir = Path(args.out_dir)
+    index = Path(args.index) if args.index else out_dir / "index.geojson"
+    tiles = tile_raster(
+        args.src,
+        size=args.size,
+        stride=args.stride,
+        pad=args.pad,
+        out_dir=out_dir,
+        index_path=index,
+    )
+    print(f"{len(tiles)} tiles in {out_dir}, index {index}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from geofm.geo import predict_raster
+    from geofm.hub.rebuild import from_pretrained
+
+    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if distributed:
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        if args.device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        model = from_pretrained(args.model).eval().to(args.device)
+        out = predict_raster(
+            model,
+            args.src,
+            args.dst,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            blend=args.blend,
+            output=args.output,
+            device=args.device,
+            bands=bands,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``geofm`` command.
 
@@ -150,6 +209,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="run a backbone on the embedded Landsat 7 scene")
     p_demo.add_argument("--backbone", default="resnet50")
     p_demo.set_defaults(func=_cmd_demo)
+
+    from typing import get_args
+
+    from geofm.geo.predict import BlendMode, OutputMode
+    from geofm.geo.tiling import TilePadding
+
+    p_tile = sub.add_parser("tile", help="split a raster into georeferenced tiles + an index")
+    p_tile.add_argument("src")
+    p_tile.add_argument("out_dir")
+    p_tile.add_argument("--size", type=int, default=256)
+    p_tile.add_argument("--stride", type=int, default=None, help="default: --size")
+    p_tile.add_argument("--pad", choices=get_args(TilePadding), default="zero")
+    p_tile.add_argument("--index", default=None, help="default: OUT_DIR/index.geojson")
+    p_tile.set_defaults(func=_cmd_tile)
+
+    p_pred = sub.add_parser("predict", help="sliding-window prediction of a saved model")
+    p_pred.add_argument("model", help="folder written by save_pretrained, or a hub repo id")
+    p_pred.add_argument("src")
+    p_pred.add_argument("dst")
+    p_pred.add_argument("--tile", type=int, default=256)
+    p_pred.add_argument("--overlap", type=int, default=32)
+    p_pred.add_argument("--batch-size", type=int, default=8)
+    p_pred.add_argument("--blend", choices=get_args(BlendMode), default="cosine")
+    p_pred.add_argument("--output", choices=get_args(OutputMode), default="class")
+    p_pred.add_argument("--device", default="cpu")
+    p_pred.add_argument("--bands", default=None, help="1-based band list, e.g. 1,2,3")
+    p_pred.add_argument("--overwrite", action="store_true")
+    p_pred.add_argument("--no-progress", action="store_true")
+    p_pred.set_defaults(func=_cmd_predict)
     return parser
 
 
@@ -168,8 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...
         0
     """
+    from geofm.errors import GeofmError
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (GeofmError, ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"geofm {args.command}: {err}", file=sys.stderr)
+        return 1
     return code
 
 
