@@ -45,6 +45,7 @@ __all__ = [
     "create_backbone",
     "get_backbone_entry",
     "list_backbones",
+    "normalize_out_indices",
     "register_backbone",
 ]
 
@@ -54,6 +55,42 @@ BackboneBuilder = Callable[..., "Backbone"]
 
 # Parameters create_backbone handles itself; builders never see them.
 _LOADER_PARAMS = ("pretrained", "bands", "pretrained_bands", "grad_checkpointing")
+
+
+def normalize_out_indices(
+    indices: Sequence[int] | None, count: int, *, default: Sequence[int], what: str
+) -> tuple[int, ...]:
+    """Validate block / stage indices, resolve negative ones and sort them.
+
+    Args:
+        indices: Requested indices (negative values count from the end), or
+            ``None`` for ``default``.
+        count: Number of blocks or stages.
+        default: Indices used when ``indices`` is ``None``.
+        what: What the indices count, for messages (``"ViT with 12 blocks"``).
+
+    Returns:
+        Sorted, non-negative, unique indices.
+
+    Raises:
+        ValueError: If an index is out of range or one is repeated.
+
+    Example:
+        >>> normalize_out_indices([-1, 0], 4, default=(0, 1, 2, 3), what="ResNet with 4 stages")
+        (0, 3)
+    """
+    picks = tuple(default if indices is None else indices)
+    out: list[int] = []
+    for i in picks:
+        if not -count <= i < count:
+            raise ValueError(
+                f"out_indices entry {i} is out of range for a {what}. "
+                f"Expected values in [{-count}, {count - 1}]."
+            )
+        out.append(i % count)
+    if len(set(out)) != len(out):
+        raise ValueError(f"out_indices must not repeat a block or stage, got {picks}.")
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import timm
 import torch
 from timm.models.resnet import ResNet
 
-from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
+from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
 from geofm.hub.load import LoadReport, StateDict
 
 __all__ = ["ResNetBackbone"]
@@ -56,16 +56,9 @@ class ResNetBackbone(Backbone):
     def __init__(self, model: ResNet, *, out_indices: Sequence[int] | None = None) -> None:
         super().__init__()
         self.model = model
-        indices = (0, 1, 2, 3) if out_indices is None else tuple(out_indices)
-        for i in indices:
-            if not -4 <= i < 4:
-                raise ValueError(
-                    f"out_indices entry {i} is out of range for a ResNet with 4 stages. "
-                    "Expected values in [-4, 3]."
-                )
-        self.out_indices = tuple(sorted({i % 4 for i in indices}))
-        if len(self.out_indices) != len(indices):
-            raise ValueError(f"out_indices must not repeat a stage, got {indices}.")
+        self.out_indices = normalize_out_indices(
+            out_indices, 4, default=(0, 1, 2, 3), what="ResNet with 4 stages"
+        )
         conv1: Any = model.conv1
         self.in_chans = int(conv1.in_channels)
         self.embed_dim = int(model.num_features)

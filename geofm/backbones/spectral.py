@@ -38,13 +38,12 @@ from typing import Any, ClassVar, Literal, cast
 
 import timm
 import torch
-from timm.layers.pos_embed import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
-from geofm.backbones.vit import default_out_indices
+from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
+from geofm.backbones.vit import default_out_indices, resample_pos_embed
 from geofm.hub.load import LoadReport, StateDict
 from geofm.spectral import SpectralAdapter
 
@@ -72,20 +71,6 @@ def _check_in_chans(in_chans: int) -> None:
             f"(the spectral adapter's strided convolutions), got in_chans={in_chans}. "
             "Use a backbone with a patch embedding for multispectral input."
         )
-
-
-def _indices(indices: Sequence[int], count: int, what: str) -> tuple[int, ...]:
-    out = []
-    for i in indices:
-        if not -count <= i < count:
-            raise ValueError(
-                f"out_indices entry {i} is out of range for a {what} with {count} "
-                f"blocks/stages. Expected values in [{-count}, {count - 1}]."
-            )
-        out.append(i % count)
-    if len(set(out)) != len(out):
-        raise ValueError(f"out_indices must not repeat an entry, got {tuple(indices)}.")
-    return tuple(sorted(out))
 
 
 class SpecViTBackbone(Backbone):
@@ -135,8 +120,9 @@ class SpecViTBackbone(Backbone):
         self.spectral_adapter = SpectralAdapter()
         self.vit_core = vit_core
         depth = len(vit_core.blocks)
-        picks = default_out_indices(depth) if out_indices is None else out_indices
-        self.out_indices = _indices(picks, depth, "ViT")
+        self.out_indices = normalize_out_indices(
+            out_indices, depth, default=default_out_indices(depth), what=f"ViT with {depth} blocks"
+        )
         self.pool: Pool = pool
         self.norm = norm
         self.in_chans = in_chans
@@ -197,27 +183,7 @@ class SpecViTBackbone(Backbone):
         state_dict = self._drop_keys(
             state_dict, ("vit_core.head.",), "classifier head; the backbone has none", report
         )
-        key = "vit_core.pos_embed"
-        own = self.vit_core.pos_embed
-        if key not in state_dict or own is None or state_dict[key].shape == own.shape:
-            return state_dict
-        prefix = self.vit_core.num_prefix_tokens
-        grid = cast(Any, self.vit_core.patch_embed).grid_size
-        old_tokens = state_dict[key].shape[1] - prefix
-        old_side = round(old_tokens**0.5)
-        if old_side * old_side != old_tokens:
-            return state_dict  # not a square grid: strict loading reports the mismatch
-        out = dict(state_dict)
-        out[key] = resample_abs_pos_embed(
-            state_dict[key],
-            new_size=list(grid),
-            old_size=[old_side, old_side],
-            num_prefix_tokens=prefix,
-        )
-        report.adapted.append(
-            f"{key}: resampled from a {old_side}x{old_side} to a {grid[0]}x{grid[1]} grid"
-        )
-        return out
+        return resample_pos_embed(state_dict, "vit_core.pos_embed", self.vit_core, report)
 
 
 class SpecBottleneck(nn.Module):
@@ -380,8 +346,8 @@ class SpecResNetBackbone(Backbone):
         self.resnet = SpecResNetTrunk(replace_stride_with_dilation=cast(Any, flags))
         self.in_chans = in_chans
         self.embed_dim = 2048
-        self.out_indices = _indices(
-            (0, 1, 2, 3) if out_indices is None else out_indices, 4, "ResNet"
+        self.out_indices = normalize_out_indices(
+            out_indices, 4, default=(0, 1, 2, 3), what="ResNet with 4 stages"
         )
         reductions, total = [], 1
         for flag in flags:

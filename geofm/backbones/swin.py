@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
+from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
 from geofm.hub.load import LoadReport, StateDict
 
 __all__ = ["SwinBackbone", "TorchvisionSwinBackbone"]
@@ -42,17 +42,7 @@ _BASE_HEADS = (4, 8, 16, 32)
 
 
 def _stage_indices(out_indices: Sequence[int] | None) -> tuple[int, ...]:
-    indices = (0, 1, 2, 3) if out_indices is None else tuple(out_indices)
-    for i in indices:
-        if not -4 <= i < 4:
-            raise ValueError(
-                f"out_indices entry {i} is out of range for a Swin with 4 stages. "
-                "Expected values in [-4, 3]."
-            )
-    out = tuple(sorted({i % 4 for i in indices}))
-    if len(out) != len(indices):
-        raise ValueError(f"out_indices must not repeat a stage, got {indices}.")
-    return out
+    return normalize_out_indices(out_indices, 4, default=(0, 1, 2, 3), what="Swin with 4 stages")
 
 
 def _check_depths(depths: Sequence[int]) -> tuple[int, ...]:

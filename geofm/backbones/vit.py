@@ -27,13 +27,13 @@ import torch
 from timm.layers.pos_embed import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 
-from geofm.backbones.base import Backbone, FeatureInfo, register_backbone
+from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
 from geofm.errors import ShapeError
 from geofm.hub.load import LoadReport, StateDict
 from geofm.sensors import get_sensor
 from geofm.spectral import WavelengthPatchEmbed
 
-__all__ = ["ViTBackbone", "default_out_indices"]
+__all__ = ["ViTBackbone", "default_out_indices", "resample_pos_embed"]
 
 Pool = Literal["cls", "mean"]
 
@@ -70,18 +70,51 @@ def _resolve_wavelengths(wavelengths: Sequence[float] | str) -> tuple[float, ...
     return waves
 
 
-def _normalise_indices(indices: Sequence[int], depth: int, what: str) -> tuple[int, ...]:
-    out: list[int] = []
-    for i in indices:
-        if not -depth <= i < depth:
-            raise ValueError(
-                f"out_indices entry {i} is out of range for a {what} with {depth} blocks. "
-                f"Expected values in [{-depth}, {depth - 1}]."
-            )
-        out.append(i % depth)
-    if len(set(out)) != len(out):
-        raise ValueError(f"out_indices must not repeat a block, got {tuple(indices)}.")
-    return tuple(sorted(out))
+def resample_pos_embed(
+    state_dict: StateDict, key: str, vit: VisionTransformer, report: LoadReport
+) -> StateDict:
+    """Resample a checkpoint's square position-embedding grid to ``vit``'s grid.
+
+    Leaves the state dict unchanged when the shapes already match, the key is
+    absent, or the stored grid is not square (strict loading then reports it).
+
+    Args:
+        state_dict: Checkpoint tensors in the module's layout.
+        key: Key of the position embedding, e.g. ``"model.pos_embed"``.
+        vit: The timm ViT whose grid is the target.
+        report: Report that records the resampling.
+
+    Returns:
+        The (possibly updated) state dict.
+
+    Example:
+        >>> import timm, torch
+        >>> from geofm.hub.load import LoadReport
+        >>> vit = timm.create_model("vit_tiny_patch16_224", depth=1, img_size=32)
+        >>> sd = {"pos_embed": torch.zeros(1, 1 + 14 * 14, 192)}
+        >>> resample_pos_embed(sd, "pos_embed", vit, LoadReport())["pos_embed"].shape
+        torch.Size([1, 5, 192])
+    """
+    own = vit.pos_embed
+    if key not in state_dict or own is None or state_dict[key].shape == own.shape:
+        return state_dict
+    prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    grid = cast(Any, vit.patch_embed).grid_size
+    old_tokens = state_dict[key].shape[1] - prefix
+    old_side = round(old_tokens**0.5)
+    if old_side * old_side != old_tokens:
+        return state_dict
+    out = dict(state_dict)
+    out[key] = resample_abs_pos_embed(
+        state_dict[key],
+        new_size=list(grid),
+        old_size=[old_side, old_side],
+        num_prefix_tokens=prefix,
+    )
+    report.adapted.append(
+        f"{key}: resampled from a {old_side}x{old_side} to a {grid[0]}x{grid[1]} grid"
+    )
+    return out
 
 
 class ViTBackbone(Backbone):
@@ -129,8 +162,8 @@ class ViTBackbone(Backbone):
             )
         self.model = model
         depth = len(model.blocks)
-        self.out_indices = _normalise_indices(
-            default_out_indices(depth) if out_indices is None else out_indices, depth, "ViT"
+        self.out_indices = normalize_out_indices(
+            out_indices, depth, default=default_out_indices(depth), what=f"ViT with {depth} blocks"
         )
         self.pool: Pool = pool
         self.norm = norm
@@ -237,28 +270,7 @@ class ViTBackbone(Backbone):
         state_dict = self._drop_keys(
             state_dict, ("model.head.",), "classifier head; the backbone has none", report
         )
-        key = "model.pos_embed"
-        if key in state_dict:
-            own = self.model.pos_embed
-            pos = state_dict[key]
-            if own is not None and pos.shape != own.shape:
-                prefix = 0 if self.model.no_embed_class else self.model.num_prefix_tokens
-                grid = cast(Any, self.model.patch_embed).grid_size
-                old_tokens = pos.shape[1] - prefix
-                old_side = round(old_tokens**0.5)
-                if old_side * old_side != old_tokens:
-                    return state_dict  # not a square grid: leave it to strict loading to report
-                state_dict = dict(state_dict)
-                state_dict[key] = resample_abs_pos_embed(
-                    pos,
-                    new_size=list(grid),
-                    old_size=[old_side, old_side],
-                    num_prefix_tokens=prefix,
-                )
-                report.adapted.append(
-                    f"{key}: resampled from a {old_side}x{old_side} to a {grid[0]}x{grid[1]} grid"
-                )
-        return state_dict
+        return resample_pos_embed(state_dict, "model.pos_embed", self.model, report)
 
 
 def _build(
