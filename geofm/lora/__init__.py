@@ -1,0 +1,50 @@
+"""LoRA for vision backbones: fused-qkv aware, conv aware, exact merge, PEFT-compatible files.
+
+``apply_lora(model, LoRAConfig(...))`` wraps the selected ``nn.Linear`` /
+``nn.Conv2d`` layers of any model in place (keeping every state-dict key),
+:func:`mark_only_lora_trainable` freezes the rest, :func:`merge_lora` folds the
+adapters in for inference, :func:`save_lora` / :func:`load_lora` store them as
+safetensors and :func:`to_peft` / :func:`from_peft` exchange them with PEFT.
+
+References:
+    - Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022.
+      https://arxiv.org/abs/2106.09685
+    - PEFT: https://github.com/huggingface/peft
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from geofm.lora import LoRAConfig, apply_lora, mark_only_lora_trainable
+    >>> model = nn.Sequential(nn.Linear(8, 24), nn.GELU(), nn.Linear(24, 2))
+    >>> model = apply_lora(model, LoRAConfig(rank=2, targets=("0",)))
+    >>> model = mark_only_lora_trainable(model, also=("2",))
+    >>> sum(p.numel() for p in model.parameters() if p.requires_grad)
+    114
+"""
+
+from __future__ import annotations
+
+from geofm.lora.config import LoRAConfig, QKVPart, ecovision_config, fusion_lora_config
+from geofm.lora.inject import apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
+from geofm.lora.interop import from_peft, to_peft
+from geofm.lora.io import load_lora, lora_state_dict, save_lora
+from geofm.lora.layers import LoRAConv2d, LoRALinear, UnsupportedModuleError
+
+__all__ = [
+    "LoRAConfig",
+    "LoRAConv2d",
+    "LoRALinear",
+    "QKVPart",
+    "UnsupportedModuleError",
+    "apply_lora",
+    "ecovision_config",
+    "from_peft",
+    "fusion_lora_config",
+    "load_lora",
+    "lora_state_dict",
+    "mark_only_lora_trainable",
+    "merge_lora",
+    "save_lora",
+    "to_peft",
+    "unmerge_lora",
+]

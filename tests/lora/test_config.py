@@ -1,0 +1,121 @@
+"""LoRAConfig validation and serialisation; EcoVision and Fusion-LoRA presets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from geofm.lora import (
+    LoRAConfig,
+    LoRALinear,
+    UnsupportedModuleError,
+    apply_lora,
+    ecovision_config,
+    fusion_lora_config,
+    mark_only_lora_trainable,
+)
+
+
+def _trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_scaling_and_canonical_parts() -> None:
+    assert LoRAConfig().scaling == 2.0
+    assert LoRAConfig(rank=16, alpha=8.0, use_rslora=True).scaling == 2.0
+    cfg = LoRAConfig(qkv_parts=("v", "q"), targets=["qkv", "proj"])  # type: ignore[arg-type]
+    assert cfg.qkv_parts == ("q", "v")
+    assert cfg.targets == ("qkv", "proj")
+    assert not cfg.adapts_all_qkv_parts
+
+
+def test_json_round_trip_with_types() -> None:
+    cfg = LoRAConfig(
+        rank=4, targets=("layers.2.*",), target_types=(nn.Linear, nn.Conv2d), also=("head",)
+    )
+    assert LoRAConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rank": 0}, "rank must be an integer >= 1, got 0"),
+        ({"alpha": -1.0}, "alpha must be > 0, got -1.0"),
+        ({"dropout": 1.5}, r"dropout must be in \[0, 1\), got 1.5"),
+        ({"targets": "qkv"}, "got the string 'qkv'. Write targets=\\('qkv',\\)"),
+        ({"targets": ()}, "targets is empty"),
+        ({"qkv_parts": ("q", "q")}, "distinct"),
+        ({"qkv_parts": ("q", "x")}, r"unknown parts \['x'\]"),
+    ],
+)
+def test_rejects_invalid_values(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LoRAConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rejects_unsupported_target_types() -> None:
+    with pytest.raises(UnsupportedModuleError, match="Supported layer types: Conv2d, Linear"):
+        LoRAConfig(target_types=(nn.Embedding,))
+
+
+def test_from_json_rejects_unknown_fields() -> None:
+    with pytest.raises(ValueError, match="incompatible geofm version"):
+        LoRAConfig.from_json('{"rank": 8}')
+
+
+@pytest.mark.parametrize(("city", "lora_params"), [("shanghai", 442_368), ("las_vegas", 1_769_472)])
+def test_ecovision_counts_on_vit_b14(city: str, lora_params: int) -> None:
+    with torch.device("meta"):  # shapes only: no 86M-parameter init on CPU
+        model: Any = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=1)
+        config = ecovision_config(city=city)  # type: ignore[arg-type]
+        apply_lora(model, config)
+    mark_only_lora_trainable(model, also=config.also)
+    assert _trainable(model) == lora_params + 769  # + head Linear(768, 1)
+    assert len([m for m in model.modules() if isinstance(m, LoRALinear)]) == 24
+    assert config.dropout == 0.05
+    assert not isinstance(model.patch_embed.proj, LoRALinear)
+
+
+def test_ecovision_rejects_unknown_city() -> None:
+    with pytest.raises(ValueError, match="Unknown EcoVision city 'paris'"):
+        ecovision_config(city="paris")  # type: ignore[arg-type]
+
+
+def test_fusion_lora_wraps_every_linear_of_stages_2_and_3() -> None:
+    model = timm.create_model(
+        "swinv2_tiny_window8_256", pretrained=False, img_size=64, window_size=2, embed_dim=8,
+        depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), num_classes=0,
+    )  # fmt: skip
+    expected = [
+        (n, m.in_features, m.out_features)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and n.split(".")[:2] in (["layers", "2"], ["layers", "3"])
+    ]
+    config = fusion_lora_config()
+    apply_lora(model, config)
+    mark_only_lora_trainable(model, also=())
+    wrapped = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+    assert wrapped == [n for n, _, _ in expected]
+    assert any(n.endswith("cpb_mlp.0") for n in wrapped)
+    assert any(n.endswith("downsample.reduction") for n in wrapped)
+    assert _trainable(model) == sum(8 * (i + o) for _, i, o in expected)
+    assert math.isclose(config.scaling, 2.0)
+
+
+def test_fusion_lora_rejects_bad_stages() -> None:
+    with pytest.raises(ValueError, match="non-negative stage indices"):
+        fusion_lora_config(stages=(-1,))
+
+
+def test_fusion_lora_count_on_swinv2_base() -> None:
+    with torch.device("meta"):
+        model = timm.create_model("swinv2_base_window8_256", pretrained=False, num_classes=0)
+        apply_lora(model, fusion_lora_config())
+    mark_only_lora_trainable(model, also=())
+    assert _trainable(model) == 1_645_632  # documented in docs/lora.md
+    assert sum(isinstance(m, LoRALinear) for m in model.modules()) == 122

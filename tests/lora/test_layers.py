@@ -1,0 +1,180 @@
+"""LoRALinear / LoRAConv2d: formula parity, init identity, merge exactness, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geofm.errors import GeofmError, ShapeError
+from geofm.lora import LoRAConv2d, LoRALinear, UnsupportedModuleError
+
+
+def _randomize(layer: LoRALinear | LoRAConv2d) -> None:
+    with torch.no_grad():
+        layer.lora_A.weight.normal_(std=0.2)
+        layer.lora_B.weight.normal_(std=0.2)
+
+
+def test_linear_equals_base_at_init_and_shares_parameters() -> None:
+    base = nn.Linear(8, 6)
+    layer = LoRALinear(base, rank=2, alpha=4.0)
+    x = torch.randn(2, 5, 8)
+    assert torch.equal(layer(x), base(x))
+    assert layer.base_weight is base.weight
+    assert layer.bias is base.bias
+    assert list(layer.state_dict()) == ["weight", "bias", "lora_A.weight", "lora_B.weight"]
+    assert torch.count_nonzero(layer.lora_B.weight) == 0
+    assert torch.count_nonzero(layer.lora_A.weight) == layer.lora_A.weight.numel()
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_linear_matches_lora_formula(use_rslora: bool) -> None:
+    base = nn.Linear(8, 6)
+    layer = LoRALinear(base, rank=3, alpha=6.0, use_rslora=use_rslora)
+    _randomize(layer)
+    x = torch.randn(4, 8)
+    a, b = layer.lora_A.weight, layer.lora_B.weight
+    scale = 6.0 / (3**0.5 if use_rslora else 3)
+    # Hu et al. eq. (3): h = W0 x + (alpha / r) B A x, written independently.
+    expected = x @ base.weight.T + base.bias + scale * (x @ a.T) @ b.T
+    torch.testing.assert_close(layer(x), expected)
+    torch.testing.assert_close(layer.weight, base.weight + scale * b @ a)
+
+
+def test_linear_chunks_adapt_only_selected_parts() -> None:
+    base = nn.Linear(4, 9)  # fused (q, k, v), 3 features each
+    layer = LoRALinear(base, rank=2, alpha=2.0, chunks=(True, False, True))
+    _randomize(layer)
+    assert layer.lora_A.weight.shape == (4, 4)
+    assert layer.lora_B.weight.shape == (6, 2)
+    x = torch.randn(5, 4)
+    a_q, a_v = layer.lora_A.weight[:2], layer.lora_A.weight[2:]
+    b_q, b_v = layer.lora_B.weight[:3], layer.lora_B.weight[3:]
+    ref = base(x)
+    expected = torch.cat(
+        [ref[:, :3] + (x @ a_q.T) @ b_q.T, ref[:, 3:6], ref[:, 6:] + (x @ a_v.T) @ b_v.T], dim=1
+    )
+    torch.testing.assert_close(layer(x), expected)
+    delta = layer.delta_weight()
+    assert torch.count_nonzero(delta[3:6]) == 0
+    torch.testing.assert_close(delta[6:], b_v @ a_v)
+
+
+def _layers() -> list[LoRALinear | LoRAConv2d]:
+    return [
+        LoRALinear(nn.Linear(6, 9), rank=2, alpha=3.0),
+        LoRALinear(nn.Linear(6, 9), rank=2, alpha=3.0, chunks=(False, True, True)),
+        LoRAConv2d(nn.Conv2d(3, 5, 3, stride=2, padding=1), rank=2, alpha=3.0),
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["linear", "qkv-parts", "conv"])
+def test_merged_equals_unmerged_and_unmerge_restores(index: int) -> None:
+    layer = _layers()[index]
+    _randomize(layer)
+    x = torch.randn(2, 6) if isinstance(layer, LoRALinear) else torch.randn(2, 3, 8, 8)
+    original = layer.base_weight.detach().clone()
+    with torch.no_grad():
+        unmerged = layer(x)
+        layer.merge()
+        merged = layer(x)
+    assert layer.merged
+    torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-5)
+    assert torch.equal(layer.weight, layer.base_weight)  # merged: weight is W0 + dW already
+    layer.unmerge()
+    torch.testing.assert_close(layer.base_weight, original, rtol=0, atol=1e-6)
+
+
+def test_merge_runs_in_float32_and_casts_back() -> None:
+    layer = LoRALinear(nn.Linear(16, 16).to(torch.bfloat16), rank=4, alpha=8.0)
+    _randomize(layer)
+    w0 = layer.base_weight.detach().clone()
+    delta32 = (layer.lora_B.weight.float() @ layer.lora_A.weight.float()) * 2.0
+    layer.merge()
+    assert layer.base_weight.dtype == torch.bfloat16
+    assert torch.equal(layer.base_weight, (w0.float() + delta32).to(torch.bfloat16))
+
+
+def test_conv_matches_two_convolutions() -> None:
+    base = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    layer = LoRAConv2d(base, rank=2, alpha=4.0)
+    x = torch.randn(2, 3, 9, 9)
+    assert torch.equal(layer(x), base(x))
+    _randomize(layer)
+    a, b = layer.lora_A.weight, layer.lora_B.weight
+    expected = base(x) + 2.0 * F.conv2d(F.conv2d(x, a, stride=2, padding=1), b)
+    torch.testing.assert_close(layer(x), expected)
+    assert list(layer.state_dict()) == ["weight", "bias", "lora_A.weight", "lora_B.weight"]
+
+
+def test_gradients_reach_only_adapters_when_base_frozen() -> None:
+    base = nn.Linear(6, 9).requires_grad_(False)
+    layer = LoRALinear(base, rank=2, chunks=(True, False, True), dropout=0.1).train()
+    _randomize(layer)
+    layer(torch.randn(3, 6)).square().sum().backward()
+    assert base.weight.grad is None
+    assert base.bias is not None and base.bias.grad is None
+    for param in (layer.lora_A.weight, layer.lora_B.weight):
+        assert param.grad is not None
+        assert torch.isfinite(param.grad).all()
+        assert param.grad.abs().sum() > 0
+
+
+def test_weight_property_is_differentiable() -> None:
+    # Models that call F.linear(x, layer.weight) themselves must still train the adapter.
+    layer = LoRALinear(nn.Linear(6, 9).requires_grad_(False), rank=2)
+    _randomize(layer)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(F.linear(x, layer.weight, layer.bias), layer(x))
+    out: Any = F.linear(x, layer.weight)
+    out.sum().backward()
+    assert layer.lora_A.weight.grad is not None
+
+
+def test_dropout_touches_only_the_adapter_path() -> None:
+    base = nn.Linear(6, 6)
+    layer = LoRALinear(base, rank=2, dropout=0.5).train()  # B is zero: output is the base's
+    x = torch.randn(4, 6)
+    assert torch.equal(layer(x), base(x))
+
+
+def test_linear_rejects_wrong_type() -> None:
+    with pytest.raises(UnsupportedModuleError, match="LoRALinear wraps nn.Linear, got Conv2d"):
+        LoRALinear(nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
+
+
+def test_conv_rejects_wrong_type_and_groups() -> None:
+    with pytest.raises(UnsupportedModuleError, match="LoRAConv2d wraps nn.Conv2d, got Linear"):
+        LoRAConv2d(nn.Linear(3, 3))  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedModuleError, match="groups=2"):
+        LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2))
+
+
+def test_chunks_must_split_evenly_and_select_something() -> None:
+    with pytest.raises(ShapeError, match="Cannot split 10 output features into 3"):
+        LoRALinear(nn.Linear(4, 10), chunks=(True, False, True))
+    with pytest.raises(ValueError, match="adapts nothing"):
+        LoRALinear(nn.Linear(4, 9), chunks=(False, False, False))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"rank": 0}, "rank must be an integer >= 1, got 0"), ({"alpha": 0.0}, "alpha must be > 0"),
+     ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0")],
+)  # fmt: skip
+def test_rejects_bad_hyperparameters(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LoRALinear(nn.Linear(4, 4), **kwargs)  # type: ignore[arg-type]
+
+
+def test_merge_state_errors() -> None:
+    layer = LoRALinear(nn.Linear(4, 4))
+    with pytest.raises(GeofmError, match="not merged"):
+        layer.unmerge()
+    layer.merge()
+    with pytest.raises(GeofmError, match="already merged"):
+        layer.merge()
