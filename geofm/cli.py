@@ -5,7 +5,8 @@ Sub-commands:
 - ``geofm list [PATTERN] [--weights | --sensors]``: registered backbones (or
   weights, or sensors) matching an ``fnmatch`` glob;
 - ``geofm info NAME``: what a backbone / weights / sensor name is;
-- ``geofm demo``: run a registry backbone on the embedded Landsat 7 scene;
+- ``geofm demo``: train a registry backbone + LoRA + head on the embedded
+  Landsat 7 scene, save and reload it, and write metrics, a map and a plot;
 - ``geofm tile SRC OUT_DIR``: split a raster into georeferenced tiles plus an index;
 - ``geofm predict MODEL SRC DST``: whole-scene sliding-window prediction of a
   model saved with :func:`geofm.hub.save_pretrained` (a folder or a hub repo)
@@ -99,30 +100,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-    import rasterio
-    import torch
+    from geofm.demo import run_demo
 
-    from geofm.backbones import create_backbone
-
-    torch.manual_seed(0)
-    path = sample_raster()
-    with rasterio.open(path) as src:
-        data = src.read(masked=True).astype(np.float32)
-        crs = src.crs
-    valid = data.filled(np.nan)
-    mean = np.nanmean(valid, axis=(1, 2), keepdims=True)
-    std = np.nanstd(valid, axis=(1, 2), keepdims=True) + 1e-6
-    x = torch.from_numpy(np.nan_to_num((valid - mean) / std))[None]  # (1, C, H, W)
-    model = create_backbone(args.backbone, in_chans=x.shape[1]).eval()
-    with torch.no_grad():
-        maps = model(x)
-        emb = model.embed(x)
-    print(f"raster   {path} ({crs}), input {tuple(x.shape)}")
-    print(f"backbone {args.backbone}")
-    for fmap, info in zip(maps, model.feature_info, strict=True):
-        print(f"  {info.module:<12} {tuple(fmap.shape)}  stride {info.reduction}")
-    print(f"  {'embedding':<12} {tuple(emb.shape)}")
+    result = run_demo(args.output_dir, steps=args.steps, backbone=args.backbone, seed=args.seed)
+    print(
+        f"validation mean IoU {result['val_miou']:.3f} "
+        f"(majority-class baseline {result['majority_baseline_miou']:.3f}), "
+        f"pixel accuracy {result['val_pixel_accuracy']:.3f}"
+    )
+    for kind, path in result["outputs"].items():
+        print(f"{kind:<8} {path}")
     return 0
 
 
@@ -206,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("name")
     p_info.set_defaults(func=_cmd_info)
 
-    p_demo = sub.add_parser("demo", help="run a backbone on the embedded Landsat 7 scene")
-    p_demo.add_argument("--backbone", default="resnet50")
+    p_demo = sub.add_parser(
+        "demo", help="train backbone + LoRA + head on the embedded scene, save, reload, map it"
+    )
+    p_demo.add_argument("--output-dir", default="geofm-demo", help="default: ./geofm-demo")
+    p_demo.add_argument("--steps", type=int, default=60)
+    p_demo.add_argument("--backbone", default="resnet18")
+    p_demo.add_argument("--seed", type=int, default=0)
     p_demo.set_defaults(func=_cmd_demo)
 
     from typing import get_args

@@ -23,6 +23,7 @@ __all__ = [
     "MissingDependencyError",
     "ShapeError",
     "UnknownNameError",
+    "UnsupportedModuleError",
     "WeightsError",
 ]
 
@@ -54,6 +55,18 @@ class UnknownNameError(GeofmError, LookupError):
     Example:
         >>> str(UnknownNameError("Unknown backbone 'x'."))
         "Unknown backbone 'x'."
+    """
+
+
+class UnsupportedModuleError(GeofmError, TypeError):
+    """A module of a type (or configuration) an operation cannot handle was targeted.
+
+    Raised, for example, when LoRA targets an ``nn.Embedding``; the message
+    lists the supported types.
+
+    Example:
+        >>> isinstance(UnsupportedModuleError("nn.Embedding"), TypeError)
+        True
     """
 
 

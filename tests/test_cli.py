@@ -39,13 +39,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"geofm {__version__}"
 
 
-def test_demo_runs_on_the_embedded_scene(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--backbone", "resnet18"]) == 0
-    out = capsys.readouterr().out
-    assert "EPSG:32618" in out
-    assert "(1, 512, 7, 7)" in out
-
-
 def test_list_weights_prints_the_catalog_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--weights", "dinov2_vit_small*"]) == 0
     out = capsys.readouterr().out

@@ -17,10 +17,10 @@ publisher's or the re-host's own files; nothing is guessed. Sources:
 - SpectralEarth: AABNassim/spectral_earth ``README.md`` (a DESY Sync&Share
   folder; no file names, hashes or licence published).
 
-Not registered (see docs/weights.md): the SkySense-O visual encoder
-(``zqcraft/SkySense-O``, ``pretrain/skysense_clip.pth``) because geofm has no
-backbone implementing its mmcls SwinV2-huge yet; its converter
-(``skysense_o_visual``) exists.
+- SkySense-O: zqcrafts/SkySense-O ``README.md`` (SkySense-CLIP checkpoints in
+  the hub repo ``zqcraft/SkySense-O``, no licence stated), the loader in
+  ``skysense_o/modeling/heads/skysense_o_head.py`` and Fusion-LoRA's
+  ``pretrain/skysense_clip.pth`` path (Eyobed-Abby/fusion-lora-skysense).
 """
 
 from __future__ import annotations
@@ -235,3 +235,36 @@ for _name, _default in (
             notes=_SE_NOTES,
         )
     )
+
+# --- SkySense-O visual encoder (SkySense-CLIP's mmcls SwinV2-huge) ---------------------------
+register_weights(
+    WeightsSpec(
+        name="skysense_o_swinv2_huge.skysense_clip",
+        repo_id="zqcraft/SkySense-O",
+        filename="pretrain/skysense_clip.pth",
+        url="https://huggingface.co/zqcraft/SkySense-O/tree/main",
+        converter="skysense_o_visual",
+        sensor="rgb",
+        in_chans=3,
+        license="unknown",
+        citation=(
+            "Zhu et al., SkySense-O: Towards Open-World Remote Sensing Interpretation with "
+            "Vision-Centric Visual-Language Modeling, CVPR 2025."
+        ),
+        default=True,
+        notes=(
+            "SkySense-CLIP checkpoint: a dict with 'clip' (text tower, vision_projection "
+            "[2816 x 1024], logit_scale) and 'model' / 'teacher' dicts in which the visual "
+            "encoder sits under 'backbone_gep.'; geofm reads 'model' (as SkySense-O's loader "
+            "does) and the converter strips the prefix, ignoring the text tower, other "
+            "branches and mmcls' saved position buffers. Input: 8-bit RGB normalised with "
+            "ImageNet mean/std (SkySense-O's CLIP_PIXEL_MEAN/STD on the 0-255 scale), 384 px "
+            "in SkySense-O and Fusion-LoRA (multiples of 16; >= 256 px for the exact mmcls "
+            "window behaviour). Unconfirmed: the file's path inside the hub repo (taken from "
+            "Fusion-LoRA's loader; SkySense-O's base.yaml names a local "
+            "'pretrain/skysense_clip.ckpt'), revision, sha256 and licence (none published); "
+            "that the file loads with torch.load(weights_only=True) and holds norm0-norm2 "
+            "(SkySense-O itself loads it with strict=False)."
+        ),
+    )
+)

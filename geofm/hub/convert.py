@@ -31,7 +31,9 @@ Layouts (facts in ``shared/SOURCES.md`` 2.8, 3.2, 5.4):
   https://github.com/AABNassim/spectral_earth (``src/backbones``, ``src/models``).
 - ``skysense_o_visual``: the SkySense-O / SkySense-CLIP visual encoder keys
   (``backbone_gep.*`` in the ``model`` / ``teacher`` dicts of
-  ``pretrain/skysense_clip.pth``) with the prefix stripped; text tower ignored.
+  ``pretrain/skysense_clip.pth``, or ``visual.*`` of a ``SkySenseCLIP`` state
+  dict) with the prefix stripped, for :mod:`geofm.backbones.skysense`; text
+  tower, other branches and mmcls' saved position buffers ignored.
   https://github.com/zqcrafts/SkySense-O; loader in
   https://github.com/Eyobed-Abby/fusion-lora-skysense.
 
@@ -84,7 +86,9 @@ _SE_ALIASES = (
     ("vit_core.patch_embed.original_patch_embed.", "vit_core.patch_embed."),
 )
 _SE_HEADS = ("vit_core.head.", "resnet.fc.")
-_SKYSENSE_VISUAL = "backbone_gep."
+# Where the visual encoder sits: the published file's dicts, then a SkySenseCLIP state dict.
+_SKYSENSE_VISUAL = ("backbone_gep.", "visual.")
+_SKYSENSE_BUFFERS = ("relative_coords_table", "relative_position_index")
 
 
 def _satlas_reason(key: str) -> str:
@@ -287,32 +291,44 @@ def spectral_earth(state_dict: StateDict, report: LoadReport) -> StateDict:
 
 @register_converter("skysense_o_visual")
 def skysense_o_visual(state_dict: StateDict, report: LoadReport) -> StateDict:
-    """SkySense-O checkpoint -> its visual encoder (``backbone_gep.`` stripped).
+    """SkySense-O checkpoint -> its visual encoder's mmcls ``SwinTransformerV2`` keys.
 
     The published ``skysense_clip.pth`` nests the visual encoder in its
-    ``model`` (and ``teacher``) dicts; :func:`~geofm.hub.load.read_state_dict`
-    takes the ``model`` one. Keys outside ``backbone_gep.`` (text tower,
-    projections, other branches) are listed in ``report.ignored``.
+    ``model`` (and ``teacher``) dicts under ``backbone_gep.``;
+    :func:`~geofm.hub.load.read_state_dict` takes the ``model`` one. A full
+    ``SkySenseCLIP`` state dict holds it under ``visual.``. The first of these
+    prefixes present is stripped and every other key (text tower,
+    projections, other SkySense branches) is listed in ``report.ignored``; a
+    dict without either prefix is taken as already converted. mmcls saves
+    the ``relative_coords_table`` / ``relative_position_index`` buffers, which
+    it (and geofm) recomputes on load: they are listed as ignored too.
 
     Args:
         state_dict: Flat tensors of one of the nested dicts.
         report: Report that receives notes and ignored keys.
 
     Returns:
-        The mmcls ``SwinTransformerV2`` keys of the visual encoder.
+        The visual encoder's keys (``patch_embed.*``, ``stages.*``, ``norm{i}.*``).
 
     Example:
         >>> import torch
-        >>> sd = {"backbone_gep.patch_embed.projection.weight": torch.zeros(1)}
+        >>> sd = {
+        ...     "backbone_gep.patch_embed.projection.weight": torch.zeros(1),
+        ...     "backbone_gep.stages.0.blocks.0.attn.w_msa.relative_position_index": torch.zeros(1),
+        ...     "backbone_s2.cls_token": torch.zeros(1),
+        ... }
         >>> list(skysense_o_visual(sd, LoadReport()))
         ['patch_embed.projection.weight']
     """
+    prefix = next((p for p in _SKYSENSE_VISUAL if any(k.startswith(p) for k in state_dict)), "")
     out: StateDict = {}
     for key, value in state_dict.items():
-        if key.startswith(_SKYSENSE_VISUAL):
-            out[key[len(_SKYSENSE_VISUAL) :]] = value
-        else:
+        if not key.startswith(prefix):
             report.ignored.append(f"{key} (not part of the SkySense-O visual encoder)")
-    if out:
-        report.adapted.append(f"skysense_o_visual: stripped {_SKYSENSE_VISUAL!r}")
+        elif key.endswith(_SKYSENSE_BUFFERS):
+            report.ignored.append(f"{key} (buffer recomputed from the window size on load)")
+        else:
+            out[key[len(prefix) :]] = value
+    if prefix:
+        report.adapted.append(f"skysense_o_visual: stripped {prefix!r}")
     return out

@@ -23,18 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geofm.errors import GeofmError, ShapeError
+from geofm.errors import GeofmError, ShapeError, UnsupportedModuleError
 
 __all__ = ["LoRAConv2d", "LoRALinear", "UnsupportedModuleError"]
-
-
-class UnsupportedModuleError(GeofmError, TypeError):
-    """A module of a type (or configuration) LoRA cannot wrap was targeted.
-
-    Example:
-        >>> isinstance(UnsupportedModuleError("nn.Embedding"), TypeError)
-        True
-    """
 
 
 def _scaling(rank: int, alpha: float, use_rslora: bool) -> float:

@@ -177,6 +177,29 @@ def _spectral_earth(name: str) -> Original:
     return sd, kwargs, check
 
 
+def _skysense() -> Original:
+    """SkySense-O visual keys as they sit in skysense_clip.pth's ``model`` dict (nested by _place).
+
+    Expanded views of one random row per tensor keep the file tiny at the real widths.
+    """
+    from geofm.backbones.skysense import SkySenseOVisualEncoder
+
+    with torch.device("meta"):
+        shapes = {
+            k: v.shape for k, v in SkySenseOVisualEncoder(depths=(1, 1, 1, 1)).state_dict().items()
+        }
+    visual = {k: torch.randn(s[-1]).expand(s) for k, s in shapes.items()}
+    sd = {f"backbone_gep.{k}": v for k, v in visual.items()}
+    sd["backbone_gep.stages.3.blocks.0.attn.w_msa.relative_position_index"] = torch.zeros(256, 256)
+
+    def check(model: geofm.Backbone) -> None:
+        own = model.state_dict()
+        for key in ("patch_embed.projection.weight", "stages.3.blocks.0.attn.w_msa.qkv.weight"):
+            torch.testing.assert_close(own[key], visual[key].contiguous())
+
+    return sd, {"depths": (1, 1, 1, 1)}, check
+
+
 def _original(spec: WeightsSpec) -> Original:
     name = spec.name
     if name.startswith("dinov2_"):
@@ -192,6 +215,8 @@ def _original(spec: WeightsSpec) -> Original:
         return _ssl4eo_vit()
     if name.startswith("spec_"):
         return _spectral_earth(name)
+    if name.startswith("skysense_o_swinv2_huge."):
+        return _skysense()
     raise AssertionError(f"test has no original layout for {name}; add one")
 
 
@@ -208,7 +233,12 @@ def _place(spec: WeightsSpec, state: StateDict, hub: OfflineHub) -> Path:
     """Write ``state`` where the catalog looks: the hub cache, or geofm's folder if not on a hub."""
     if spec.repo_id is not None and spec.filename is not None:
         path = hub.snapshot_path(spec.repo_id, spec.filename, spec.revision)
-        _write(state, path)
+        if spec.converter == "skysense_o_visual":  # skysense_clip.pth: clip / model / teacher
+            clip = {"vision_projection": torch.zeros(()).expand(2816, 1024)}
+            teacher = {k: torch.zeros(()).expand(v.shape) for k, v in state.items()}
+            torch.save({"clip": clip, "model": state, "teacher": teacher}, path)
+        else:
+            _write(state, path)
         hub.commit(path)
         return path
     path = hub.local_path(spec.name, spec.filename or "checkpoint.ckpt")
@@ -229,6 +259,7 @@ PARITY = {
     "spec_resnet50.enmap_dino",
     "spec_vit_small_patch4.enmap_mae",
     "spec_vit_small_patch4.enmap_moco",
+    "skysense_o_swinv2_huge.skysense_clip",  # loaded values (no upstream model installable)
 }
 UNSUPPORTED = [n for n in list_weights() if get_weights(n).unsupported_reason is not None]
 

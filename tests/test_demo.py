@@ -1,0 +1,39 @@
+"""geofm.demo.run_demo: trains, saves, reloads and writes a georeferenced map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from geofm.cli import main
+from geofm.demo import run_demo
+
+
+def test_run_demo_writes_metrics_map_plot_and_a_reloadable_model(tmp_path: Path) -> None:
+    import rasterio
+
+    result = run_demo(tmp_path, steps=25)
+    assert result["reload_max_abs_diff"] == 0.0
+    assert result["val_miou"] > result["majority_baseline_miou"] + 0.1
+    assert json.loads((tmp_path / "metrics.json").read_text())["val_miou"] == result["val_miou"]
+    with rasterio.open(result["outputs"]["map"]) as src:
+        assert src.crs.to_epsg() == 32618
+        assert (src.width, src.height) == (224, 224)
+        assert set(src.read(1).ravel().tolist()) <= {0, 1, 2, 255}
+    assert Path(result["outputs"]["plot"]).stat().st_size > 0
+
+
+def test_run_demo_rejects_a_crop_that_is_not_a_multiple_of_32(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="multiple of 32"):
+        run_demo(tmp_path, steps=1, crop=50)
+
+
+def test_cli_demo_prints_where_the_outputs_went(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--output-dir", str(tmp_path), "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "validation mean IoU" in out
+    assert str(tmp_path / "landcover_map.tif") in out
