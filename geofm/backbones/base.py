@@ -284,11 +284,25 @@ class Backbone(nn.Module):
         return self.forward_features(x)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Family-specific forward on a checked input (subclasses implement it)."""
+        """Family-specific forward on a checked input (subclasses implement it).
+
+        Args:
+            x: Input ``(N, C, H, W)``, already validated by :meth:`check_input`.
+
+        Returns:
+            One ``(N, C_i, H_i, W_i)`` map per entry of :attr:`feature_info`.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement forward_features.")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding ``(N, D)`` (subclasses implement it)."""
+        """Pooled embedding ``(N, D)`` (subclasses implement it).
+
+        Args:
+            x: Input ``(N, C, H, W)``.
+
+        Returns:
+            ``(N, embed_dim)`` embedding.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement embed.")
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

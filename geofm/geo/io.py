@@ -143,7 +143,13 @@ def read_raster(
 
 
 class WindowLike(Protocol):
-    """Anything with pixel offsets and sizes: :class:`PixelWindow`, rasterio's ``Window``."""
+    """Anything with pixel offsets and sizes: :class:`PixelWindow`, rasterio's ``Window``.
+
+    Example:
+        >>> window: WindowLike = PixelWindow(row_off=0, col_off=4, height=2, width=8)
+        >>> window.row_off, window.col_off, window.height, window.width
+        (0, 4, 2, 8)
+    """
 
     @property
     def row_off(self) -> float: ...  # noqa: D102

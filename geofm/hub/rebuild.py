@@ -506,6 +506,17 @@ def push_to_hub(
     Raises:
         WeightsError: See :func:`save_pretrained`.
         MissingDependencyError: huggingface_hub is not installed.
+
+    Example:
+        >>> push_to_hub(model, "me/my-geofm-model")  # doctest: +SKIP
+        'https://huggingface.co/me/my-geofm-model/commit/...'
+
+        What cannot be saved is refused before anything is uploaded:
+
+        >>> push_to_hub(torch.nn.Linear(2, 2), "me/my-geofm-model")
+        Traceback (most recent call last):
+        ...
+        geofm.errors.WeightsError: save_pretrained supports geofm backbones ... got Linear...
     """
     try:
         from huggingface_hub import HfApi
