@@ -46,7 +46,8 @@ def test_registry_is_not_empty_and_has_the_required_families() -> None:
         "dinov2_vit_small_patch14", "dinov2_vit_base_patch14", "dinov2_vit_large_patch14",
         "dinov2_vit_giant_patch14", "vit_small_patch16", "vit_base_patch16",
         "vit_large_patch16", "vit_huge_patch16", "swinv2_base_window8", "tv_swin_v2_b",
-        "resnet18", "resnet50",
+        "resnet18", "resnet50", "spec_vit_small_patch4", "spec_resnet50",
+        "skysense_o_swinv2_huge", "dofa_vit_base_patch16",
     }  # fmt: skip
     assert required <= set(NAMES)
 

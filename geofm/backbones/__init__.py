@@ -1,7 +1,8 @@
 """Backbone registry and families.
 
 Families register themselves on import: ``vit`` (DINOv2 and ViT), ``spectral``
-(SpectralEarth Spec-ViT / Spec-RN50), ``skysense`` (SkySense-O visual encoder), ``swin``
+(SpectralEarth Spec-ViT / Spec-RN50), ``skysense`` (SkySense-O visual encoder), ``dofa``
+(DOFA's wavelength-conditioned ViT), ``swin``
 (timm SwinV2 and the torchvision/Satlas layout) and ``resnet``.
 
 Example:
@@ -12,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from geofm.backbones import resnet, skysense, spectral, swin, vit  # noqa: F401  (registration side effects)
+from geofm.backbones import dofa, resnet, skysense, spectral, swin, vit  # noqa: F401  (registration side effects)
 from geofm.backbones.adapt import AdaptationReport, ChannelOrigin, adapt_input_weight
 from geofm.backbones.base import (
     Backbone,

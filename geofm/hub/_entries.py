@@ -180,12 +180,14 @@ register_weights(
     )
 )
 
-# --- DOFA (torchgeo re-host): listed, not loadable -------------------------------------------
-_DOFA_REASON = (
-    "DOFA's wavelength-conditioned patch embedding (a transformer weight generator over 128 "
-    "weight tokens, an FC residual layer and a 0.01-scaled convolution with padding 1) has no "
-    "faithful counterpart in geofm: geofm.spectral.WavelengthPatchEmbed is a per-band MLP "
-    "with a different parameter layout, so the patch embedding cannot be converted."
+# --- DOFA (torchgeo re-host) -----------------------------------------------------------
+_DOFA_NOTES = (
+    "torchgeo's DOFABase16_Weights / DOFALarge16_Weights.DOFA_MAE (torchgeo/models/dofa.py). "
+    "Loads into geofm's DOFA encoder (DOFA's patch_embed names) through the 'dofa' converter; "
+    "head / fc_norm / norm keys, if present, are listed as ignored. Wavelength-conditioned: "
+    "any band set, wavelengths in nm (DOFA's API takes micrometres), so no sensor is fixed. "
+    "Normalisation is sensor-dependent (DOFA's normalize_dataset.py) and not recorded. "
+    + _TORCHGEO_HASH
 )
 for _size, _file in (
     ("base", "dofa_base_patch16_224-a0275954.pth"),
@@ -193,16 +195,18 @@ for _size, _file in (
 ):
     register_weights(
         WeightsSpec(
-            name=f"vit_{_size}_patch16.dofa_mae",
+            name=f"dofa_vit_{_size}_patch16.dofa_mae",
             repo_id="torchgeo/dofa",
             filename=_file,
             revision="b8db318b64a90b9e085ec04ba8851233c5893666",
             sha256=_file.rsplit("-", 1)[1].split(".")[0],
+            converter="dofa",
+            sensor=None,
             license="CC-BY-4.0",
             citation="Xiong et al., DOFA: Neural Plasticity-Inspired Foundation Model, "
             "arXiv 2403.15356.",
-            notes="Reference only (no converter). " + _TORCHGEO_HASH,
-            unsupported_reason=_DOFA_REASON,
+            default=True,
+            notes=_DOFA_NOTES,
         )
     )
 

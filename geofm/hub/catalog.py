@@ -288,10 +288,14 @@ def resolve_weights(
         UnknownNameError: Unknown entry name.
 
     Example:
-        >>> resolve_weights("vit_base_patch16.dofa_mae")
+        An entry that is on no hub and not downloaded yet says where to put it:
+
+        >>> spec = WeightsSpec(name="resnet18.doc_manual", url="https://example.org/w.pth",
+        ...                    filename="doc_manual_w.pth")
+        >>> resolve_weights(spec)
         Traceback (most recent call last):
         ...
-        geofm.errors.WeightsError: Weights 'vit_base_patch16.dofa_mae' cannot be loaded: ...
+        geofm.errors.WeightsError: ...
     """
     entry = get_weights(spec) if isinstance(spec, str) else spec
     if entry.unsupported_reason is not None:

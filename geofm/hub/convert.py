@@ -36,6 +36,12 @@ Layouts (facts in ``shared/SOURCES.md`` 2.8, 3.2, 5.4):
   tower, other branches and mmcls' saved position buffers ignored.
   https://github.com/zqcrafts/SkySense-O; loader in
   https://github.com/Eyobed-Abby/fusion-lora-skysense.
+- ``dofa``: DOFA encoders as torchgeo hosts them (``torchgeo/models/dofa.py``):
+  ``cls_token``, ``pos_embed``, ``patch_embed.*`` (DOFA's generator names) and
+  ``blocks.*`` are kept as they are for :mod:`geofm.backbones.dofa`; the
+  classifier ``head.*`` and the final ``norm.*`` / ``fc_norm.*`` (which the
+  published encoder does not have and the geofm module does not build) are
+  ignored. https://github.com/zhu-xlab/DOFA.
 
 DINOv2 (timm hub files), torchgeo's SSL4EO-S12 files and VICReg's
 ``resnet50.pth`` already use timm / torchvision names; the backbone families
@@ -62,6 +68,7 @@ from geofm.hub.load import LoadReport, StateDict
 __all__ = [
     "CONVERTERS",
     "Converter",
+    "dofa",
     "get_converter",
     "list_converters",
     "register_converter",
@@ -89,6 +96,11 @@ _SE_HEADS = ("vit_core.head.", "resnet.fc.")
 # Where the visual encoder sits: the published file's dicts, then a SkySenseCLIP state dict.
 _SKYSENSE_VISUAL = ("backbone_gep.", "visual.")
 _SKYSENSE_BUFFERS = ("relative_coords_table", "relative_position_index")
+_DOFA_DROPPED = (
+    ("head.", "classifier head; the backbone has none"),
+    ("fc_norm.", "pooled-feature norm; geofm's DOFA embed uses a non-affine LayerNorm"),
+    ("norm.", "final token norm; the published DOFA encoder has none"),
+)
 
 
 def _satlas_reason(key: str) -> str:
@@ -331,4 +343,36 @@ def skysense_o_visual(state_dict: StateDict, report: LoadReport) -> StateDict:
             out[key[len(prefix) :]] = value
     if prefix:
         report.adapted.append(f"skysense_o_visual: stripped {prefix!r}")
+    return out
+
+
+@register_converter("dofa")
+def dofa(state_dict: StateDict, report: LoadReport) -> StateDict:
+    """DOFA checkpoint (torchgeo's ``DOFA`` layout) -> the keys of geofm's DOFA encoder.
+
+    ``cls_token``, ``pos_embed``, ``patch_embed.*`` (``fclayer.*`` and
+    ``weight_generator.*`` with DOFA's names) and ``blocks.*`` pass unchanged;
+    ``head.*``, ``fc_norm.*`` and a final ``norm.*`` go to ``report.ignored``
+    with the reason. Any other key is kept, so strict loading reports it.
+
+    Args:
+        state_dict: DOFA checkpoint tensors.
+        report: Report that receives the ignored keys.
+
+    Returns:
+        The encoder's tensors under DOFA's names.
+
+    Example:
+        >>> import torch
+        >>> sd = {"blocks.0.norm1.weight": torch.ones(2), "head.weight": torch.ones(2, 2)}
+        >>> list(dofa(sd, LoadReport()))
+        ['blocks.0.norm1.weight']
+    """
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        reason = next((why for prefix, why in _DOFA_DROPPED if key.startswith(prefix)), None)
+        if reason is None:
+            out[key] = value
+        else:
+            report.ignored.append(f"{key} ({reason})")
     return out
