@@ -80,8 +80,9 @@ class Config:
     data_dir: str = ""  # BigEarthNet-S2 6-band root; empty: synthetic scenes
     weights: str = ""  # SwinV2-B checkpoint; empty: random init
     depths: str = "1,1,1,1"  # source encoder: 2,2,18,2
-    lora: bool = True  # LoRA r 8 / alpha 16 in Swin stages 2-3 (source branch)
-    no_lora: bool = False  # frozen encoder, no LoRA (source main branch)
+    lora: bool = (
+        True  # LoRA r 8 / alpha 16 in Swin stages 2-3 (source branch); --no-lora: main branch
+    )
     input_size: int = 32  # source: 256
     img_size: int = 32  # tokenizer output / encoder input; source: 384
     num_heads: int = 8  # CAF heads
@@ -133,7 +134,7 @@ def build_model(cfg: Config) -> FusionLoRAClassifier:
     )
     model = FusionLoRAClassifier(backbone, img_size=cfg.img_size, num_heads=cfg.num_heads)
     model.backbone.requires_grad_(False)
-    if use_lora(cfg):
+    if cfg.lora:
         # Fusion-LoRA's placement (every Linear of stages 2-3), addressed from the full model;
         # the fusion modules and the head are trained and saved in full next to the adapters.
         base = fusion_lora_config()
@@ -142,10 +143,6 @@ def build_model(cfg: Config) -> FusionLoRAClassifier:
         )
         apply_lora(model, lora_cfg)
     return model
-
-
-def use_lora(cfg: Config) -> bool:
-    return cfg.lora and not cfg.no_lora
 
 
 def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -228,7 +225,7 @@ def main(cfg: Config) -> dict[str, Any]:
     k = max(1, round(float(ty.sum(1).mean())))
     prior = torch.zeros_like(vy)
     prior[:, ty.mean(0).topk(k).indices] = 1.0
-    if use_lora(cfg):
+    if cfg.lora:
         weights = save_lora(model, out / "adapter.safetensors")
         fresh = load_lora(build_model(cfg), weights)
     else:
@@ -249,7 +246,7 @@ def main(cfg: Config) -> dict[str, Any]:
         ),
         "prior_top_k_micro_f1": float(multilabel_f1_score(prior, vy, average="micro")),
         "prior_top_k_macro_f1": float(multilabel_f1_score(prior, vy, average="macro")),
-        "lora": use_lora(cfg),
+        "lora": cfg.lora,
         "trainable_parameters": sum(p.numel() for p in params),
         "total_parameters": sum(p.numel() for p in model.parameters()),
         "reload_max_abs_diff": reload_diff,
@@ -285,9 +282,7 @@ def parse_args() -> Config:
     for field in dataclasses.fields(Config):
         flag = f"--{field.name.replace('_', '-')}"
         if type(field.default) is bool:
-            if field.default:
-                continue  # switched off by its --no-* twin
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
     return Config(**vars(parser.parse_args()))

@@ -318,7 +318,7 @@ def parse_args() -> Config:
     for field in dataclasses.fields(Config):
         flag = f"--{field.name.replace('_', '-')}"
         if type(field.default) is bool:
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
     return Config(**vars(parser.parse_args()))

@@ -650,7 +650,11 @@ def parse_args() -> Config:
     for field in dataclasses.fields(Config):
         kind = type(field.default)
         if kind is bool:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", action="store_true")
+            parser.add_argument(
+                f"--{field.name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=field.default,
+            )
         else:
             parser.add_argument(
                 f"--{field.name.replace('_', '-')}", type=kind, default=field.default
