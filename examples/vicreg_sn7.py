@@ -32,8 +32,12 @@ which does not run on CPU): every BatchNorm is therefore replaced by
 collective, so statistics and their gradients are those of the global batch.
 Each sample's two views are drawn from a generator seeded by (seed, epoch,
 sample index), independent of the rank. Together this makes 2 ranks x batch
-``b`` reproduce 1 rank x batch ``2 b`` up to float rounding (checked in
-``tests/test_examples.py``). Only rank 0 evaluates and writes files.
+``b`` reproduce 1 rank x batch ``2 b`` up to float rounding: with
+``--precision float64`` the loss curves agree to 1e-8 (checked in
+``tests/test_examples.py``); in float32 the rounding differences of the two
+summation orders grow to about 1% within a few steps of the tiny,
+high-learning-rate default, so the check runs in double. Only rank 0
+evaluates and writes files.
 
 Run (tiny defaults: synthetic "country" scenes from
 ``geofm.datasets.SyntheticSceneClassification``, 8 classes, 32 px crops from
@@ -51,11 +55,23 @@ the source's scale (2 GPUs, batch 256, base lr 0.3, 100 epochs)::
         --pretrain-steps 6700 --warmup-steps 670 --linear-steps 2700 --finetune-steps 700
 
 Deviations: the split is a seeded random 75/25 split (the source ships CSV
-files); linear evaluation trains on precomputed features of the un-augmented
-training images (the reference crops and flips); the learning rate follows
+files); linear evaluation trains on precomputed, standardised features of the
+un-augmented training images (the reference crops and flips and feeds raw
+features; MAE-style standardisation keeps lr 0.3 stable for any feature scale,
+and lifted the tiny default's probe from 0.30 to 0.64 top-1); the fine-tuning
+head has an affine-free BatchNorm in front for the same reason; the learning rate follows
 the VICReg reference (``base_lr * batch / 256``), not the SN7 code's
 ``* 8 / 256`` with its warm-up quirk; the tiny default uses a larger base lr
 (see ``Config``) because the run is a few dozen steps long; no AMP.
+
+Tiny-default results (2-core CPU, about 25 s): linear top-1 0.64 (top-5 0.98)
+against 0.33 for the same probe on the random-init backbone and chance 0.125.
+The 1% / 10% fine-tuning runs are at chance (0.10-0.13 top-1) on the tiny
+default: 30 LARS steps barely move the conv weights (relative step ~1e-3) but
+reshape the BatchNorm parameters, leaving late layers with tiny activations,
+so any backbone update of the fine-tuning (SGD, AdamW or LARS at lr down to
+1e-5, BatchNorm in train or eval mode, gradient clipping: all tried) swamps
+the features of 8-29 labelled scenes. Fine-tuning needs the real run's scale.
 """
 
 from __future__ import annotations
@@ -132,6 +148,7 @@ class Config:
     finetune_lr_backbone: float = 0.01
     eval_batch_size: int = 64
     seed: int = 0
+    precision: str = "float32"  # float64: pretraining in double (the 2-rank == 1-rank check)
     pretrain_only: bool = False
     progress: bool = False
     output_dir: str = "runs/vicreg_sn7"
@@ -396,7 +413,8 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
     torch.manual_seed(cfg.seed)
     backbone = geofm.create_backbone("resnet18")
     projector = VICRegProjectionHead.from_spec(cfg.projector, input_dim=backbone.embed_dim)
-    model: nn.Module = convert_batchnorm(VICRegModel(backbone, projector))
+    dtype = torch.float64 if cfg.precision == "float64" else torch.float32
+    model: nn.Module = convert_batchnorm(VICRegModel(backbone, projector)).to(dtype)
     if world > 1:
         model = DistributedDataParallel(model)
     if cfg.views == "sn7":
@@ -436,7 +454,7 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
                 group["lr"] = lr_at(
                     step, peak=peak, warmup=cfg.warmup_steps, total=cfg.pretrain_steps
                 )
-            loss = criterion(*model(x_a, x_b))
+            loss = criterion(*model(x_a.to(dtype), x_b.to(dtype)))
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             optimizer.step()
@@ -499,6 +517,11 @@ def linear_eval(
     backbone.eval()
     feats_tr = scores(backbone.embed, data["x_train"], cfg.eval_batch_size)
     feats_va = scores(backbone.embed, data["x_val"], cfg.eval_batch_size)
+    # Standardise with the training features' statistics (MAE's linear probe puts a
+    # BatchNorm without affine before the head): the same lr suits any feature scale,
+    # so the random-init baseline does not diverge on its large activations.
+    mean, std = feats_tr.mean(0), feats_tr.std(0) + 1e-6  # (D,)
+    feats_tr, feats_va = (feats_tr - mean) / std, (feats_va - mean) / std
     torch.manual_seed(cfg.seed)
     head = ClassificationHead(backbone.embed_dim, num_classes, init_std=0.01)
     optimizer = torch.optim.SGD(
@@ -532,7 +555,12 @@ def finetune(
     subset = torch.randperm(len(y_all), generator=gen)[:n]
     model = copy.deepcopy(backbone)
     torch.manual_seed(cfg.seed)
-    head = ClassificationHead(model.embed_dim, num_classes, init_std=0.01)
+    # BatchNorm without affine before the head: as in the linear probe, the head's lr
+    # then suits the features' scale.
+    head = nn.Sequential(
+        nn.BatchNorm1d(model.embed_dim, affine=False),
+        ClassificationHead(model.embed_dim, num_classes, init_std=0.01),
+    )
     optimizer = torch.optim.SGD(
         [
             {"params": model.parameters(), "lr": cfg.finetune_lr_backbone},
@@ -552,6 +580,7 @@ def finetune(
     batch = min(cfg.eval_batch_size, n)
     for _ in range(cfg.finetune_steps):
         model.train()
+        head.train()
         idx = subset[torch.randint(0, n, (batch,), generator=gen)]
         x = aug({"image": raw_train[idx]}, generator=gen)["image"]
         loss = F.cross_entropy(head(model.embed(x)), y_all[idx])
@@ -560,16 +589,19 @@ def finetune(
         optimizer.step()
         sched.step()
     model.eval()
+    head.eval()
     logits = scores(lambda v: head(model.embed(v)), data["x_val"], cfg.eval_batch_size)
     return top_k(logits, data["y_val"], num_classes)
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    if cfg.views not in ("sn7", "reference") or cfg.optimizer not in ("lars", "adamw"):
-        raise ValueError(
-            f"views must be sn7|reference and optimizer lars|adamw, got {cfg.views!r}, "
-            f"{cfg.optimizer!r}."
-        )
+    choices = {"views": ("sn7", "reference"), "optimizer": ("lars", "adamw")}
+    choices["precision"] = ("float32", "float64")
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(
+                f"{name} must be one of {'|'.join(allowed)}, got {getattr(cfg, name)!r}."
+            )
     started_group = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
