@@ -66,7 +66,7 @@ _WHEEL_MUST_CONTAIN = (
 @nox.session
 def release(session: nox.Session) -> None:
     """Build wheel + sdist; install the wheel in a fresh venv; run the demo and import checks."""
-    dist = Path(session.create_tmp()) / "dist"
+    dist = Path(session.create_tmp()).resolve() / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.install("build>=1.0")
     session.run("python", "-m", "build", "--outdir", str(dist))
@@ -82,7 +82,9 @@ def release(session: nox.Session) -> None:
     data_files = sorted(n for n in names if n.startswith("geofm/data/"))
     session.log(f"{wheels[0].name}: {len(names)} files; package data: {data_files}")
     # Install the wheel itself (not the source tree) and run from outside the
-    # checkout, so nothing is imported from the working copy.
+    # checkout, so nothing is imported from the working copy. First bare (the
+    # runtime dependencies only: what `pip install geofm` gives), then with the
+    # examples extra of the README's main command.
     session.install(str(wheels[0]))
     checks = Path(__file__).parent / "benchmarks" / "check_import.py"
     outside = Path(session.create_tmp()) / "outside"
@@ -90,5 +92,7 @@ def release(session: nox.Session) -> None:
     session.chdir(outside)
     session.run("python", "-c", "import geofm, pathlib; print(pathlib.Path(geofm.__file__).parent)")
     session.run("geofm", "--version")
-    session.run("geofm", "demo")
     session.run("python", str(checks), "--runs", "5")
+    session.run("geofm", "demo", "--no-plot", "--steps", "2", "--output-dir", "demo-bare")
+    session.install(f"{wheels[0]}[examples]")
+    session.run("geofm", "demo")

@@ -102,7 +102,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from geofm.demo import run_demo
 
-    result = run_demo(args.output_dir, steps=args.steps, backbone=args.backbone, seed=args.seed)
+    result = run_demo(
+        args.output_dir, steps=args.steps, backbone=args.backbone, seed=args.seed, plot=args.plot
+    )
     print(
         f"validation mean IoU {result['val_miou']:.3f} "
         f"(majority-class baseline {result['majority_baseline_miou']:.3f}), "
@@ -200,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--steps", type=int, default=60)
     p_demo.add_argument("--backbone", default="resnet18")
     p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument(
+        "--plot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write demo.png (needs matplotlib, the examples extra); default: on",
+    )
     p_demo.set_defaults(func=_cmd_demo)
 
     from typing import get_args

@@ -22,6 +22,7 @@ Runs in well under a minute on a laptop CPU with the defaults.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from geofm.errors import MissingDependencyError
 
 __all__ = ["run_demo"]
 
@@ -107,6 +110,7 @@ def run_demo(
     crop: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
+    plot: bool = True,
 ) -> dict[str, Any]:
     """Train, save, reload and map with the quickstart pipeline on the embedded GeoTIFF.
 
@@ -119,6 +123,8 @@ def run_demo(
         crop: Crop size in pixels (a multiple of 32).
         lr: AdamW learning rate.
         seed: Seed of the initialisation and the crops.
+        plot: Write ``demo.png`` (image, reference, predicted map, loss curve);
+            needs matplotlib (``pip install "geofm[examples]"``).
 
     Returns:
         The metrics written to ``metrics.json`` (validation mean IoU and pixel
@@ -128,6 +134,8 @@ def run_demo(
     Raises:
         ValueError: If ``steps < 1`` or ``crop`` is not a positive multiple of 32
             no larger than the training rows.
+        MissingDependencyError: If ``plot=True`` and matplotlib is not
+            installed (checked before training).
 
     Example:
         >>> import tempfile
@@ -143,6 +151,12 @@ def run_demo(
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}.")
+    if plot and importlib.util.find_spec("matplotlib") is None:
+        raise MissingDependencyError(
+            "run_demo(plot=True) writes demo.png with matplotlib, which is not installed. "
+            'Install the examples extra (pip install "geofm[examples]") or pass plot=False '
+            "(geofm demo --no-plot)."
+        )
     out = Path(os.fspath(output_dir))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -223,14 +237,15 @@ def run_demo(
         overwrite=True,
     )
     predicted = read_raster(map_path).array[0].astype(np.int64)
-    plot_path = out / "demo.png"
-    _save_plot(plot_path, raster.array, labels, predicted, losses)
     metrics["outputs"] = {
         "metrics": str(out / "metrics.json"),
         "map": str(map_path),
-        "plot": str(plot_path),
         "model": str(model_dir),
     }
+    if plot:
+        plot_path = out / "demo.png"
+        _save_plot(plot_path, raster.array, labels, predicted, losses)
+        metrics["outputs"]["plot"] = str(plot_path)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     logger.info(
         "demo: val mIoU %.3f (majority %.3f)",

@@ -37,3 +37,29 @@ def test_cli_demo_prints_where_the_outputs_went(
     out = capsys.readouterr().out
     assert "validation mean IoU" in out
     assert str(tmp_path / "landcover_map.tif") in out
+
+
+def test_run_demo_without_matplotlib_fails_before_training_and_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from geofm.errors import MissingDependencyError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a),
+    )
+    with pytest.raises(MissingDependencyError, match=r"geofm\[examples\].*--no-plot"):
+        run_demo(tmp_path / "out", steps=1)
+    assert not (tmp_path / "out").exists()  # nothing was trained or written
+
+
+def test_cli_demo_no_plot_skips_the_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--output-dir", str(tmp_path), "--steps", "1", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["metrics", "map", "model"]
+    assert not (tmp_path / "demo.png").exists()
+    assert (tmp_path / "landcover_map.tif").is_file()

@@ -8,30 +8,18 @@ test) and checked by hand on two other seeds.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
+from example_loader import load
 
 import geofm
 from geofm.hub import from_pretrained
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 POTSDAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "enmap_potsdam"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 se = load("spectral_earth")
