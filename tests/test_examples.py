@@ -69,7 +69,8 @@ def test_vicreg_sn7_linear_eval_beats_chance_and_the_random_backbone(tmp_path: P
     assert torch.isfinite(losses).all()
     assert losses[-5:].mean() < losses[:5].mean()
     # 8 classes (chance 0.125), 96 validation scenes. Observed with these settings:
-    # pretrained probe 0.64 (seed 1: 0.51), random-init probe 0.33 (seed 1: 0.30).
+    # pretrained probe 0.56 (default config, seeds 0-2: 0.56-0.59), random-init probe 0.33
+    # (0.18-0.33).
     assert result["linear_top1"] > result["chance_top1"] + 0.2
     assert result["linear_top1"] > result["random_init_linear_top1"] + 0.1
     assert result["linear_top5"] >= result["linear_top1"]
