@@ -596,8 +596,11 @@ def finetune(
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    choices = {"views": ("sn7", "reference"), "optimizer": ("lars", "adamw")}
-    choices["precision"] = ("float32", "float64")
+    choices = {
+        "views": ("sn7", "reference"),
+        "optimizer": ("lars", "adamw"),
+        "precision": ("float32", "float64"),
+    }
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
             raise ValueError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from geofm.errors import GeofmError, MissingDependencyError
+from geofm.errors import GeofmError
 
 __all__ = ["DatasetNotFoundError"]
 
@@ -52,25 +52,14 @@ def layout_error(dataset: str, root: Path, problem: str, layout: str) -> Dataset
 
 def read_array(path: PathLike, *, reader: str) -> np.ndarray:
     """Read all bands of a raster file as ``(C, H, W)`` with rasterio (imported lazily)."""
-    try:
-        import rasterio
-    except ImportError:  # pragma: no cover - rasterio is a dependency
-        raise MissingDependencyError(
-            f"rasterio is required for {reader}. Install it with: pip install rasterio."
-        ) from None
-    with rasterio.open(path) as src:
-        data: np.ndarray = src.read()
-    return data
+    return read_with_profile(path, reader=reader)[0]
 
 
 def read_with_profile(path: PathLike, *, reader: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Read all bands plus ``crs`` / ``transform`` / ``bounds`` of a raster file."""
-    try:
-        import rasterio
-    except ImportError:  # pragma: no cover - rasterio is a dependency
-        raise MissingDependencyError(
-            f"rasterio is required for {reader}. Install it with: pip install rasterio."
-        ) from None
+    from geofm.geo._rio import import_rasterio
+
+    rasterio = import_rasterio(reader, package="geofm.datasets")
     with rasterio.open(path) as src:
         data: np.ndarray = src.read()
         meta = {"crs": src.crs, "transform": src.transform, "bounds": tuple(src.bounds)}

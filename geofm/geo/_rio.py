@@ -39,15 +39,15 @@ GEOTIFF_BLOCK = 256
 Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode", "min", "max", "med", "sum"]
 
 
-def import_rasterio(caller: str) -> ModuleType:
-    """Import and return rasterio, or raise a helpful error naming ``caller``."""
+def import_rasterio(caller: str, *, package: str = "geofm.geo") -> ModuleType:
+    """Import and return rasterio, or raise a helpful error naming ``package.caller``."""
     try:
         import rasterio
         import rasterio.warp
         import rasterio.windows
     except ImportError as err:
         raise MissingDependencyError(
-            f"rasterio is required for geofm.geo.{caller}. Install it with: pip install rasterio."
+            f"rasterio is required for {package}.{caller}. Install it with: pip install rasterio."
         ) from err
     return rasterio  # type: ignore[no-any-return]  # rasterio ships no type stubs
 
