@@ -1,9 +1,12 @@
 """Backbone registry and families.
 
-Families register themselves on import: ``vit`` (DINOv2 and ViT), ``spectral``
-(SpectralEarth Spec-ViT / Spec-RN50), ``skysense`` (SkySense-O visual encoder), ``dofa``
-(DOFA's wavelength-conditioned ViT), ``swin``
-(timm SwinV2 and the torchvision/Satlas layout) and ``resnet``.
+Families register themselves on import: ``vit`` (the one ViT class; DINOv2 and
+ViT variants), ``dofa`` and ``spectral`` (DOFA and SpectralEarth Spec-ViT as
+configurations of that ViT, plus Spec-RN50), ``skysense`` (SkySense-O visual
+encoder), ``swin`` (timm SwinV2 and the torchvision/Satlas layout) and
+``resnet``. Each family file owns its variants (one table row, or one
+builder, per registered name), its weights catalog entries and its
+checkpoint converters, as timm's family files own their ``default_cfgs``.
 
 Example:
     >>> import geofm
@@ -20,6 +23,7 @@ from geofm.backbones.base import (
     BackboneConfig,
     BackboneEntry,
     FeatureInfo,
+    TimmBackbone,
     create_backbone,
     get_backbone_entry,
     list_backbones,
@@ -33,6 +37,7 @@ __all__ = [
     "BackboneEntry",
     "ChannelOrigin",
     "FeatureInfo",
+    "TimmBackbone",
     "adapt_input_weight",
     "create_backbone",
     "get_backbone_entry",

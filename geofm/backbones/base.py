@@ -21,25 +21,25 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from geofm._registry import Registry
 from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
-from geofm.errors import ShapeError
-from geofm.hub.load import LoadReport, StateDict, load_weights
-from geofm.sensors import Sensor, resolve_bands
-
-if TYPE_CHECKING:
-    from geofm.hub.catalog import ResolvedWeights
+from geofm.errors import ShapeError, UnknownNameError
+from geofm.sensors import Sensor, resolve_bands, resolve_wavelengths
+from geofm.weights.catalog import ResolvedWeights, resolve_pretrained, weights_for_backbone
+from geofm.weights.load import LoadReport, StateDict, load_weights
 
 __all__ = [
     "Backbone",
     "BackboneConfig",
+    "TimmBackbone",
     "BackboneEntry",
     "FeatureInfo",
     "create_backbone",
@@ -55,6 +55,7 @@ BackboneBuilder = Callable[..., "Backbone"]
 
 # Parameters create_backbone handles itself; builders never see them.
 _LOADER_PARAMS = ("pretrained", "bands", "pretrained_bands", "grad_checkpointing")
+_CLASSIFIER_NOTE = "classifier head; the backbone has none"
 
 
 def normalize_out_indices(
@@ -204,6 +205,13 @@ class Backbone(nn.Module):
             wrapped model's own layout get it added on load.
         source_prefixes: Prefixes stripped from checkpoint keys on load when
             that makes more keys match (``"module."`` from DDP, ...).
+        classifier_prefixes: Keys under these prefixes (after prefix
+            alignment) are a classifier the backbone does not build: they are
+            dropped on load and listed in the report as ignored.
+        key_renames: ``(old, new)`` key prefixes mapped on load, for a
+            configuration whose source layout names a part differently
+            (SpectralEarth's ``vit_core.`` is this module's ``model.``).
+        grad_checkpointing: Whether blocks recompute activations in backward.
         load_report: Report of the last weight loading, if any.
         adaptation_report: Report of the input-channel adaptation, if any.
 
@@ -220,9 +228,11 @@ class Backbone(nn.Module):
         torch.Size([2, 512])
     """
 
-    stem_weight_key: ClassVar[str] = ""
+    stem_weight_key: str = ""
     key_prefix: ClassVar[str] = ""
-    source_prefixes: ClassVar[tuple[str, ...]] = ("module.",)
+    source_prefixes: tuple[str, ...] = ("module.",)
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ()
+    key_renames: tuple[tuple[str, str], ...] = ()
     embed_dim: int
     in_chans: int
     feature_info: list[FeatureInfo]
@@ -236,6 +246,7 @@ class Backbone(nn.Module):
         self.pretrained_bands: BandInfo | None = None
         self.bands: BandInfo | None = None
         self.config: BackboneConfig | None = None
+        self.grad_checkpointing = False
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~geofm.errors.ShapeError` unless ``x`` fits this backbone.
@@ -306,24 +317,50 @@ class Backbone(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement embed.")
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute activations in backward to save memory (transformer families).
+        """Recompute activations of every block in backward to save memory.
+
+        Families that run their blocks through :meth:`run_blocks` get this for
+        free; timm-backed ones use timm's own mechanism (:class:`TimmBackbone`).
 
         Args:
             enable: Turn checkpointing on or off.
 
-        Raises:
-            ValueError: If the family does not support it.
+        Example:
+            >>> import geofm
+            >>> m = geofm.create_backbone("tv_swin_v2_b", depths=(1, 1, 1, 1))
+            >>> m.set_grad_checkpointing()
+            >>> m.grad_checkpointing
+            True
         """
-        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing.")
+        self.grad_checkpointing = enable
+
+    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
+        """Apply ``blocks`` in order, checkpointing each one when :attr:`grad_checkpointing` is on.
+
+        Args:
+            blocks: Modules applied one after the other.
+            x: Their input.
+
+        Returns:
+            The output of the last block.
+        """
+        for block in blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = cast(torch.Tensor, checkpoint(block, x, use_reentrant=False))
+            else:
+                x = block(x)
+        return x
 
     def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
         """Map a checkpoint in this family's source layout onto this module's keys.
 
-        The base implementation adapts the stem kernel when the checkpoint's
-        input channel count differs from :attr:`in_chans` (see
-        :func:`~geofm.backbones.adapt.adapt_input_weight`) and records it in
+        Aligns key prefixes (:attr:`source_prefixes`, :attr:`key_prefix`),
+        applies :attr:`key_renames`, drops :attr:`classifier_prefixes` (listed
+        as ignored), and adapts the stem kernel when the checkpoint's input
+        channel count differs from :attr:`in_chans` (see
+        :func:`~geofm.backbones.adapt.adapt_input_weight`), recording it in
         ``report.adapted`` and :attr:`adaptation_report`. Families extend it
-        with prefix handling and position-embedding resampling.
+        with position-embedding resampling.
 
         Args:
             state_dict: Checkpoint tensors.
@@ -333,6 +370,10 @@ class Backbone(nn.Module):
             The adapted state dict.
         """
         state_dict = self._align_prefixes(state_dict, report)
+        if self.classifier_prefixes:
+            state_dict = self._drop_keys(
+                state_dict, self.classifier_prefixes, _CLASSIFIER_NOTE, report
+            )
         key = self.stem_weight_key
         if not key or key not in state_dict:
             return state_dict
@@ -372,11 +413,24 @@ class Backbone(nn.Module):
                 for k, v in state_dict.items()
             }
             candidates.append((f"added prefix {self.key_prefix!r} to keys", added))
+        if self.key_renames:
+            candidates = [(note, self._rename(sd)) for note, sd in candidates]
         note, best = max(candidates, key=lambda c: len(own & set(c[1])))
-        if note and len(own & set(best)) > len(own & set(state_dict)):
+        plain = candidates[0][1]
+        if note and len(own & set(best)) > len(own & set(plain)):
             report.adapted.append(note)
             return best
-        return state_dict
+        return plain
+
+    def _rename(self, state_dict: StateDict) -> StateDict:
+        out: StateDict = {}
+        for k, v in state_dict.items():
+            for old, new in self.key_renames:
+                if k.startswith(old):
+                    k = new + k[len(old) :]
+                    break
+            out[k] = v
+        return out
 
     @staticmethod
     def _drop_keys(
@@ -390,6 +444,67 @@ class Backbone(nn.Module):
             else:
                 kept[k] = v
         return kept
+
+
+class TimmBackbone(Backbone):
+    """A timm model behind the :class:`Backbone` contract, held as ``model`` (keys ``model.*``).
+
+    One home for what every timm-backed family shares: the intermediate maps
+    through timm's ``forward_intermediates``, timm's gradient checkpointing,
+    and checkpoints in timm's own layout (the ``model.`` prefix is added on
+    load and :attr:`classifier_prefixes` are dropped). Subclasses set
+    :attr:`out_indices`, :attr:`feature_info`, :attr:`embed_dim`,
+    :attr:`in_chans` and implement :meth:`embed`.
+
+    Args:
+        model: A timm model built with ``num_classes=0``.
+
+    Example:
+        >>> import geofm
+        >>> isinstance(geofm.create_backbone("resnet18"), TimmBackbone)
+        True
+    """
+
+    key_prefix: ClassVar[str] = "model."
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("model.head.",)
+    # timm's feature index of stage 0 (ResNet counts its stem as feature 0).
+    stage_offset: ClassVar[int] = 0
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model: Any = model
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs at :attr:`out_indices` through timm's ``forward_intermediates``, NCHW."""
+        return self.intermediates(x)
+
+    def intermediates(self, x: torch.Tensor, **options: Any) -> list[torch.Tensor]:
+        """timm's ``forward_intermediates`` at :attr:`out_indices`, maps only.
+
+        Args:
+            x: Input ``(N, C, H, W)``.
+            **options: Family options of timm's call (``norm``, ``output_fmt``).
+
+        Returns:
+            One map per entry of :attr:`out_indices`.
+        """
+        maps = self.model.forward_intermediates(
+            x,
+            indices=[i + self.stage_offset for i in self.out_indices],
+            stop_early=True,
+            intermediates_only=True,
+            **options,
+        )
+        return cast(list[torch.Tensor], maps)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint every block in backward (timm's mechanism).
+
+        Args:
+            enable: Turn checkpointing on or off.
+        """
+        self.model.set_grad_checkpointing(enable)
+        self.grad_checkpointing = enable
 
 
 def _band_count(info: BandInfo) -> int:
@@ -485,8 +600,6 @@ def list_backbones(pattern: str = "*", pretrained: bool = False) -> list[str]:
     names = BACKBONES.list(pattern)
     if not pretrained:
         return names
-    from geofm.hub.catalog import weights_for_backbone
-
     return [n for n in names if weights_for_backbone(n)]
 
 
@@ -494,48 +607,53 @@ def create_backbone(
     name: str,
     *,
     pretrained: bool | str | os.PathLike[str] = False,
+    bands: str | Sensor | Sequence[str] | Sequence[float] | None = None,
     in_chans: int | None = None,
-    wavelengths: Sequence[float] | str | None = None,
     img_size: int | None = None,
     out_indices: Sequence[int] | None = None,
     grad_checkpointing: bool = False,
-    bands: str | Sensor | Sequence[str] | None = None,
     pretrained_bands: str | Sensor | Sequence[str] | None = None,
     **kwargs: Any,
 ) -> Backbone:
     """Build a registered backbone, optionally with pretrained weights.
 
     Args:
-        name: Registered name (see :func:`list_backbones`).
-        pretrained: ``False``; ``True`` for the catalog's default weights; a
-            catalog tag; or a local file path (``.safetensors`` preferred;
-            ``.pt``/``.pth`` only through ``torch.load(weights_only=True)``).
-            Loading is strict and its :class:`~geofm.hub.LoadReport` is stored
-            in ``model.load_report``.
+        name: Registered name (see :func:`list_backbones`), optionally with a
+            weights tag, timm style: ``"dinov2_vit_small_patch14.lvd142m"``
+            picks that catalog entry for ``pretrained=True``.
+        pretrained: ``False``; ``True`` for the catalog's default weights (or
+            the tag in ``name``); a catalog tag; or a local file path
+            (``.safetensors`` preferred; ``.pt``/``.pth`` only through
+            ``torch.load(weights_only=True)``). Loading is strict and its
+            :class:`~geofm.weights.LoadReport` is stored in ``model.load_report``.
+        bands: The input bands: a sensor name, a :class:`~geofm.sensors.Sensor`,
+            band names (``["B04", "red", "SR_B5"]``, any alias the sensor
+            catalog knows) or centre wavelengths in nm. Fixed-kernel backbones
+            use them to pick matching pretrained channels; wavelength-conditioned
+            ones (``dofa_*``, ``generator=...``) generate their kernels from the
+            bands' wavelengths. Implies ``in_chans``.
         in_chans: Input band count. With pretrained weights whose band count
             differs, the first layer is adapted (see
             :func:`~geofm.backbones.adapt.adapt_input_weight`); the report is
             in ``model.adaptation_report``. Never re-initialised silently.
-        wavelengths: Centre wavelengths in nm (or a sensor name) for a
-            wavelength-conditioned patch embedding (ViT families only).
         img_size: Native input size (ViTs: size of the stored position
             embedding; other sizes are interpolated at run time).
         out_indices: Blocks / stages whose outputs ``forward`` returns.
-        grad_checkpointing: Recompute activations in backward (transformers).
-        bands: Target band set (sensor name, sensor, or band names) used to
-            pick matching pretrained channels; implies ``in_chans``.
-        pretrained_bands: Band set of the pretrained weights, when it differs
-            from the architecture's default (``BackboneEntry.pretrained_bands``).
+        grad_checkpointing: Recompute activations in backward.
+        pretrained_bands: Band set of a local weights file, when it differs
+            from the architecture's default (``BackboneEntry.pretrained_bands``);
+            catalog entries carry their own.
         **kwargs: Family-specific builder arguments (e.g. ``depth``, ``pool``).
 
     Returns:
         The :class:`Backbone`.
 
     Raises:
-        UnknownNameError: Unknown ``name``, sensor, or weights tag.
+        UnknownNameError: Unknown ``name``, band, sensor, or weights tag.
         TypeError: A keyword argument the builder does not accept; the message
             lists the accepted ones.
         ShapeError: ``in_chans`` inconsistent with ``bands``.
+        ValueError: A weights tag in ``name`` and another in ``pretrained``.
         WeightsError: The weights cannot be found, read or loaded strictly.
 
     Example:
@@ -543,24 +661,48 @@ def create_backbone(
         >>> vit = geofm.create_backbone("vit_small_patch16", depth=2, img_size=32)
         >>> [f.shape for f in vit(torch.randn(1, 3, 32, 32))]
         [torch.Size([1, 384, 2, 2]), torch.Size([1, 384, 2, 2])]
+        >>> dofa = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=["B04", "B08"])
+        >>> dofa.in_chans
+        2
     """
+    name, _, tag = name.partition(".")
     entry = BACKBONES.get(name)
     params = inspect.signature(entry.builder).parameters
-    unknown = sorted(set(kwargs) - set(params))
+    unknown = sorted(set(kwargs) - set(params) | set(kwargs) & {"wavelengths"})
     if unknown:
+        hint = (
+            " Pass wavelengths (nm) or a sensor name as bands=."
+            if "wavelengths" in unknown
+            else ""
+        )
         raise TypeError(
             f"create_backbone({name!r}) got unknown keyword argument(s) {', '.join(unknown)}. "
-            f"Accepted: {', '.join(entry.accepted_kwargs())}."
+            f"Accepted: {', '.join(entry.accepted_kwargs())}.{hint}"
         )
-    resolved = _resolve_pretrained(name, pretrained) if pretrained is not False else None
+    if tag:
+        if isinstance(pretrained, str) and pretrained != tag:
+            raise ValueError(
+                f"create_backbone got the weights tag {tag!r} in its name and "
+                f"pretrained={pretrained!r}. Give the tag once: in the name with "
+                "pretrained=True, or as pretrained='<tag>'."
+            )
+        known = [s.tag for s in weights_for_backbone(name)]
+        if tag not in known:
+            raise UnknownNameError(
+                f"Unknown weights tag {tag!r} for backbone {name!r}. Registered tags: "
+                f"{', '.join(known) or 'none'}."
+            )
+        if pretrained is True:
+            pretrained = tag
+    resolved = resolve_pretrained(name, pretrained) if pretrained is not False else None
     spec = resolved.spec if resolved is not None else None
     if spec is not None and spec.in_chans is not None and in_chans is None and bands is None:
         in_chans = spec.in_chans  # build for the checkpoint's bands unless told otherwise
     if spec is not None and spec.sensor is not None and pretrained_bands is None:
         pretrained_bands = spec.sensor
-    target_bands = resolve_bands(bands) if bands is not None else None
-    if target_bands is not None:
-        count = _band_count(target_bands)
+    target_bands, wavelengths = _resolve_input_bands(bands)
+    if bands is not None:
+        count = len(wavelengths) if target_bands is None else _band_count(target_bands)
         if in_chans is not None and in_chans != count:
             raise ShapeError(
                 f"in_chans={in_chans} but bands lists {count} bands. Pass matching values "
@@ -569,7 +711,7 @@ def create_backbone(
         in_chans = count
     given = {
         "in_chans": in_chans,
-        "wavelengths": wavelengths,
+        "wavelengths": wavelengths or None,
         "img_size": img_size,
         "out_indices": tuple(out_indices) if out_indices is not None else None,
     }
@@ -577,6 +719,8 @@ def create_backbone(
         if value is None:
             continue
         if key not in params:
+            if key == "wavelengths":
+                continue  # a fixed-kernel family: bands only pick pretrained channels
             raise TypeError(
                 f"create_backbone({name!r}) does not support {key}= (family {entry.family!r}). "
                 f"Accepted: {', '.join(entry.accepted_kwargs())}."
@@ -600,12 +744,13 @@ def create_backbone(
         logger.info("loaded %s", model.load_report.summary())
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
+    kwargs.pop("wavelengths", None)  # recorded through bands
     recorded = {
         **kwargs,
         **{
             k: v
             for k, v in (
-                ("bands", bands),
+                ("bands", _jsonable_bands(bands)),
                 ("pretrained_bands", pretrained_bands),
                 ("grad_checkpointing", grad_checkpointing or None),
             )
@@ -619,8 +764,29 @@ def create_backbone(
     return model
 
 
-def _resolve_pretrained(name: str, pretrained: bool | str | os.PathLike[str]) -> ResolvedWeights:
-    """Turn ``pretrained=`` into a local file, its known hash, converter and catalog entry."""
-    from geofm.hub.catalog import resolve_pretrained
+def _resolve_input_bands(
+    bands: str | Sensor | Sequence[str] | Sequence[float] | None,
+) -> tuple[BandInfo | None, tuple[float, ...]]:
+    """Band names (for channel matching) and wavelengths in nm of ``create_backbone``'s ``bands``.
 
-    return resolve_pretrained(name, pretrained)
+    Numbers are wavelengths (no names known); anything else goes through the
+    one band resolver of :mod:`geofm.sensors`.
+    """
+    if bands is None:
+        return None, ()
+    if not isinstance(bands, (str, Sensor)) and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) for b in bands
+    ):
+        waves = resolve_wavelengths([float(cast(float, b)) for b in bands])
+        return None, waves
+    info = resolve_bands(cast("str | Sensor | Sequence[str]", bands))
+    return info, resolve_wavelengths(info)
+
+
+def _jsonable_bands(bands: object) -> object:
+    """``bands`` as config.json can hold it (a sensor by name, sequences as lists)."""
+    if bands is None or isinstance(bands, str):
+        return bands
+    if isinstance(bands, Sensor):
+        return bands.name
+    return list(cast(Sequence[Any], bands))

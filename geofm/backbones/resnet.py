@@ -2,7 +2,8 @@
 
 timm's ResNet keeps torchvision's parameter names (``conv1``, ``bn1``,
 ``layer1.0.conv1`` ...), so torchvision-layout checkpoints such as VICReg's
-``resnet50.pth`` load after the ``model.`` prefix is added (done on load).
+``resnet50.pth`` load after the ``model.`` prefix is added (done on load). This file also owns
+the ResNet weights entries (SSL4EO-S12 on Sentinel-2 L1C, VICReg on ImageNet).
 
 References:
     He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -17,21 +18,22 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import timm
 import torch
 from timm.models.resnet import ResNet
 
-from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
-from geofm.hub.load import LoadReport, StateDict
+from geofm.backbones.base import FeatureInfo, TimmBackbone, normalize_out_indices, register_backbone
+from geofm.weights.catalog import WeightsSpec, register_weights
 
 __all__ = ["ResNetBackbone"]
 
 
-class ResNetBackbone(Backbone):
-    """A timm ResNet behind the geofm :class:`Backbone` contract.
+class ResNetBackbone(TimmBackbone):
+    """A timm ResNet behind the geofm :class:`~geofm.backbones.Backbone` contract.
 
     Args:
         model: timm ``ResNet`` built with ``num_classes=0``.
@@ -49,13 +51,13 @@ class ResNetBackbone(Backbone):
         FeatureInfo(channels=64, reduction=4, module='layer1')
     """
 
-    stem_weight_key: ClassVar[str] = "model.conv1.weight"
-    key_prefix: ClassVar[str] = "model."
+    stem_weight_key = "model.conv1.weight"
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("model.fc.",)
+    stage_offset: ClassVar[int] = 1  # timm counts the stem as feature 0
     size_divisor = 32
 
     def __init__(self, model: ResNet, *, out_indices: Sequence[int] | None = None) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.out_indices = normalize_out_indices(
             out_indices, 4, default=(0, 1, 2, 3), what="ResNet with 4 stages"
         )
@@ -68,14 +70,6 @@ class ResNetBackbone(Backbone):
             FeatureInfo(channels[i], 2 ** (i + 2), f"layer{i + 1}") for i in self.out_indices
         ]
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stage outputs at :attr:`out_indices`, NCHW."""
-        # timm counts the stem as feature index 0, so stage i is index i + 1.
-        maps = self.model.forward_intermediates(
-            x, indices=[i + 1 for i in self.out_indices], stop_early=True, intermediates_only=True
-        )
-        return cast(list[torch.Tensor], maps)
-
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled last stage, ``(N, D)``.
 
@@ -86,78 +80,85 @@ class ResNetBackbone(Backbone):
             ``(N, D)`` embeddings.
         """
         self.check_input(x)
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every residual block in backward.
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.model.set_grad_checkpointing(enable)
-
-    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Accept timm / torchvision layouts: add ``model.`` and drop the ``fc`` classifier.
-
-        Args:
-            state_dict: Checkpoint tensors.
-            report: Report to append notes to.
-
-        Returns:
-            The state dict in this module's layout.
-        """
-        state_dict = super().adapt_state_dict(state_dict, report)
-        return self._drop_keys(
-            state_dict, ("model.fc.",), "classifier head; the backbone has none", report
+        pooled: torch.Tensor = self.model.forward_head(
+            self.model.forward_features(x), pre_logits=True
         )
+        return pooled
 
 
-def _resnet(
-    timm_name: str, in_chans: int, out_indices: Sequence[int] | None, drop_path_rate: float
+def _build(
+    timm_name: str,
+    *,
+    in_chans: int = 3,
+    out_indices: Sequence[int] | None = None,
+    drop_path_rate: float = 0.0,
 ) -> ResNetBackbone:
+    """Build timm's ``timm_name`` ResNet (no classifier) as a backbone."""
     model = timm.create_model(
         timm_name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate
     )
-    return ResNetBackbone(cast(ResNet, model), out_indices=out_indices)
+    return ResNetBackbone(model, out_indices=out_indices)
 
 
-@register_backbone("resnet18", family="resnet", description="ResNet-18 (timm), 512-d.")
-def resnet18(
-    *, in_chans: int = 3, out_indices: Sequence[int] | None = None, drop_path_rate: float = 0.0
-) -> ResNetBackbone:
-    """Build a ResNet-18 backbone (channels 64/128/256/512 at strides 4/8/16/32).
-
-    Args:
-        in_chans: Input bands.
-        out_indices: Stages to return (default all four).
-        drop_path_rate: Stochastic depth rate.
-
-    Returns:
-        The backbone.
-
-    Example:
-        >>> resnet18().embed_dim
-        512
-    """
-    return _resnet("resnet18", in_chans, out_indices, drop_path_rate)
+# name -> (timm name, description)
+_VARIANTS = {
+    "resnet18": ("resnet18", "ResNet-18 (timm), 512-d, channels 64/128/256/512."),
+    "resnet50": ("resnet50", "ResNet-50 (timm), 2048-d, channels 256/512/1024/2048."),
+}
+for _name, (_timm_name, _description) in _VARIANTS.items():
+    register_backbone(_name, family="resnet", description=_description)(
+        functools.partial(_build, _timm_name)
+    )
 
 
-@register_backbone("resnet50", family="resnet", description="ResNet-50 (timm), 2048-d.")
-def resnet50(
-    *, in_chans: int = 3, out_indices: Sequence[int] | None = None, drop_path_rate: float = 0.0
-) -> ResNetBackbone:
-    """Build a ResNet-50 backbone (channels 256/512/1024/2048 at strides 4/8/16/32).
+# --- weights --------------------------------------------------------------------------------
+_SSL4EO_CITATION = "Wang et al., SSL4EO-S12, IEEE GRSM 2023 (arXiv 2211.07044)."
 
-    Args:
-        in_chans: Input bands.
-        out_indices: Stages to return (default all four).
-        drop_path_rate: Stochastic depth rate.
+# SSL4EO-S12 (torchgeo re-hosts), Sentinel-2 L1C, 13 bands.
+for _tag, _rev, _file, _default in (
+    ("sentinel2_all_moco", "da4f3c9dbe09272eb902f3b37f46635fa4726879",
+     "resnet50_sentinel2_all_moco-df8b932e.pth", True),
+    ("sentinel2_all_dino", "d7f14bf5530d70ac69d763e58e77e44dbecfec7c",
+     "resnet50_sentinel2_all_dino-d6c330e9.pth", False),
+):  # fmt: skip
+    register_weights(
+        WeightsSpec(
+            name=f"resnet50.{_tag}",
+            repo_id=f"torchgeo/resnet50_{_tag}",
+            filename=_file,
+            revision=_rev,
+            sha256=_file.rsplit("-", 1)[1].split(".")[0],
+            sensor="sentinel2_l1c",
+            in_chans=13,
+            license="CC-BY-4.0",
+            citation=_SSL4EO_CITATION,
+            default=_default,
+            notes=(
+                "SSL4EO-S12 weights as torchgeo hosts them: plain timm keys; inputs are the "
+                "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. sha256 is the hash "
+                "prefix torchgeo encodes in the file name (torchgeo itself does not check it; "
+                "geofm does)."
+            ),
+        )
+    )
 
-    Returns:
-        The backbone.
-
-    Example:
-        >>> resnet50().embed_dim
-        2048
-    """
-    return _resnet("resnet50", in_chans, out_indices, drop_path_rate)
+# --- VICReg ResNet-50 (ImageNet), backbone-only file -----------------------------------------
+register_weights(
+    WeightsSpec(
+        name="resnet50.imagenet_vicreg",
+        filename="resnet50.pth",
+        url="https://dl.fbaipublicfiles.com/vicreg/resnet50.pth",
+        sha256="c843e76524",
+        sensor="rgb",
+        in_chans=3,
+        license="MIT",
+        citation="Bardes et al., VICReg, ICLR 2022 (arXiv 2105.04906).",
+        notes=(
+            "Backbone-only torchvision ResNet-50 keys (no fc); VICReg's ConstantPad2d(1) + "
+            "conv1 padding 2 equals padding 3, so the timm ResNet-50 computes the same. Not on "
+            "a hub: download the file and put it where the error message says. The sha256 "
+            "prefix is the one two independent third-party loaders check (the authors "
+            "publish none)."
+        ),
+    )
+)

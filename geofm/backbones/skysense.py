@@ -3,7 +3,7 @@
 ``skysense_o_swinv2_huge`` rebuilds ``SkySenseCLIP.visual`` of SkySense-O with
 the original parameter names, so the visual weights of the published
 ``skysense_clip.pth`` load strictly (the ``backbone_gep.`` prefix is stripped
-on load, see :func:`geofm.hub.convert.skysense_o_visual`).
+on load, see :func:`skysense_o_visual`).
 
 Architecture (mmcls ``SwinTransformerV2`` arch ``huge`` as configured by
 SkySense-O's ``clip_config.yml``): patch 4, embed 352, depths (2, 2, 18, 2),
@@ -63,13 +63,13 @@ import torch
 import torch.nn.functional as F
 from timm.layers.drop import DropPath
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
-from geofm.hub.convert import skysense_o_visual
-from geofm.hub.load import LoadReport, StateDict
+from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.convert import register_converter
+from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["SkySenseOVisualEncoder", "skysense_o_swinv2_huge"]
+__all__ = ["SkySenseOVisualEncoder", "skysense_o_swinv2_huge", "skysense_o_visual"]
 
 _EMBED_DIM = 352
 _DEPTHS = (2, 2, 18, 2)
@@ -377,6 +377,57 @@ class _Stage(nn.Module):
         )
 
 
+# Where the visual encoder sits: the published file's dicts, then a SkySenseCLIP state dict.
+_SKYSENSE_VISUAL = ("backbone_gep.", "visual.")
+_SKYSENSE_BUFFERS = ("relative_coords_table", "relative_position_index")
+
+
+@register_converter("skysense_o_visual")
+def skysense_o_visual(state_dict: StateDict, report: LoadReport) -> StateDict:
+    """SkySense-O checkpoint -> its visual encoder's mmcls ``SwinTransformerV2`` keys.
+
+    The published ``skysense_clip.pth`` nests the visual encoder in its
+    ``model`` (and ``teacher``) dicts under ``backbone_gep.``;
+    :func:`~geofm.weights.load.read_state_dict` takes the ``model`` one. A full
+    ``SkySenseCLIP`` state dict holds it under ``visual.``. The first of these
+    prefixes present is stripped and every other key (text tower,
+    projections, other SkySense branches) is listed in ``report.ignored``; a
+    dict without either prefix is taken as already converted. mmcls saves
+    the ``relative_coords_table`` / ``relative_position_index`` buffers, which
+    it (and geofm) recomputes on load: they are listed as ignored too.
+
+    Args:
+        state_dict: Flat tensors of one of the nested dicts.
+        report: Report that receives notes and ignored keys.
+
+    Returns:
+        The visual encoder's keys (``patch_embed.*``, ``stages.*``, ``norm{i}.*``).
+
+    Example:
+        >>> import torch
+        >>> sd = {
+        ...     "backbone_gep.patch_embed.projection.weight": torch.zeros(1),
+        ...     "backbone_gep.stages.0.blocks.0.attn.w_msa.relative_position_index": torch.zeros(1),
+        ...     "backbone_s2.cls_token": torch.zeros(1),
+        ... }
+        >>> from geofm.weights.load import LoadReport
+        >>> list(skysense_o_visual(sd, LoadReport()))
+        ['patch_embed.projection.weight']
+    """
+    prefix = next((p for p in _SKYSENSE_VISUAL if any(k.startswith(p) for k in state_dict)), "")
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            report.ignored.append(f"{key} (not part of the SkySense-O visual encoder)")
+        elif key.endswith(_SKYSENSE_BUFFERS):
+            report.ignored.append(f"{key} (buffer recomputed from the window size on load)")
+        else:
+            out[key[len(prefix) :]] = value
+    if prefix:
+        report.adapted.append(f"skysense_o_visual: stripped {prefix!r}")
+    return out
+
+
 class SkySenseOVisualEncoder(Backbone):
     """SkySense-O's visual encoder (mmcls SwinV2 with a full-resolution last stage).
 
@@ -464,7 +515,6 @@ class SkySenseOVisualEncoder(Backbone):
         )
         strides = (4, 8, 16, 16)
         self.feature_info = [FeatureInfo(dims[i], strides[i], f"norm{i}") for i in self.out_indices]
-        self.grad_checkpointing = False
 
         self.patch_embed = _PatchEmbed(in_chans, embed_dim, patch_size=4)
         total = sum(depths)
@@ -494,12 +544,7 @@ class SkySenseOVisualEncoder(Backbone):
     def _run_stage(self, stage: _Stage, x: torch.Tensor) -> torch.Tensor:
         if stage.downsample is not None:
             x = stage.downsample(x, keep_resolution=stage.keep_resolution)
-        for block in stage.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = cast(torch.Tensor, checkpoint(block, x, use_reentrant=False))
-            else:
-                x = block(x)
-        return x
+        return self.run_blocks(stage.blocks, x)
 
     def _stage_outputs(self, x: torch.Tensor, last: int) -> list[torch.Tensor]:
         """Raw (un-normed) channels-last outputs of stages ``0..last``."""
@@ -532,18 +577,10 @@ class SkySenseOVisualEncoder(Backbone):
         last = self._stage_norm(3)(self._stage_outputs(x, 3)[-1])  # (N, H/16, W/16, D)
         return cast(torch.Tensor, last.mean(dim=(1, 2)))  # (N, D)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every block in backward.
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.grad_checkpointing = enable
-
     def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
         """Accept SkySense-O layouts: ``backbone_gep.`` / ``visual.`` prefixes, saved buffers.
 
-        Runs :func:`~geofm.hub.convert.skysense_o_visual` (a no-op on keys
+        Runs :func:`skysense_o_visual` (a no-op on keys
         already converted), which also drops mmcls' saved
         ``relative_coords_table`` / ``relative_position_index`` buffers
         (recomputed here, as mmcls does on load), then the base adaptation.
@@ -589,3 +626,38 @@ def skysense_o_swinv2_huge(
     return SkySenseOVisualEncoder(
         in_chans=in_chans, out_indices=out_indices, depths=depths, drop_path_rate=drop_path_rate
     )
+
+
+# --- weights --------------------------------------------------------------------------------
+# --- SkySense-O visual encoder (SkySense-CLIP's mmcls SwinV2-huge) ---------------------------
+register_weights(
+    WeightsSpec(
+        name="skysense_o_swinv2_huge.skysense_clip",
+        repo_id="zqcraft/SkySense-O",
+        filename="pretrain/skysense_clip.pth",
+        url="https://huggingface.co/zqcraft/SkySense-O/tree/main",
+        converter="skysense_o_visual",
+        sensor="rgb",
+        in_chans=3,
+        license="unknown",
+        citation=(
+            "Zhu et al., SkySense-O: Towards Open-World Remote Sensing Interpretation with "
+            "Vision-Centric Visual-Language Modeling, CVPR 2025."
+        ),
+        default=True,
+        notes=(
+            "SkySense-CLIP checkpoint: a dict with 'clip' (text tower, vision_projection "
+            "[2816 x 1024], logit_scale) and 'model' / 'teacher' dicts in which the visual "
+            "encoder sits under 'backbone_gep.'; geofm reads 'model' (as SkySense-O's loader "
+            "does) and the converter strips the prefix, ignoring the text tower, other "
+            "branches and mmcls' saved position buffers. Input: 8-bit RGB normalised with "
+            "ImageNet mean/std (SkySense-O's CLIP_PIXEL_MEAN/STD on the 0-255 scale), 384 px "
+            "in SkySense-O and Fusion-LoRA (multiples of 16; >= 256 px for the exact mmcls "
+            "window behaviour). Unconfirmed: the file's path inside the hub repo (taken from "
+            "Fusion-LoRA's loader; SkySense-O's base.yaml names a local "
+            "'pretrain/skysense_clip.ckpt'), revision, sha256 and licence (none published); "
+            "that the file loads with torch.load(weights_only=True) and holds norm0-norm2 "
+            "(SkySense-O itself loads it with strict=False)."
+        ),
+    )
+)

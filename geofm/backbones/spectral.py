@@ -13,11 +13,15 @@ bands to 128 channels, per pixel) in front of a standard trunk:
   ``replace_stride_with_dilation`` turns strides into dilations (1, 2, 4, 8 for
   flagged layers, as in the source), giving full-resolution features for FCN heads.
 
-Module attributes are literally ``spectral_adapter``, ``vit_core`` and
-``resnet``, so a SpectralEarth checkpoint (keys ``spectral_adapter.*``,
-``vit_core.*`` / ``resnet.*``) loads strictly; Lightning / DDP prefixes
-(``backbone.``, ``student_backbone.``, ``module.``) are stripped on load and
-the classifier keys (``vit_core.head.*``, ``resnet.fc.*``) are dropped and reported.
+Spec-ViT is a configuration of the one ViT (:class:`~geofm.backbones.vit.ViTBackbone`)
+with the adapter as its ``stem``. SpectralEarth checkpoints (keys
+``spectral_adapter.*``, ``vit_core.*`` / ``resnet.*``) load strictly: Spec-RN50
+keeps those attribute names, Spec-ViT maps ``spectral_adapter.`` -> ``stem.``
+and ``vit_core.`` -> ``model.`` on load; Lightning / DDP prefixes
+(``backbone.``, ``student_backbone.``, ``module.``) are stripped and the
+classifier keys (``vit_core.head.*``, ``resnet.fc.*``) are dropped and reported.
+This file also owns the ``spectral_earth`` converter and the SpectralEarth
+weights entries.
 
 References:
     Braham et al., "SpectralEarth: Training Hyperspectral Foundation Models at
@@ -33,23 +37,29 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, cast
 
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
-from geofm.backbones.vit import default_out_indices, resample_pos_embed
-from geofm.hub.load import LoadReport, StateDict
+from geofm.backbones.vit import Pool, ViTBackbone
 from geofm.spectral import SpectralAdapter
+from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.convert import register_converter
+from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["SpecBottleneck", "SpecResNetBackbone", "SpecResNetTrunk", "SpecViTBackbone"]
-
-Pool = Literal["cls", "mean"]
+__all__ = [
+    "SPEC_VIT_SIZES",
+    "SpecBottleneck",
+    "SpecResNetBackbone",
+    "SpecResNetTrunk",
+    "spectral_earth",
+]
 
 # embed_dim, depth, heads of SpectralEarth's Spec-ViT variants (src/backbones/spec_vit.py).
 SPEC_VIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -61,7 +71,17 @@ SPEC_VIT_SIZES: dict[str, tuple[int, int, int]] = {
     "giant": (1536, 40, 24),
 }
 _SOURCE_PREFIXES = ("module.", "backbone.", "student_backbone.", "model.")
+_SPEC_VIT_RENAMES = (("spectral_adapter.", "stem."), ("vit_core.", "model."))
 _PRETRAINED_BANDS = "enmap_spectral_earth"
+_SE_TARGETS = ("spectral_adapter.", "vit_core.", "resnet.")
+# Wrappers around the backbone in SpectralEarth's Lightning modules, most specific first.
+_SE_WRAPPERS = ("student_backbone.", "backbone.", "encoder.", "")
+_SE_ALIASES = (
+    ("vit.", "vit_core."),  # lightly's MaskedVisionTransformerTIMM stores the ViT as ``vit``
+    ("vit_core.patch_embed.spectral_adapter.", "spectral_adapter."),
+    ("vit_core.patch_embed.original_patch_embed.", "vit_core.patch_embed."),
+)
+_SE_HEADS = ("vit_core.head.", "resnet.fc.")
 
 
 def _check_in_chans(in_chans: int) -> None:
@@ -71,119 +91,6 @@ def _check_in_chans(in_chans: int) -> None:
             f"(the spectral adapter's strided convolutions), got in_chans={in_chans}. "
             "Use a backbone with a patch embedding for multispectral input."
         )
-
-
-class SpecViTBackbone(Backbone):
-    """SpectralEarth Spec-ViT: spectral adapter + timm ViT (patch 4) on 128 channels.
-
-    Args:
-        vit_core: timm ``VisionTransformer`` with ``in_chans=128``, ``num_classes=0``
-            and ``dynamic_img_size=True``.
-        in_chans: Number of input bands ``C`` (>= 75; 202 for EnMAP).
-        out_indices: Blocks whose outputs :meth:`forward` returns (negative
-            values count from the end). Default: four evenly spaced blocks.
-        pool: ``"cls"`` (class token after the final norm, SpectralEarth's
-            classifier input) or ``"mean"`` (mean patch token) for :meth:`embed`.
-        norm: Apply the final LayerNorm to the returned maps (SpectralEarth's
-            ``get_intermediate_layers(norm=True)``).
-
-    Shape:
-        - Input: ``(N, C, H, W)``, ``H`` and ``W`` multiples of 4.
-        - ``forward``: list of ``(N, D, H / 4, W / 4)``.
-        - ``embed``: ``(N, D)``.
-
-    Raises:
-        ValueError: If ``in_chans < 75``, ``pool`` is unknown or ``out_indices`` is invalid.
-
-    Example:
-        >>> import torch, geofm
-        >>> m = geofm.create_backbone("spec_vit_tiny_patch4", depth=2, in_chans=235)
-        >>> m.embed(torch.randn(2, 235, 8, 8)).shape
-        torch.Size([2, 192])
-    """
-
-    source_prefixes: ClassVar[tuple[str, ...]] = _SOURCE_PREFIXES
-
-    def __init__(
-        self,
-        vit_core: VisionTransformer,
-        *,
-        in_chans: int = 202,
-        out_indices: Sequence[int] | None = None,
-        pool: Pool = "cls",
-        norm: bool = True,
-    ) -> None:
-        super().__init__()
-        _check_in_chans(in_chans)
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}.")
-        self.spectral_adapter = SpectralAdapter()
-        self.vit_core = vit_core
-        depth = len(vit_core.blocks)
-        self.out_indices = normalize_out_indices(
-            out_indices, depth, default=default_out_indices(depth), what=f"ViT with {depth} blocks"
-        )
-        self.pool: Pool = pool
-        self.norm = norm
-        self.in_chans = in_chans
-        self.embed_dim = int(vit_core.embed_dim)
-        self.patch_size = int(cast(Any, vit_core.patch_embed).patch_size[0])
-        self.size_divisor = self.patch_size
-        self.feature_info = [
-            FeatureInfo(self.embed_dim, self.patch_size, f"vit_core.blocks.{i}")
-            for i in self.out_indices
-        ]
-
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Block outputs at :attr:`out_indices` as ``(N, D, H / 4, W / 4)`` grids."""
-        maps = self.vit_core.forward_intermediates(
-            self.spectral_adapter(x),  # (N, 128, H, W)
-            indices=list(self.out_indices),
-            norm=self.norm,
-            stop_early=True,
-            output_fmt="NCHW",
-            intermediates_only=True,
-        )
-        return cast(list[torch.Tensor], maps)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Class token (``pool="cls"``) or mean patch token after the final norm.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, D)`` embeddings.
-        """
-        self.check_input(x)
-        tokens = self.vit_core.forward_features(self.spectral_adapter(x))  # (N, 1 + L, D)
-        if self.pool == "cls":
-            return tokens[:, 0]  # (N, D)
-        return tokens[:, self.vit_core.num_prefix_tokens :].mean(dim=1)  # (N, D)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every transformer block in backward (timm's mechanism).
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.vit_core.set_grad_checkpointing(enable)
-
-    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Strip Lightning/DDP prefixes, drop the classifier, resample the position grid.
-
-        Args:
-            state_dict: Checkpoint in SpectralEarth's ``SpecVisionTransformer`` layout.
-            report: Report to append notes to.
-
-        Returns:
-            The state dict in this module's layout.
-        """
-        state_dict = super().adapt_state_dict(state_dict, report)
-        state_dict = self._drop_keys(
-            state_dict, ("vit_core.head.",), "classifier head; the backbone has none", report
-        )
-        return resample_pos_embed(state_dict, "vit_core.pos_embed", self.vit_core, report)
 
 
 class SpecBottleneck(nn.Module):
@@ -326,7 +233,8 @@ class SpecResNetBackbone(Backbone):
         torch.Size([1, 2048, 8, 8])
     """
 
-    source_prefixes: ClassVar[tuple[str, ...]] = _SOURCE_PREFIXES
+    source_prefixes = _SOURCE_PREFIXES
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("resnet.fc.",)
 
     def __init__(
         self,
@@ -359,22 +267,13 @@ class SpecResNetBackbone(Backbone):
             FeatureInfo(channels[i], reductions[i], f"resnet.layer{i + 1}")
             for i in self.out_indices
         ]
-        self.grad_checkpointing = False
-
-    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        for block in stage:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = cast(torch.Tensor, checkpoint(block, x, use_reentrant=False))
-            else:
-                x = block(x)
-        return x
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Stage outputs at :attr:`out_indices`, NCHW."""
         out = self.spectral_adapter(x)  # (N, 128, H, W)
         maps = []
         for i, stage in enumerate(self.resnet.layers()[: self.out_indices[-1] + 1]):
-            out = self._run_stage(stage, out)
+            out = self.run_blocks(stage, out)
             if i in self.out_indices:
                 maps.append(out)
         return maps
@@ -391,45 +290,23 @@ class SpecResNetBackbone(Backbone):
         self.check_input(x)
         out = self.spectral_adapter(x)  # (N, 128, H, W)
         for stage in self.resnet.layers():
-            out = self._run_stage(stage, out)
+            out = self.run_blocks(stage, out)
         pooled: torch.Tensor = out.mean(dim=(2, 3))  # (N, 2048)
         return pooled
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute every residual block in backward to save memory.
 
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.grad_checkpointing = enable
-
-    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Strip Lightning/DDP prefixes and drop the ``resnet.fc`` classifier.
-
-        Args:
-            state_dict: Checkpoint in SpectralEarth's ``SpecResNet50`` layout.
-            report: Report to append notes to.
-
-        Returns:
-            The state dict in this module's layout.
-        """
-        state_dict = super().adapt_state_dict(state_dict, report)
-        return self._drop_keys(
-            state_dict, ("resnet.fc.",), "classifier head; the backbone has none", report
-        )
-
-
-def _spec_vit(
+def _build_spec_vit(
     size: str,
     *,
-    in_chans: int,
-    img_size: int,
-    out_indices: Sequence[int] | None,
-    depth: int | None,
-    pool: Pool,
-    norm: bool,
-    drop_path_rate: float,
-) -> SpecViTBackbone:
+    in_chans: int = 202,
+    img_size: int = 128,
+    out_indices: Sequence[int] | None = None,
+    depth: int | None = None,
+    pool: Pool = "cls",
+    norm: bool = True,
+    drop_path_rate: float = 0.0,
+) -> ViTBackbone:
+    """Spec-ViT of ``size``: the spectral adapter as stem of a patch-4 ViT on 128 channels."""
     _check_in_chans(in_chans)
     embed_dim, default_depth, heads = SPEC_VIT_SIZES[size]
     if depth is not None and depth <= 0:
@@ -447,89 +324,151 @@ def _spec_vit(
         dynamic_img_size=True,
         drop_path_rate=drop_path_rate,
     )  # timm's default norm layer is LayerNorm(eps=1e-6), as in SpectralEarth
-    return SpecViTBackbone(
-        vit_core, in_chans=in_chans, out_indices=out_indices, pool=pool, norm=norm
+    return ViTBackbone(
+        vit_core,
+        stem=SpectralAdapter(),
+        in_chans=in_chans,
+        out_indices=out_indices,
+        pool=pool,
+        norm=norm,
+        key_renames=_SPEC_VIT_RENAMES,
+        source_prefixes=_SOURCE_PREFIXES,
     )
 
 
-def _register_spec_vit(size: str) -> None:
-    name = f"spec_vit_{size}_patch4"
-    embed_dim, depth, heads = SPEC_VIT_SIZES[size]
-
-    def builder(
-        *,
-        in_chans: int = 202,
-        img_size: int = 128,
-        out_indices: Sequence[int] | None = None,
-        depth: int | None = None,
-        pool: Pool = "cls",
-        norm: bool = True,
-        drop_path_rate: float = 0.0,
-    ) -> SpecViTBackbone:
-        return _spec_vit(
-            size,
-            in_chans=in_chans,
-            img_size=img_size,
-            out_indices=out_indices,
-            depth=depth,
-            pool=pool,
-            norm=norm,
-            drop_path_rate=drop_path_rate,
-        )
-
-    builder.__name__ = name
-    builder.__doc__ = (
-        f"Build ``{name}``: SpectralEarth Spec-ViT-{size} ({embed_dim}-d, {depth} blocks, "
-        f"{heads} heads, patch 4, 128 px grid).\n\nArgs: see :class:`SpecViTBackbone`; "
-        "``depth`` overrides the block count, ``img_size`` sets the stored position grid.\n"
+def _build_spec_resnet50(
+    *,
+    in_chans: int = 202,
+    out_indices: Sequence[int] | None = None,
+    replace_stride_with_dilation: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> SpecResNetBackbone:
+    """Spec-RN50 (24.20 M parameters, 2048-d, output stride 16)."""
+    return SpecResNetBackbone(
+        in_chans=in_chans,
+        out_indices=out_indices,
+        replace_stride_with_dilation=replace_stride_with_dilation,
     )
+
+
+for _size, (_dim, _depth, _heads) in SPEC_VIT_SIZES.items():
     register_backbone(
-        name,
+        f"spec_vit_{_size}_patch4",
         family="spectral_earth",
         default_in_chans=202,
         pretrained_bands=_PRETRAINED_BANDS,
         min_input_size=4,
         description=(
-            f"SpectralEarth Spec-ViT-{size[0].upper()}/4: spectral adapter (>= 75 bands) + "
-            f"ViT {embed_dim}-d x {depth}, 128 px."
+            f"SpectralEarth Spec-ViT-{_size[0].upper()}/4: spectral adapter (>= 75 bands) + "
+            f"ViT {_dim}-d x {_depth}, {_heads} heads, 128 px."
         ),
-    )(builder)
-
-
-for _size in SPEC_VIT_SIZES:
-    _register_spec_vit(_size)
-
-
-@register_backbone(
+    )(functools.partial(_build_spec_vit, _size))
+register_backbone(
     "spec_resnet50",
     family="spectral_earth",
     default_in_chans=202,
     pretrained_bands=_PRETRAINED_BANDS,
     min_input_size=16,
     description="SpectralEarth Spec-RN50: spectral adapter (>= 75 bands) + stem-less ResNet-50.",
-)
-def spec_resnet50(
-    *,
-    in_chans: int = 202,
-    out_indices: Sequence[int] | None = None,
-    replace_stride_with_dilation: tuple[bool, bool, bool, bool] = (False, False, False, False),
-) -> SpecResNetBackbone:
-    """Build SpectralEarth's Spec-RN50 (24.20 M parameters, 2048-d, output stride 16).
+)(_build_spec_resnet50)
+
+
+# --- converter ------------------------------------------------------------------------------
+def _se_wrapper(state_dict: StateDict) -> str:
+    """The wrapper prefix under which SpectralEarth's backbone keys sit ('' for plain dicts)."""
+    for wrapper in _SE_WRAPPERS:
+        for key in state_dict:
+            if not key.startswith(wrapper):
+                continue
+            rest = _se_alias(key[len(wrapper) :])
+            if rest.startswith(_SE_TARGETS):
+                return wrapper
+    return ""
+
+
+def _se_alias(key: str) -> str:
+    for old, new in _SE_ALIASES:
+        if key.startswith(old):
+            key = new + key[len(old) :]
+    return key
+
+
+@register_converter("spectral_earth")
+def spectral_earth(state_dict: StateDict, report: LoadReport) -> StateDict:
+    """SpectralEarth checkpoint (plain, Lightning or MAE wrapper) -> plain backbone keys.
+
+    Picks the wrapper the backbone sits under (``student_backbone.`` for
+    DINO, ``backbone.`` for MoCo, ``encoder.`` for lightly's MAE encoder, or
+    none), maps the MAE aliases back (``vit.`` -> ``vit_core.``,
+    ``vit_core.patch_embed.spectral_adapter.`` -> ``spectral_adapter.``,
+    ``vit_core.patch_embed.original_patch_embed.`` -> ``vit_core.patch_embed.``)
+    and keeps ``spectral_adapter.*``, ``vit_core.*`` and ``resnet.*``.
+    Teachers, momentum encoders, projection heads, decoders and classifiers
+    are listed in ``report.ignored``.
 
     Args:
-        in_chans: Input bands (>= 75).
-        out_indices: Stages to return (default all four).
-        replace_stride_with_dilation: Per-stage flags trading stride for dilation.
+        state_dict: SpectralEarth checkpoint tensors.
+        report: Report that receives notes and ignored keys.
 
     Returns:
-        The backbone.
+        Keys of SpectralEarth's ``SpecVisionTransformer`` / ``SpecResNet50``.
 
     Example:
-        >>> round(sum(p.numel() for p in spec_resnet50().parameters()) / 1e6, 2)
-        24.2
+        >>> import torch
+        >>> sd = {
+        ...     "student_backbone.vit_core.cls_token": torch.zeros(1, 1, 4),
+        ...     "teacher_backbone.vit_core.cls_token": torch.zeros(1, 1, 4),
+        ... }
+        >>> from geofm.weights.load import LoadReport
+        >>> list(spectral_earth(sd, LoadReport()))
+        ['vit_core.cls_token']
     """
-    return SpecResNetBackbone(
-        in_chans=in_chans,
-        out_indices=out_indices,
-        replace_stride_with_dilation=replace_stride_with_dilation,
+    wrapper = _se_wrapper(state_dict)
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        if not key.startswith(wrapper):
+            report.ignored.append(f"{key} (not part of the backbone under {wrapper!r})")
+            continue
+        new = _se_alias(key[len(wrapper) :])
+        if new.startswith(_SE_HEADS):
+            report.ignored.append(f"{key} (classifier head; the backbone has none)")
+        elif new.startswith(_SE_TARGETS):
+            out[new] = value
+        else:
+            report.ignored.append(f"{key} (not part of the SpectralEarth backbone)")
+    if wrapper:
+        report.adapted.append(f"spectral_earth: took the backbone under {wrapper!r}")
+    return out
+
+
+# --- weights --------------------------------------------------------------------------------
+_SE_CITATION = "Braham et al., SpectralEarth, arXiv 2408.08447."
+_SE_URL = "https://syncandshare.desy.de/index.php/s/Po5bTPipz6EEHx3"
+# --- SpectralEarth (DESY Sync&Share folder, manual download) ----------------------------------
+_SE_NOTES = (
+    "Published only as a DESY Sync&Share folder: file names, hashes, revision and licence "
+    "are not documented (None / 'unknown'). The 'spectral_earth' converter accepts the plain "
+    "backbone dict and the Lightning / MAE wrappers (backbone., student_backbone., "
+    "encoder.vit., patch-embed aliases) and lists projection heads, teachers and decoders "
+    "as ignored."
+)
+for _name, _default in (
+    ("spec_resnet50.enmap_moco", True),
+    ("spec_resnet50.enmap_dino", False),
+    ("spec_vit_small_patch4.enmap_moco", True),
+    ("spec_vit_small_patch4.enmap_dino", False),
+    ("spec_vit_small_patch4.enmap_mae", False),
+):
+    register_weights(
+        WeightsSpec(
+            name=_name,
+            filename=None,
+            url=_SE_URL,
+            converter="spectral_earth",
+            sensor="enmap_spectral_earth",
+            in_chans=202,
+            license="unknown",
+            citation=_SE_CITATION,
+            default=_default,
+            notes=_SE_NOTES,
+        )
     )

@@ -8,7 +8,9 @@ Both return the four stage outputs as NCHW maps: 128 channels at stride 4,
 once its ``backbone.backbone.`` prefix is stripped (done on load; the unused
 torchvision classifier ``head.*`` is dropped and listed in the report). Its
 maps are Satlas' ``features[1]``, ``[3]``, ``[5]``, ``[7]`` permuted to NCHW,
-without the final norm, as SatlasPretrain and ML4Earth use them.
+without the final norm, as SatlasPretrain and ML4Earth use them. This file
+also owns the SatlasPretrain converters (``satlas_backbone``, ``satlas_fpn``)
+and weights entries.
 
 References:
     Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022.
@@ -30,12 +32,21 @@ from typing import Any, ClassVar, cast
 import timm
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
-from geofm.hub.load import LoadReport, StateDict
+from geofm.backbones.base import (
+    Backbone,
+    FeatureInfo,
+    TimmBackbone,
+    normalize_out_indices,
+    register_backbone,
+)
+from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.convert import register_converter
+from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["SwinBackbone", "TorchvisionSwinBackbone"]
+__all__ = ["SwinBackbone", "TorchvisionSwinBackbone", "satlas_backbone", "satlas_fpn"]
+
+_SATLAS_FPN = "intermediates.0.fpn."
 
 _BASE_DEPTHS = (2, 2, 18, 2)
 _BASE_HEADS = (4, 8, 16, 32)
@@ -51,7 +62,7 @@ def _check_depths(depths: Sequence[int]) -> tuple[int, ...]:
     return tuple(depths)
 
 
-class SwinBackbone(Backbone):
+class SwinBackbone(TimmBackbone):
     """A timm SwinV2 behind the geofm :class:`Backbone` contract (NCHW outputs).
 
     Args:
@@ -71,13 +82,11 @@ class SwinBackbone(Backbone):
         torch.Size([1, 1024, 2, 2])
     """
 
-    stem_weight_key: ClassVar[str] = "model.patch_embed.proj.weight"
-    key_prefix: ClassVar[str] = "model."
+    stem_weight_key = "model.patch_embed.proj.weight"
     size_divisor = 32
 
     def __init__(self, model: Any, *, out_indices: Sequence[int] | None = None) -> None:
-        super().__init__()
-        self.model: Any = model
+        super().__init__(model)
         self.out_indices = _stage_indices(out_indices)
         self.in_chans = int(model.patch_embed.proj.in_channels)
         self.embed_dim = int(model.num_features)
@@ -85,13 +94,6 @@ class SwinBackbone(Backbone):
         self.feature_info = [
             FeatureInfo(base * 2**i, 2 ** (i + 2), f"layers.{i}") for i in self.out_indices
         ]
-
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stage outputs at :attr:`out_indices`, NCHW."""
-        maps = self.model.forward_intermediates(
-            x, indices=list(self.out_indices), stop_early=True, intermediates_only=True
-        )
-        return cast(list[torch.Tensor], maps)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over positions of the final-normed last stage, ``(N, D)``.
@@ -105,32 +107,6 @@ class SwinBackbone(Backbone):
         self.check_input(x)
         tokens: torch.Tensor = self.model.forward_features(x)  # (N, H', W', D), final norm
         return tokens.mean(dim=(1, 2))
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every Swin block in backward.
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.model.set_grad_checkpointing(enable)
-
-    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Accept timm-layout checkpoints: add ``model.``, drop the classifier head.
-
-        Buffers timm recomputes (``relative_position_index``, ``relative_coords_table``,
-        ``attn_mask``) are non-persistent and never part of the key set.
-
-        Args:
-            state_dict: Checkpoint tensors.
-            report: Report to append notes to.
-
-        Returns:
-            The state dict in this module's layout.
-        """
-        state_dict = super().adapt_state_dict(state_dict, report)
-        return self._drop_keys(
-            state_dict, ("model.head.",), "classifier head; the backbone has none", report
-        )
 
 
 class TorchvisionSwinBackbone(Backbone):
@@ -159,8 +135,9 @@ class TorchvisionSwinBackbone(Backbone):
         torch.Size([1, 1024])
     """
 
-    stem_weight_key: ClassVar[str] = "features.0.0.weight"
-    source_prefixes: ClassVar[tuple[str, ...]] = ("module.", "backbone.")
+    stem_weight_key = "features.0.0.weight"
+    source_prefixes = ("module.", "backbone.")
+    classifier_prefixes: ClassVar[tuple[str, ...]] = ("head.",)
     size_divisor = 32
 
     def __init__(
@@ -201,13 +178,10 @@ class TorchvisionSwinBackbone(Backbone):
         self.feature_info = [
             FeatureInfo(128 * 2**i, 2 ** (i + 2), f"features.{2 * i + 1}") for i in self.out_indices
         ]
-        self.grad_checkpointing = False
 
     def _run(self, stage: nn.Module, x: torch.Tensor, is_blocks: bool) -> torch.Tensor:
-        if self.grad_checkpointing and is_blocks and torch.is_grad_enabled():
-            for block in cast(nn.Sequential, stage):
-                x = cast(torch.Tensor, checkpoint(block, x, use_reentrant=False))
-            return x
+        if is_blocks:  # odd entries of ``features`` are stages of Swin blocks
+            return self.run_blocks(cast(nn.Sequential, stage), x)
         out: torch.Tensor = stage(x)
         return out
 
@@ -235,29 +209,6 @@ class TorchvisionSwinBackbone(Backbone):
             x = self._run(stage, x, is_blocks=i % 2 == 1)
         normed: torch.Tensor = self.norm(x)  # (N, H', W', C)
         return normed.mean(dim=(1, 2))  # (N, C)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every Swin block in backward.
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.grad_checkpointing = enable
-
-    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Accept torchvision and Satlas layouts: strip ``backbone.`` prefixes, drop ``head.*``.
-
-        Args:
-            state_dict: Checkpoint tensors.
-            report: Report to append notes to.
-
-        Returns:
-            The state dict in this module's layout.
-        """
-        state_dict = super().adapt_state_dict(state_dict, report)
-        return self._drop_keys(
-            state_dict, ("head.",), "torchvision classifier head; the backbone has none", report
-        )
 
 
 @register_backbone(
@@ -333,4 +284,150 @@ def tv_swin_v2_b(
     """
     return TorchvisionSwinBackbone(
         in_chans=in_chans, out_indices=out_indices, depths=depths, drop_path_rate=drop_path_rate
+    )
+
+
+# --- converters -----------------------------------------------------------------------------
+def _satlas_reason(key: str) -> str:
+    if key.startswith(_SATLAS_FPN):
+        return "Satlas FPN; load it into geofm.heads.FPN with the 'satlas_fpn' converter"
+    if key.startswith("intermediates."):
+        return "Satlas upsampling / intermediate module, not part of the backbone"
+    return "task head, not part of the backbone"
+
+
+@register_converter("satlas_backbone")
+def satlas_backbone(state_dict: StateDict, report: LoadReport) -> StateDict:
+    """SatlasPretrain file -> torchvision ``swin_v2_b`` / ResNet keys of its backbone.
+
+    Keys that start with ``backbone.`` lose every leading ``backbone.``
+    (two for single-image Swin files, three for multi-image ones, one for
+    ResNets). Everything else (FPN, upsampling, task heads) goes to
+    ``report.ignored`` with the reason.
+
+    Args:
+        state_dict: Raw Satlas checkpoint.
+        report: Report that receives notes and ignored keys.
+
+    Returns:
+        The backbone tensors under torchvision names.
+
+    Example:
+        >>> import torch
+        >>> sd = {"backbone.backbone.norm.weight": torch.ones(2)}
+        >>> from geofm.weights.load import LoadReport
+        >>> list(satlas_backbone(sd, LoadReport()))
+        ['norm.weight']
+    """
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        if not key.startswith("backbone."):
+            report.ignored.append(f"{key} ({_satlas_reason(key)})")
+            continue
+        new = key
+        while new.startswith("backbone."):
+            new = new[len("backbone.") :]
+        out[new] = value
+    if out:
+        report.adapted.append("satlas_backbone: stripped the leading 'backbone.' prefixes")
+    return out
+
+
+@register_converter("satlas_fpn")
+def satlas_fpn(state_dict: StateDict, report: LoadReport) -> StateDict:
+    """SatlasPretrain file -> the FPN keys ``inner_blocks.*`` / ``layer_blocks.*``.
+
+    Loads strictly into ``geofm.heads.FPN(in_channels=[128, 256, 512, 1024],
+    out_channels=128)`` for the Swin-B files (torchvision's key layout).
+
+    Args:
+        state_dict: Raw Satlas checkpoint.
+        report: Report that receives notes and ignored keys.
+
+    Returns:
+        The FPN tensors with ``intermediates.0.fpn.`` stripped.
+
+    Example:
+        >>> import torch
+        >>> sd = {"intermediates.0.fpn.inner_blocks.0.0.bias": torch.zeros(2)}
+        >>> from geofm.weights.load import LoadReport
+        >>> list(satlas_fpn(sd, LoadReport()))
+        ['inner_blocks.0.0.bias']
+    """
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        if key.startswith(_SATLAS_FPN):
+            out[key[len(_SATLAS_FPN) :]] = value
+        else:
+            report.ignored.append(f"{key} (not part of the Satlas FPN)")
+    if out:
+        report.adapted.append(f"satlas_fpn: stripped {_SATLAS_FPN!r}")
+    return out
+
+
+# --- weights --------------------------------------------------------------------------------
+_SATLAS_CITATION = "Bastani et al., SatlasPretrain, ICCV 2023 (arXiv 2211.15660)."
+_TORCHGEO_HASH = (
+    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
+    "check it; geofm does)."
+)
+# --- SatlasPretrain Swin-B, single image (original files) -------------------------------
+_SATLAS_NOTES = (
+    "Original SatlasPretrain file: torchvision swin_v2_b keys under 'backbone.backbone.' "
+    "plus FPN ('intermediates.0.fpn.*', loadable into geofm.heads.FPN with the 'satlas_fpn' "
+    "converter) and head keys, which the 'satlas_backbone' converter lists as ignored. "
+    "Branch main (no pinned revision) and no published hash; the pinned, hash-checked "
+    "torchgeo re-host is the '_torchgeo' entry."
+)
+for _tag, _file, _sensor, _chans, _default in (
+    ("sentinel2_si_rgb_satlas", "sentinel2_swinb_si_rgb.pth", "satlas_sentinel2_rgb", 3, True),
+    ("sentinel2_si_ms_satlas", "sentinel2_swinb_si_ms.pth", "satlas_sentinel2_ms", 9, False),
+    ("aerial_si_satlas", "aerial_swinb_si.pth", None, 3, False),
+):
+    register_weights(
+        WeightsSpec(
+            name=f"tv_swin_v2_b.{_tag}",
+            repo_id="allenai/satlas-pretrain",
+            filename=_file,
+            url=f"https://huggingface.co/allenai/satlas-pretrain/resolve/main/{_file}",
+            converter="satlas_backbone",
+            sensor=_sensor,
+            in_chans=_chans,
+            license="ODC-BY",
+            citation=_SATLAS_CITATION,
+            default=_default,
+            notes=_SATLAS_NOTES
+            + (
+                " Input: 8-bit aerial RGB (NAIP-like) /255; no registered 3-band sensor "
+                "matches, so sensor is None."
+                if _sensor is None
+                else ""
+            ),
+        )
+    )
+
+# --- SatlasPretrain Swin-B re-hosted by torchgeo (plain torchvision keys) -------------------
+_TG_SATLAS_REV = "081d6607431bf36bdb59c223777cbb267131b8f2"
+for _tag, _file, _sensor, _chans in (
+    ("sentinel2_si_rgb", "sentinel2_swinb_si_rgb-156a98d5.pth", "satlas_sentinel2_rgb", 3),
+    ("sentinel2_si_ms", "sentinel2_swinb_si_ms-fe22a12c.pth", "satlas_sentinel2_ms", 9),
+    ("aerial_si", "aerial_swinb_si-e4169eb1.pth", None, 3),
+):
+    register_weights(
+        WeightsSpec(
+            name=f"tv_swin_v2_b.{_tag}_satlas_torchgeo",
+            repo_id="torchgeo/satlas",
+            filename=_file,
+            revision=_TG_SATLAS_REV,
+            sha256=_file.rsplit("-", 1)[1].split(".")[0],
+            sensor=_sensor,
+            in_chans=_chans,
+            license="ODC-BY",
+            citation=_SATLAS_CITATION,
+            notes=(
+                "torchgeo's re-host of the SatlasPretrain backbone: plain torchvision "
+                "swin_v2_b keys (incl. the unused classifier 'head.*', dropped on load). "
+                + _TORCHGEO_HASH
+            ),
+        )
     )

@@ -1,9 +1,19 @@
-"""Vision Transformer backbones: DINOv2 ViT-S/B/L/g (patch 14) and ViT-S/B/L/H (patch 16).
+"""Vision Transformers: one timm-backed ViT class, configured by stem and pooling.
 
-Built on timm's ``VisionTransformer`` (no re-implementation of the
-transformer): position embeddings are interpolated at run time for any input
-size that is a multiple of the patch size, and intermediate block outputs are
-returned as NCHW grids for dense tasks.
+:class:`ViTBackbone` wraps timm's ``VisionTransformer`` (no re-implementation
+of the transformer): position embeddings are interpolated at run time for any
+input size that is a multiple of the patch size, and intermediate block
+outputs are returned as NCHW grids for dense tasks. Its configurations:
+
+- plain patch embedding: DINOv2 ViT-S/B/L/g (patch 14) and ViT-S/B/L/H (patch 16),
+  registered in this file;
+- wavelength-conditioned patch embedding (:class:`~geofm.spectral.WavelengthPatchEmbed`
+  as the patch projection): any of those with ``generator="mlp"`` and
+  ``bands=``, and DOFA (``generator="dofa"``, :mod:`geofm.backbones.dofa`);
+- a stem before the ViT: SpectralEarth's spectral adapter (Spec-ViT,
+  :mod:`geofm.backbones.spectral`).
+
+This file also owns the DINOv2 and SSL4EO-S12 ViT weights entries.
 
 References:
     Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
@@ -19,23 +29,30 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, cast
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.layers.pos_embed import resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
-from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
+from geofm.backbones.base import FeatureInfo, TimmBackbone, normalize_out_indices, register_backbone
 from geofm.errors import ShapeError
-from geofm.hub.load import LoadReport, StateDict
-from geofm.sensors import get_sensor
 from geofm.spectral import WavelengthPatchEmbed
+from geofm.spectral.wavelength import KernelGenerator
+from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["ViTBackbone", "default_out_indices", "resample_pos_embed"]
+__all__ = ["ViTBackbone", "build_vit", "default_out_indices", "resample_pos_embed"]
 
-Pool = Literal["cls", "mean"]
+Pool = Literal["cls", "mean", "mean_norm"]
+"""``embed`` pooling: class token, mean patch token, or mean patch token through a
+non-affine LayerNorm (DOFA's global pool)."""
 
 
 def default_out_indices(depth: int, count: int = 4) -> tuple[int, ...]:
@@ -58,18 +75,6 @@ def default_out_indices(depth: int, count: int = 4) -> tuple[int, ...]:
     return tuple(sorted(picks))
 
 
-def _resolve_wavelengths(wavelengths: Sequence[float] | str) -> tuple[float, ...]:
-    """Centre wavelengths in nm from a sequence or a registered sensor name."""
-    if isinstance(wavelengths, str):
-        return get_sensor(wavelengths).wavelengths
-    waves = tuple(float(w) for w in wavelengths)
-    if not waves or not all(w > 0 for w in waves):
-        raise ValueError(
-            f"wavelengths must be a non-empty sequence of positive values in nm, got {waves}."
-        )
-    return waves
-
-
 def resample_pos_embed(
     state_dict: StateDict, key: str, vit: VisionTransformer, report: LoadReport
 ) -> StateDict:
@@ -89,7 +94,7 @@ def resample_pos_embed(
 
     Example:
         >>> import timm, torch
-        >>> from geofm.hub.load import LoadReport
+        >>> from geofm.weights.load import LoadReport
         >>> vit = timm.create_model("vit_tiny_patch16_224", depth=1, img_size=32)
         >>> sd = {"pos_embed": torch.zeros(1, 1 + 14 * 14, 192)}
         >>> resample_pos_embed(sd, "pos_embed", vit, LoadReport())["pos_embed"].shape
@@ -117,23 +122,37 @@ def resample_pos_embed(
     return out
 
 
-class ViTBackbone(Backbone):
-    """A timm Vision Transformer behind the geofm :class:`Backbone` contract.
+class ViTBackbone(TimmBackbone):
+    """A timm Vision Transformer behind the geofm :class:`~geofm.backbones.Backbone` contract.
 
     Args:
         model: A timm ``VisionTransformer`` built with ``num_classes=0`` and
-            ``dynamic_img_size=True``.
+            ``dynamic_img_size=True``; its ``patch_embed.proj`` may be a
+            :class:`~geofm.spectral.WavelengthPatchEmbed` with default wavelengths.
+        stem: Module applied to the input before the ViT (SpectralEarth's
+            spectral adapter), or ``None``.
+        in_chans: Input bands when a ``stem`` is given (the ViT then sees the
+            stem's output); otherwise taken from the patch embedding.
         out_indices: Blocks whose outputs :meth:`forward` returns (negative
             indices count from the end). Default: four evenly spaced blocks.
-        pool: ``"cls"`` (class token after the final norm) or ``"mean"``
-            (mean of the patch tokens after the final norm) for :meth:`embed`.
+        pool: ``"cls"`` (class token after the final norm), ``"mean"`` (mean
+            patch token after the final norm) or ``"mean_norm"`` (mean patch
+            token through a LayerNorm without affine parameters, eps 1e-6:
+            DOFA's pool, for encoders without a final norm) for :meth:`embed`.
         norm: Apply the final LayerNorm to the intermediate maps (DINOv2's and
             SpectralEarth's ``get_intermediate_layers(norm=True)`` convention).
+        key_renames: ``(old, new)`` key prefixes of the source layout of this
+            configuration (e.g. SpectralEarth's ``vit_core.`` -> ``model.``).
+        source_prefixes: Wrapper prefixes stripped from checkpoint keys on load.
 
     Shape:
         - Input: ``(N, C, H, W)``, ``H`` and ``W`` multiples of the patch size ``p``.
         - ``forward``: list of ``(N, D, H / p, W / p)``.
         - ``embed``: ``(N, D)``.
+
+    Raises:
+        ValueError: Unknown ``pool``, ``pool="cls"`` without a class token, a
+            wavelength stem without default wavelengths, or a ``stem`` without ``in_chans``.
 
     Example:
         >>> import torch, geofm
@@ -142,60 +161,63 @@ class ViTBackbone(Backbone):
         torch.Size([2, 384, 3, 2])
     """
 
-    stem_weight_key: ClassVar[str] = "model.patch_embed.proj.weight"
-    key_prefix: ClassVar[str] = "model."
-
     def __init__(
         self,
         model: VisionTransformer,
         *,
+        stem: nn.Module | None = None,
+        in_chans: int | None = None,
         out_indices: Sequence[int] | None = None,
         pool: Pool = "cls",
         norm: bool = True,
+        key_renames: Sequence[tuple[str, str]] = (),
+        source_prefixes: Sequence[str] = ("module.",),
     ) -> None:
-        super().__init__()
-        if pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}.")
+        super().__init__(model)
+        if pool not in ("cls", "mean", "mean_norm"):
+            raise ValueError(f"pool must be 'cls', 'mean' or 'mean_norm', got {pool!r}.")
         if pool == "cls" and not model.has_class_token:
             raise ValueError(
                 "pool='cls' needs a class token; this model has none. Use pool='mean'."
             )
-        self.model = model
+        self.stem = stem
         depth = len(model.blocks)
         self.out_indices = normalize_out_indices(
             out_indices, depth, default=default_out_indices(depth), what=f"ViT with {depth} blocks"
         )
         self.pool: Pool = pool
         self.norm = norm
+        self.key_renames = tuple(key_renames)
+        self.source_prefixes = tuple(source_prefixes)
         self.embed_dim = int(model.embed_dim)
         patch_embed: Any = model.patch_embed
         self.patch_size = int(patch_embed.patch_size[0])
         self.size_divisor = self.patch_size
         proj = patch_embed.proj
-        if isinstance(proj, WavelengthPatchEmbed):
+        if stem is not None:
+            if in_chans is None:
+                raise ValueError("A ViTBackbone with a stem needs in_chans (the stem's input).")
+            self.in_chans = in_chans
+        elif isinstance(proj, WavelengthPatchEmbed):
             if proj.wavelengths is None:
                 raise ValueError("A WavelengthPatchEmbed stem needs default wavelengths.")
             self.in_chans = int(proj.wavelengths.numel())
         else:
             self.in_chans = int(proj.in_channels)
+            self.stem_weight_key = "model.patch_embed.proj.weight"
         self.feature_info = [
             FeatureInfo(self.embed_dim, self.patch_size, f"blocks.{i}") for i in self.out_indices
         ]
 
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.stem is None else cast(torch.Tensor, self.stem(x))
+
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Block outputs at :attr:`out_indices` as ``(N, D, H / p, W / p)`` grids."""
-        maps = self.model.forward_intermediates(
-            x,
-            indices=list(self.out_indices),
-            norm=self.norm,
-            stop_early=True,
-            output_fmt="NCHW",
-            intermediates_only=True,
-        )
-        return cast(list[torch.Tensor], maps)
+        return self.intermediates(self._stem(x), norm=self.norm, output_fmt="NCHW")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Class token (``pool="cls"``) or mean patch token after the final norm, ``(N, D)``.
+        """Pooled token after the final norm (see ``pool``), ``(N, D)``.
 
         Args:
             x: Input ``(N, C, H, W)``.
@@ -204,197 +226,264 @@ class ViTBackbone(Backbone):
             ``(N, D)`` embeddings.
         """
         self.check_input(x)
-        tokens = self.model.forward_features(x)  # (N, L, D), final norm applied
+        tokens = self.model.forward_features(self._stem(x))  # (N, L, D), final norm applied
         if self.pool == "cls":
-            return tokens[:, 0]
-        return tokens[:, self.model.num_prefix_tokens :].mean(dim=1)
+            return cast(torch.Tensor, tokens[:, 0])
+        pooled = tokens[:, self.model.num_prefix_tokens :].mean(dim=1)  # (N, D)
+        if self.pool == "mean_norm":
+            return F.layer_norm(pooled, (self.embed_dim,), eps=1e-6)
+        return cast(torch.Tensor, pooled)
 
     @property
     def wavelength_embed(self) -> WavelengthPatchEmbed | None:
-        """The wavelength-conditioned stem, or ``None`` for a fixed-band ViT."""
+        """The wavelength-conditioned patch projection, or ``None`` for a fixed-band ViT."""
         proj = cast(Any, self.model.patch_embed).proj
         return proj if isinstance(proj, WavelengthPatchEmbed) else None
 
-    def set_wavelengths(self, wavelengths: Sequence[float] | str) -> None:
-        """Switch a wavelength-conditioned ViT to another band set (in place).
-
-        The kernels are regenerated from the new wavelengths on the next call;
-        no weight changes, so one backbone serves any band set, order or count.
-
-        Args:
-            wavelengths: Centre wavelength of each input band in nm, or a
-                registered sensor name.
-
-        Raises:
-            ValueError: If the backbone was built without ``wavelengths=``, or a
-                wavelength is not positive.
-
-        Example:
-            >>> import torch, geofm
-            >>> m = geofm.create_backbone("vit_small_patch16", depth=1, wavelengths="rgb")
-            >>> m.set_wavelengths([842.0, 1610.0])
-            >>> m.embed(torch.randn(1, 2, 32, 32)).shape
-            torch.Size([1, 384])
-        """
-        embed = self.wavelength_embed
-        if embed is None or embed.wavelengths is None:
-            raise ValueError(
-                "set_wavelengths needs a wavelength-conditioned ViT. Build it with "
-                "create_backbone(name, wavelengths=[...]) or a sensor name."
-            )
-        waves = _resolve_wavelengths(wavelengths)
-        embed.wavelengths = torch.tensor(
-            waves, dtype=torch.float32, device=embed.wavelengths.device
-        )  # (C,)
-        self.in_chans = len(waves)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Checkpoint every transformer block in backward (timm's mechanism).
-
-        Args:
-            enable: Turn checkpointing on or off.
-        """
-        self.model.set_grad_checkpointing(enable)
-
     def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
-        """Accept timm-layout checkpoints: add ``model.``, drop the classifier, resample positions.
+        """Accept source layouts: add ``model.``, rename, drop the classifier, resample positions.
 
         Args:
-            state_dict: Checkpoint tensors (timm ``VisionTransformer`` layout or this module's).
+            state_dict: Checkpoint tensors (timm ``VisionTransformer`` layout,
+                this configuration's source layout, or this module's).
             report: Report to append notes to.
 
         Returns:
             The state dict in this module's layout.
         """
         state_dict = super().adapt_state_dict(state_dict, report)
-        state_dict = self._drop_keys(
-            state_dict, ("model.head.",), "classifier head; the backbone has none", report
-        )
         return resample_pos_embed(state_dict, "model.pos_embed", self.model, report)
 
 
-def _build(
+def build_vit(
+    model: VisionTransformer,
+    *,
+    wavelengths: Sequence[float] | None = None,
+    generator: KernelGenerator | None = None,
+    **options: Any,
+) -> ViTBackbone:
+    """Wrap a timm ViT as a :class:`ViTBackbone`, optionally with a wavelength-conditioned stem.
+
+    Only the patch projection changes: timm's ``PatchEmbed`` keeps flattening,
+    dynamic sizing and norm, so the rest of the ViT is untouched.
+
+    Args:
+        model: timm ``VisionTransformer`` (``num_classes=0``, ``dynamic_img_size=True``).
+        wavelengths: Centre wavelength of each band in nm (with ``generator``).
+        generator: ``None`` keeps the plain patch convolution; ``"mlp"`` or
+            ``"dofa"`` swaps it for a :class:`~geofm.spectral.WavelengthPatchEmbed`.
+        **options: Passed to :class:`ViTBackbone`.
+
+    Returns:
+        The backbone.
+
+    Raises:
+        ValueError: ``generator`` without ``wavelengths``.
+
+    Example:
+        >>> vit = timm.create_model("vit_small_patch16_224", depth=1, num_classes=0,
+        ...                         img_size=32, dynamic_img_size=True)
+        >>> build_vit(vit, wavelengths=[842.0, 1610.0], generator="mlp").in_chans
+        2
+    """
+    if generator is not None:
+        if not wavelengths:
+            raise ValueError(
+                f"generator={generator!r} makes the patch embedding wavelength-conditioned: "
+                "pass bands= (a sensor name, band names or wavelengths in nm)."
+            )
+        patch_embed: Any = model.patch_embed
+        patch_embed.proj = WavelengthPatchEmbed(
+            embed_dim=int(model.embed_dim),
+            patch_size=int(patch_embed.patch_size[0]),
+            wavelengths=wavelengths,
+            generator=generator,
+        )
+    return ViTBackbone(model, **options)
+
+
+def create_timm_vit(
     timm_name: str,
     *,
-    in_chans: int | None,
-    wavelengths: Sequence[float] | str | None,
+    in_chans: int,
     img_size: int,
-    out_indices: Sequence[int] | None,
     depth: int | None,
-    pool: Pool,
-    norm: bool,
     drop_path_rate: float,
-    **overrides: Any,
-) -> ViTBackbone:
-    kwargs: dict[str, Any] = dict(overrides)
-    waves = None if wavelengths is None else _resolve_wavelengths(wavelengths)
-    if waves is not None:
-        if in_chans is not None and in_chans != len(waves):
-            raise ShapeError(
-                f"in_chans={in_chans} but {len(waves)} wavelengths were given. Pass one "
-                "wavelength per band, or leave in_chans out."
-            )
-        in_chans = len(waves)
+    **timm_kwargs: Any,
+) -> VisionTransformer:
+    """Build timm's ``timm_name`` ViT for a backbone: no classifier, dynamic size, checked depth.
+
+    Args:
+        timm_name: timm architecture name.
+        in_chans: Input channels of the patch convolution.
+        img_size: Size of the stored position grid.
+        depth: Block count override, or ``None``.
+        drop_path_rate: Stochastic depth rate.
+        **timm_kwargs: Further timm arguments.
+
+    Returns:
+        The timm model.
+
+    Raises:
+        ValueError: A non-positive ``depth``.
+
+    Example:
+        >>> create_timm_vit("vit_small_patch16_224", in_chans=4, img_size=32, depth=1,
+        ...                 drop_path_rate=0.0).patch_embed.proj.in_channels
+        4
+    """
     if depth is not None:
         if depth <= 0:
             raise ValueError(f"depth must be positive, got {depth}.")
-        kwargs["depth"] = depth
+        timm_kwargs["depth"] = depth
     model = timm.create_model(
         timm_name,
         pretrained=False,
         num_classes=0,
-        in_chans=3 if in_chans is None else in_chans,
+        in_chans=in_chans,
         img_size=img_size,
         dynamic_img_size=True,
         drop_path_rate=drop_path_rate,
-        **kwargs,
+        **timm_kwargs,
     )
-    vit = cast(VisionTransformer, model)
-    if waves is not None:
-        # Only the projection changes: timm's PatchEmbed keeps flattening,
-        # dynamic sizing and norm, so the rest of the ViT is untouched.
-        patch_embed: Any = vit.patch_embed
-        patch_embed.proj = WavelengthPatchEmbed(
-            embed_dim=int(vit.embed_dim),
-            patch_size=int(patch_embed.patch_size[0]),
-            wavelengths=waves,
-        )
-    return ViTBackbone(vit, out_indices=out_indices, pool=pool, norm=norm)
+    return cast(VisionTransformer, model)
 
 
-def _register_family(
-    name: str,
-    timm_name: str,
+# --- variants -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Variant:
+    name: str
+    timm_name: str
+    family: str
+    patch: int
+    img_size: int
+    description: str
+    timm_kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+_VARIANTS = (
+    _Variant("dinov2_vit_small_patch14", "vit_small_patch14_dinov2", "dinov2", 14, 518,
+             "DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2), 518 px grid."),
+    _Variant("dinov2_vit_base_patch14", "vit_base_patch14_dinov2", "dinov2", 14, 518,
+             "DINOv2 ViT-B/14 (timm vit_base_patch14_dinov2), 518 px grid."),
+    _Variant("dinov2_vit_large_patch14", "vit_large_patch14_dinov2", "dinov2", 14, 518,
+             "DINOv2 ViT-L/14 (timm vit_large_patch14_dinov2), 518 px grid."),
+    _Variant("dinov2_vit_giant_patch14", "vit_giant_patch14_dinov2", "dinov2", 14, 518,
+             "DINOv2 ViT-g/14 (timm vit_giant_patch14_dinov2), 518 px grid."),
+    _Variant("vit_small_patch16", "vit_small_patch16_224", "vit", 16, 224,
+             "ViT-S/16 (timm), 224 px native grid."),
+    _Variant("vit_base_patch16", "vit_base_patch16_224", "vit", 16, 224,
+             "ViT-B/16 (timm), 224 px native grid."),
+    _Variant("vit_large_patch16", "vit_large_patch16_224", "vit", 16, 224,
+             "ViT-L/16 (timm), 224 px native grid."),
+    _Variant("vit_huge_patch16", "vit_huge_patch14_224", "vit", 16, 224,
+             "ViT-H/16 (timm vit_huge_patch14_224 with patch 16), 224 px native grid.",
+             (("patch_size", 16),)),
+)  # fmt: skip
+
+
+def _build(
+    variant: _Variant,
     *,
-    family: str,
-    patch: int,
-    img_size: int,
-    description: str,
-    **overrides: Any,
-) -> None:
-    def builder(
-        *,
-        in_chans: int | None = None,
-        wavelengths: Sequence[float] | str | None = None,
-        img_size: int = img_size,
-        out_indices: Sequence[int] | None = None,
-        depth: int | None = None,
-        pool: Pool = "cls",
-        norm: bool = True,
-        drop_path_rate: float = 0.0,
-    ) -> ViTBackbone:
-        return _build(
-            timm_name,
-            in_chans=in_chans,
-            wavelengths=wavelengths,
-            img_size=img_size,
-            out_indices=out_indices,
-            depth=depth,
-            pool=pool,
-            norm=norm,
-            drop_path_rate=drop_path_rate,
-            **overrides,
+    in_chans: int | None = None,
+    wavelengths: Sequence[float] | None = None,
+    generator: KernelGenerator | None = None,
+    img_size: int | None = None,
+    out_indices: Sequence[int] | None = None,
+    depth: int | None = None,
+    pool: Pool = "cls",
+    norm: bool = True,
+    drop_path_rate: float = 0.0,
+) -> ViTBackbone:
+    """Build a ``_VARIANTS`` row; ``generator`` with ``bands=`` conditions it on wavelengths."""
+    if generator is not None and wavelengths and in_chans not in (None, len(wavelengths)):
+        raise ShapeError(
+            f"in_chans={in_chans} but {len(wavelengths)} wavelengths were given. Pass one "
+            "wavelength per band, or leave in_chans out."
         )
-
-    builder.__name__ = name
-    builder.__doc__ = (
-        f"Build ``{name}``: {description}\n\n"
-        "Args: see :class:`ViTBackbone`; ``depth`` overrides the block count, "
-        "``img_size`` sets the stored position grid, ``wavelengths`` (nm, or a sensor "
-        "name) swaps the patch projection for a :class:`~geofm.spectral.WavelengthPatchEmbed`.\n"
+    vit = create_timm_vit(
+        variant.timm_name,
+        in_chans=3 if in_chans is None else in_chans,
+        img_size=variant.img_size if img_size is None else img_size,
+        depth=depth,
+        drop_path_rate=drop_path_rate,
+        **dict(variant.timm_kwargs),
     )
+    return build_vit(
+        vit,
+        wavelengths=wavelengths if generator is not None else None,
+        generator=generator,
+        out_indices=out_indices,
+        pool=pool,
+        norm=norm,
+    )
+
+
+for _v in _VARIANTS:
     register_backbone(
-        name,
-        family=family,
+        _v.name,
+        family=_v.family,
         pretrained_bands="rgb",
-        min_input_size=patch,
-        description=description,
-    )(builder)
+        min_input_size=_v.patch,
+        description=_v.description,
+    )(functools.partial(_build, _v))
 
 
-for _size in ("small", "base", "large", "giant"):
-    _register_family(
-        f"dinov2_vit_{_size}_patch14",
-        f"vit_{_size}_patch14_dinov2",
-        family="dinov2",
-        patch=14,
-        img_size=518,
-        description=(
-            f"DINOv2 ViT-{_size[0].upper()}/14 (timm vit_{_size}_patch14_dinov2), 518 px grid."
+# --- weights --------------------------------------------------------------------------------
+_DINOV2_CITATION = (
+    "Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024 "
+    "(arXiv 2304.07193)."
+)
+_SSL4EO_CITATION = "Wang et al., SSL4EO-S12, IEEE GRSM 2023 (arXiv 2211.07044)."
+_TORCHGEO_HASH = (
+    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
+    "check it; geofm does)."
+)
+
+# --- DINOv2 (timm hub copies of Meta's LVD-142M weights) --------------------------------
+_DINOV2_REVISIONS = {
+    "small": "0686a689726076609b20e80d263cb5aa7be945f5",
+    "base": "1926dc569694559b394898d7ba5d88a775301036",
+    "large": "7eb792a1b3aabe5d55f3da6ff9e2e084744e25f9",
+    "giant": "fb3d2614d5b047317379c86c47cc4cfd2d0e79f9",
+}
+for _size, _rev in _DINOV2_REVISIONS.items():
+    register_weights(
+        WeightsSpec(
+            name=f"dinov2_vit_{_size}_patch14.lvd142m",
+            repo_id=f"timm/vit_{_size}_patch14_dinov2.lvd142m",
+            filename="model.safetensors",
+            revision=_rev,
+            sensor="rgb",
+            in_chans=3,
+            license="apache-2.0",
+            citation=_DINOV2_CITATION,
+            default=True,
+            notes=(
+                "timm VisionTransformer keys (the backbone adds 'model.'), 518 px position "
+                "grid. Revision: a commit shown on the repo's hub page at which "
+                "model.safetensors exists. sha256 not published: unknown."
+            ),
+        )
+    )
+
+# --- SSL4EO-S12 ViT-S/16 (torchgeo re-host), Sentinel-2 L1C, 13 bands -----------------------
+_SSL4EO_VIT_FILE = "vit_small_patch16_224_sentinel2_all_moco-67c9032d.pth"
+register_weights(
+    WeightsSpec(
+        name="vit_small_patch16.sentinel2_all_moco",
+        repo_id="torchgeo/vit_small_patch16_224_sentinel2_all_moco",
+        filename=_SSL4EO_VIT_FILE,
+        revision="1cb683f6c14739634cdfaaceb076529adf898c74",
+        sha256="67c9032d",
+        sensor="sentinel2_l1c",
+        in_chans=13,
+        license="CC-BY-4.0",
+        citation=_SSL4EO_CITATION,
+        default=True,
+        notes=(
+            "SSL4EO-S12 MoCo weights as torchgeo hosts them: plain timm keys; inputs are the "
+            "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. " + _TORCHGEO_HASH
         ),
     )
-for _size, _timm in (
-    ("small", "vit_small_patch16_224"),
-    ("base", "vit_base_patch16_224"),
-    ("large", "vit_large_patch16_224"),
-    ("huge", "vit_huge_patch14_224"),
-):
-    _register_family(
-        f"vit_{_size}_patch16",
-        _timm,
-        family="vit",
-        patch=16,
-        img_size=224,
-        description=f"ViT-{_size[0].upper()}/16 (timm), 224 px native grid.",
-        **({"patch_size": 16} if _size == "huge" else {}),
-    )
+)

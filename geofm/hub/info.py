@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from geofm.hub.catalog import WeightsSpec, get_weights, list_weights
+from geofm.weights.catalog import WeightsSpec, get_weights, list_weights
 
 __all__ = ["describe_weights", "format_weights_table", "hash_status"]
 

@@ -7,16 +7,19 @@ A saved model is three files, the layout of Hugging Face model repos:
   :func:`geofm.create_backbone` in ``model.config``), the LoRA config when
   adapters are attached (:mod:`geofm.lora`), and for a
   :class:`~geofm.heads.SegmentationModel` the neck and head classes (from
-  :mod:`geofm.heads`) with their constructor arguments;
+  :mod:`geofm.heads`) with their constructor arguments, and for a
+  :class:`~geofm.heads.PooledModel` its head;
 - ``model.safetensors``: the full state dict (never a pickle);
 - ``README.md``: a model card (architecture, weights provenance, licence, how to load).
 
 :func:`from_pretrained` rebuilds the modules from ``config.json`` (only
 registered backbones and classes exported by :mod:`geofm.heads` can be named,
 so a config cannot make geofm import arbitrary code) and loads the tensors
-strictly. This is the rebuild side of :mod:`geofm.hub`: it imports
-:mod:`geofm.backbones`, :mod:`geofm.heads` and :mod:`geofm.lora`, lazily, and
-huggingface_hub only inside :func:`from_pretrained` / :func:`push_to_hub`.
+strictly. This is the rebuild side of the weights story and sits above the
+task models: it imports :mod:`geofm.backbones`, :mod:`geofm.heads` and
+:mod:`geofm.lora`, and huggingface_hub only inside :func:`from_pretrained` /
+:func:`push_to_hub`. The LoRA config is read from the adapted layers
+(:func:`geofm.lora.get_lora_config`), never from attributes planted on the model.
 
 References:
     huggingface_hub ``ModelHubMixin`` (``save_pretrained`` / ``from_pretrained`` /
@@ -41,23 +44,28 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from geofm.errors import GeofmError, MissingDependencyError, UnknownNameError, WeightsError
-from geofm.hub.load import load_state_dict, read_state_dict
-
-if TYPE_CHECKING:
-    from geofm.heads import SegmentationModel
-    from geofm.lora import LoRAConfig
+import geofm.heads as heads
+from geofm._version import __version__
+from geofm.backbones.base import Backbone, BackboneConfig, create_backbone
+from geofm.errors import GeofmError, UnknownNameError, WeightsError
+from geofm.heads import FeatureBackbone, PooledModel, SegmentationModel
+from geofm.lora import LoRAConfig, apply_lora, get_lora_config
+from geofm.lora.layers import LoRALayer
+from geofm.sensors import Sensor, get_sensor, list_sensors
+from geofm.weights.catalog import get_weights, list_weights
+from geofm.weights.load import load_state_dict_into, read_state_dict
 
 __all__ = [
     "CONFIG_NAME",
     "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
     "ModuleSpec",
+    "build_pooled_model",
     "build_segmentation_model",
     "from_pretrained",
     "push_to_hub",
@@ -69,7 +77,8 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_CARD_NAME = "README.md"
 _FORMAT = 1
 _LIBRARY = "geofm"
-_SEG_PARTS_ATTR = "geofm_segmentation_parts"
+_PARTS_ATTR = "geofm_parts"
+_TASK_MODELS = ("SegmentationModel", "PooledModel")
 
 
 @dataclass(frozen=True)
@@ -98,17 +107,15 @@ class ModuleSpec:
         Raises:
             UnknownNameError: If :attr:`name` is not a module class of :mod:`geofm.heads`.
         """
-        import geofm.heads as heads
-
         allowed = sorted(
             n
             for n in heads.__all__
             if isinstance(getattr(heads, n), type) and issubclass(getattr(heads, n), nn.Module)
         )
-        if self.name not in allowed or self.name == "SegmentationModel":
+        if self.name not in allowed or self.name in _TASK_MODELS:
             raise UnknownNameError(
                 f"Unknown neck/head class {self.name!r}. Expected one of geofm.heads: "
-                f"{', '.join(n for n in allowed if n != 'SegmentationModel')}."
+                f"{', '.join(n for n in allowed if n not in _TASK_MODELS)}."
             )
         cls = getattr(heads, self.name)
         module: nn.Module = cls(**self.kwargs)
@@ -128,8 +135,6 @@ class ModuleSpec:
 
 def _jsonable(value: Any, where: str) -> Any:
     """``value`` as plain JSON types, or a WeightsError saying which argument cannot be saved."""
-    from geofm.sensors import Sensor, get_sensor, list_sensors
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -149,15 +154,11 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def _lora_config(module: nn.Module) -> LoRAConfig | None:
-    """The LoRA config :func:`geofm.lora.apply_lora` attached to ``module`` (not to a child)."""
-    from geofm.lora import LoRAConfig, LoRAConv2d, LoRALinear
-
-    # geofm.lora keeps the config on the adapted module; read it without raising.
-    config = getattr(module, "_geofm_lora_config", None)
-    if not isinstance(config, LoRAConfig):
+    """The LoRA config :func:`geofm.lora.apply_lora` applied to ``module`` (not to a child)."""
+    config = get_lora_config(module)
+    if config is None:
         return None
-    merged = [n for n, m in module.named_modules() if isinstance(m, (LoRALinear, LoRAConv2d))]
-    merged = [n for n in merged if module.get_submodule(n).merged]
+    merged = [n for n, m in module.named_modules() if isinstance(m, LoRALayer) and m.merged]
     if merged:
         raise GeofmError(
             f"Cannot save a model with merged LoRA layers ({', '.join(merged[:3])}...): the "
@@ -167,8 +168,6 @@ def _lora_config(module: nn.Module) -> LoRAConfig | None:
 
 
 def _backbone_json(backbone: nn.Module) -> dict[str, Any]:
-    from geofm.backbones.base import Backbone, BackboneConfig
-
     config = getattr(backbone, "config", None)
     if not isinstance(backbone, Backbone) or not isinstance(config, BackboneConfig):
         raise WeightsError(
@@ -186,40 +185,36 @@ def _backbone_json(backbone: nn.Module) -> dict[str, Any]:
 
 
 def _model_json(model: nn.Module) -> dict[str, Any]:
-    from geofm.backbones import Backbone
-    from geofm.heads import SegmentationModel
-
-    common = {"library": _LIBRARY, "format": _FORMAT, "geofm_version": _version()}
+    common = {"library": _LIBRARY, "format": _FORMAT, "geofm_version": __version__}
     if isinstance(model, Backbone):
         return {**common, "kind": "backbone", "backbone": _backbone_json(model)}
-    if isinstance(model, SegmentationModel):
-        parts = getattr(model, _SEG_PARTS_ATTR, None)
+    if isinstance(model, (SegmentationModel, PooledModel)):
+        kind, builder = (
+            ("segmentation", "build_segmentation_model")
+            if isinstance(model, SegmentationModel)
+            else ("pooled", "build_pooled_model")
+        )
+        parts = getattr(model, _PARTS_ATTR, None)
         if not isinstance(parts, tuple):
             raise WeightsError(
-                "Cannot save this SegmentationModel: geofm does not know how its neck and head "
-                "were built. Build it with geofm.hub.build_segmentation_model(backbone, "
-                "neck=ModuleSpec(...), head=ModuleSpec(...))."
+                f"Cannot save this {type(model).__name__}: geofm does not know how its parts "
+                f"were built. Build it with geofm.hub.{builder}(backbone, ..., "
+                "head=ModuleSpec(...))."
             )
         neck, head = parts
         lora = _lora_config(model)
         return {
             **common,
-            "kind": "segmentation",
+            "kind": kind,
             "backbone": _backbone_json(model.backbone),
             "neck": neck.to_json() if neck is not None else None,
             "head": head.to_json(),
             "lora": json.loads(lora.to_json()) if lora is not None else None,
         }
     raise WeightsError(
-        f"save_pretrained supports geofm backbones and SegmentationModel, got "
+        f"save_pretrained supports geofm backbones, SegmentationModel and PooledModel, got "
         f"{type(model).__name__}. Save other modules with safetensors.torch.save_file."
     )
-
-
-def _version() -> str:
-    from geofm._version import __version__
-
-    return __version__
 
 
 def _state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -237,16 +232,15 @@ def _state_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _model_card(config: dict[str, Any]) -> str:
-    from geofm.hub.catalog import get_weights, list_weights
-
     backbone = config["backbone"]
     weights = backbone.get("weights")
     spec = get_weights(weights) if weights in list_weights() else None
     licence = spec.license if spec is not None and spec.license not in ("", "unknown") else None
+    titles = {"segmentation": "SegmentationModel", "pooled": "PooledModel"}
     title = (
         backbone["name"]
         if config["kind"] == "backbone"
-        else f"SegmentationModel on {backbone['name']}"
+        else f"{titles[config['kind']]} on {backbone['name']}"
     )
     lines = ["---", f"library_name: {_LIBRARY}"]
     if licence is not None:
@@ -321,8 +315,6 @@ def build_segmentation_model(
         >>> model(torch.randn(1, 3, 64, 64)).shape
         torch.Size([1, 3, 64, 64])
     """
-    from geofm.heads import FeatureBackbone, SegmentationModel
-
     if not isinstance(backbone, FeatureBackbone):
         raise TypeError(
             f"build_segmentation_model needs a backbone with feature_info, got "
@@ -330,7 +322,41 @@ def build_segmentation_model(
         )
     model = SegmentationModel(backbone, neck.build() if neck is not None else None, head.build())
     # A plain tuple attribute: not a submodule, not in the state dict.
-    object.__setattr__(model, _SEG_PARTS_ATTR, (neck, head))
+    object.__setattr__(model, _PARTS_ATTR, (neck, head))
+    return model
+
+
+def build_pooled_model(backbone: nn.Module, *, head: ModuleSpec) -> PooledModel:
+    """Build a :class:`~geofm.heads.PooledModel` that :func:`save_pretrained` can save.
+
+    Args:
+        backbone: A backbone from :func:`geofm.create_backbone`.
+        head: Head class of :mod:`geofm.heads` (e.g. ``ClassificationHead``,
+            ``RegressionHead``) and its arguments.
+
+    Returns:
+        The model, ``head(backbone.embed(x))``.
+
+    Raises:
+        UnknownNameError: If the head class is not exported by :mod:`geofm.heads`.
+        TypeError: If the backbone has no ``embed``.
+
+    Example:
+        >>> import torch, geofm
+        >>> bb = geofm.create_backbone("resnet18")
+        >>> model = build_pooled_model(
+        ...     bb, head=ModuleSpec("ClassificationHead", {"in_features": 512, "num_classes": 5})
+        ... )
+        >>> model(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
+    if not isinstance(backbone, Backbone):
+        raise TypeError(
+            f"build_pooled_model needs a geofm backbone, got {type(backbone).__name__}. "
+            "Use geofm.create_backbone(...)."
+        )
+    model = PooledModel(backbone, head.build())
+    object.__setattr__(model, _PARTS_ATTR, (None, head))
     return model
 
 
@@ -339,7 +365,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike[str]) -> Path
 
     Args:
         model: A backbone from :func:`geofm.create_backbone` (LoRA-adapted or
-            not) or a model from :func:`build_segmentation_model`.
+            not), or a model from :func:`build_segmentation_model` or
+            :func:`build_pooled_model`.
         directory: Output folder; created if needed, existing files of the
             same names are overwritten.
 
@@ -372,13 +399,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike[str]) -> Path
 def _fetch_repo_file(
     repo_id: str, filename: str, revision: str | None, cache_dir: str | None
 ) -> Path:
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:  # pragma: no cover - huggingface_hub is a runtime dependency
-        raise MissingDependencyError(
-            "huggingface_hub is required to load from the hub. Install it with: "
-            "pip install huggingface-hub."
-        ) from None
+    from huggingface_hub import hf_hub_download
+
     try:
         return Path(str(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)))
     except Exception as err:
@@ -408,9 +430,6 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _rebuild(config: dict[str, Any]) -> nn.Module:
-    from geofm.backbones.base import BackboneConfig, create_backbone
-    from geofm.lora import LoRAConfig, apply_lora
-
     bb = config["backbone"]
     backbone = create_backbone(bb["name"], **bb["kwargs"])
     backbone.config = BackboneConfig(name=bb["name"], kwargs=bb["kwargs"], weights=bb["weights"])
@@ -418,13 +437,18 @@ def _rebuild(config: dict[str, Any]) -> nn.Module:
         apply_lora(backbone, LoRAConfig.from_json(json.dumps(bb["lora"])))
     if config["kind"] == "backbone":
         return backbone
-    if config["kind"] != "segmentation":
+    if config["kind"] not in ("segmentation", "pooled"):
         raise WeightsError(
-            f"Unknown model kind {config['kind']!r} in config.json; expected 'backbone' or "
-            "'segmentation'. Upgrade geofm."
+            f"Unknown model kind {config['kind']!r} in config.json; expected 'backbone', "
+            "'segmentation' or 'pooled'. Upgrade geofm."
         )
-    neck = ModuleSpec(**config["neck"]) if config.get("neck") else None
-    model = build_segmentation_model(backbone, neck=neck, head=ModuleSpec(**config["head"]))
+    head = ModuleSpec(**config["head"])
+    model: nn.Module
+    if config["kind"] == "pooled":
+        model = build_pooled_model(backbone, head=head)
+    else:
+        neck = ModuleSpec(**config["neck"]) if config.get("neck") else None
+        model = build_segmentation_model(backbone, neck=neck, head=head)
     if config.get("lora"):
         apply_lora(model, LoRAConfig.from_json(json.dumps(config["lora"])))
     return model
@@ -474,7 +498,7 @@ def from_pretrained(
         config_path = _fetch_repo_file(repo, CONFIG_NAME, revision, cache)
         weights_path = _fetch_repo_file(repo, WEIGHTS_NAME, revision, cache)
     model = _rebuild(_read_config(config_path))
-    load_state_dict(model, read_state_dict(weights_path), strict=True, source=str(weights_path))
+    load_state_dict_into(model, read_state_dict(weights_path), strict=True, source=str(weights_path))
     return model.eval()
 
 
@@ -505,7 +529,6 @@ def push_to_hub(
 
     Raises:
         WeightsError: See :func:`save_pretrained`.
-        MissingDependencyError: huggingface_hub is not installed.
 
     Example:
         >>> push_to_hub(model, "me/my-geofm-model")  # doctest: +SKIP
@@ -516,15 +539,10 @@ def push_to_hub(
         >>> push_to_hub(torch.nn.Linear(2, 2), "me/my-geofm-model")
         Traceback (most recent call last):
         ...
-        geofm.errors.WeightsError: save_pretrained supports geofm backbones ... got Linear...
+        geofm.errors.WeightsError: save_pretrained supports geofm backbones, ... got Linear...
     """
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:  # pragma: no cover - huggingface_hub is a runtime dependency
-        raise MissingDependencyError(
-            "huggingface_hub is required for push_to_hub. Install it with: "
-            "pip install huggingface-hub."
-        ) from None
+    from huggingface_hub import HfApi
+
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_pretrained(model, tmp)

@@ -1,6 +1,6 @@
 """Find catalog weights on disk or fetch them through huggingface_hub.
 
-Resolution order for a :class:`~geofm.hub.catalog.WeightsSpec`:
+Resolution order for a :class:`~geofm.weights.catalog.WeightsSpec`:
 
 1. geofm's local weights folder, ``<weights_dir>/<spec name>/<file name>``
    (:func:`weights_dir`: ``$GEOFM_WEIGHTS_DIR`` or ``~/.cache/geofm/weights``),
@@ -15,7 +15,7 @@ saying where to put it or how to fetch it. huggingface_hub is imported only
 inside :func:`fetch_weights`.
 
 Example:
-    >>> from geofm.hub.catalog import WeightsSpec
+    >>> from geofm.weights.catalog import WeightsSpec
     >>> spec = WeightsSpec(name="x.y", filename="w.pth", url="https://example.org/x")
     >>> local_weights_path(spec).parts[-2:]
     ('x.y', 'w.pth')
@@ -27,15 +27,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from geofm.errors import MissingDependencyError, WeightsError
+from geofm.errors import WeightsError
+from geofm.weights.load import CHECKPOINT_SUFFIXES
 
 if TYPE_CHECKING:
-    from geofm.hub.catalog import WeightsSpec
+    from geofm.weights.catalog import WeightsSpec
 
 __all__ = ["fetch_weights", "local_weights_path", "weights_dir"]
 
 _ENV = "GEOFM_WEIGHTS_DIR"
-_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def weights_dir() -> Path:
@@ -66,7 +66,7 @@ def local_weights_path(spec: WeightsSpec, *, local_dir: str | Path | None = None
         The expected path (the folder when the file name is unknown).
 
     Example:
-        >>> from geofm.hub.catalog import get_weights
+        >>> from geofm.weights.catalog import get_weights
         >>> local_weights_path(get_weights("resnet50.imagenet_vicreg")).name
         'resnet50.pth'
     """
@@ -80,7 +80,7 @@ def _find_local(spec: WeightsSpec, local_dir: str | Path | None) -> Path | None:
         return path if path.is_file() else None
     if not path.is_dir():
         return None
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
     if len(files) > 1:
         names = ", ".join(p.name for p in files)
         raise WeightsError(
@@ -121,10 +121,9 @@ def fetch_weights(
             on a hub (message: manual download steps) or neither cached nor
             downloadable (offline or unreachable; message: the ``hf download``
             command). One line each.
-        MissingDependencyError: huggingface_hub is not installed.
 
     Example:
-        >>> from geofm.hub.catalog import WeightsSpec
+        >>> from geofm.weights.catalog import WeightsSpec
         >>> spec = WeightsSpec(name="x.y", filename="w.pth", url="https://example.org/w.pth")
         >>> fetch_weights(spec, local_dir="/nonexistent")
         Traceback (most recent call last):
@@ -139,13 +138,7 @@ def fetch_weights(
             f"Weights {spec.name!r} are not hosted on a hub and are not in geofm's weights "
             f"folder. {_manual_steps(spec, local_dir)}"
         )
-    try:
-        from huggingface_hub import constants, hf_hub_download
-    except ImportError:  # pragma: no cover - huggingface_hub is a runtime dependency
-        raise MissingDependencyError(
-            "huggingface_hub is required to fetch catalog weights. Install it with: "
-            "pip install huggingface-hub."
-        ) from None
+    from huggingface_hub import constants, hf_hub_download
     try:
         path = hf_hub_download(
             repo_id=spec.repo_id,

@@ -1,12 +1,14 @@
-"""Distributed helpers for losses that need the global batch.
+"""Distributed helpers: rank, world size and collectives with a correct backward.
 
-The all-gather used here has the backward pass that makes a loss computed on
-the gathered batch train exactly like a single process on the concatenated
-batch under ``DistributedDataParallel`` (DDP):
+The collectives here have the backward pass that makes a loss computed on the
+gathered batch train exactly like a single process on the concatenated batch
+under ``DistributedDataParallel`` (DDP):
 
-* forward: ``all_gather`` of each rank's ``(n, ...)`` slice into ``(W * n, ...)``;
-* backward: the incoming gradient of the whole gathered tensor is summed over
-  ranks (``all_reduce``) and each rank keeps the slice of the rows it owns.
+* :func:`gather`: forward ``all_gather`` of each rank's ``(n, ...)`` slice into
+  ``(W * n, ...)``; backward sums the incoming gradient of the whole gathered
+  tensor over ranks (``all_reduce``) and each rank keeps the rows it owns;
+* :func:`all_reduce_sum`: forward sums over ranks; backward sums the incoming
+  gradient over ranks (batch-norm statistics of the global batch).
 
 Why the sum: every rank evaluates the same global term ``L``, so the gradient
 that reaches rank ``r``'s slice is ``sum_r' dL_r'/dz_r = W * dL/dz_r``; DDP then
@@ -132,9 +134,33 @@ def gather(tensor: Tensor) -> Tensor:
     return cast(Tensor, _GatherWithGradient.apply(tensor))
 
 
-@torch.no_grad()
+class _AllReduceSumWithGradient(torch.autograd.Function):
+    """Sum over ranks; backward sums the incoming gradients over ranks as well."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        total = tensor.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> Tensor:
+        # Same convention as the gather: every rank's loss depends on the sum,
+        # so the gradient of its input is the sum of all ranks' gradients.
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 def all_reduce_sum(tensor: Tensor) -> Tensor:
-    """Return the sum of ``tensor`` over ranks (no gradient), or ``tensor`` itself.
+    """Return the sum of ``tensor`` over ranks, with a DDP-correct backward.
+
+    The backward sums the incoming gradients over ranks (the all-reduce is its
+    own adjoint), the convention of :func:`gather`: with DDP's averaging of
+    parameter gradients this trains like one process on the concatenated batch
+    (e.g. batch-norm statistics of the global batch). Every rank must pass a
+    tensor of the same shape. Outside an initialised process group (or with
+    one process) the input is returned unchanged.
 
     Args:
         tensor: This rank's value.
@@ -142,12 +168,14 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     Returns:
         A new tensor holding the sum over ranks when distributed, else the input.
 
+    Shape:
+        - Input: any shape ``(*)``.
+        - Output: the same shape.
+
     Example:
         >>> all_reduce_sum(torch.ones(2))
         tensor([1., 1.])
     """
     if world_size() == 1:
         return tensor
-    total = tensor.detach().clone()
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return cast(Tensor, _AllReduceSumWithGradient.apply(tensor))

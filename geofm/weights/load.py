@@ -1,6 +1,6 @@
 """Safe, strict, reported loading of state dicts (model-agnostic).
 
-This is the part of :mod:`geofm.hub` that knows no model class: reading a
+This is the part of :mod:`geofm.weights` that knows no model class: reading a
 checkpoint file safely, verifying its hash, and loading it strictly into any
 ``nn.Module`` with a :class:`LoadReport` of what did not match.
 
@@ -43,10 +43,11 @@ from torch import nn
 from geofm.errors import WeightsError
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "LoadReport",
     "StateDict",
     "file_sha256",
-    "load_state_dict",
+    "load_state_dict_into",
     "load_weights",
     "read_state_dict",
     "verify_sha256",
@@ -55,6 +56,8 @@ __all__ = [
 StateDict = dict[str, torch.Tensor]
 
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+CHECKPOINT_SUFFIXES = (".safetensors", *_PICKLE_SUFFIXES)
+"""File suffixes geofm reads as checkpoints (safetensors, or pickles through ``weights_only``)."""
 _CONTAINER_KEYS = ("state_dict", "model", "module", "teacher", "student")
 
 
@@ -275,7 +278,7 @@ def read_state_dict(
     )
 
 
-def load_state_dict(
+def load_state_dict_into(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
     *,
@@ -305,7 +308,8 @@ def load_state_dict(
 
     Example:
         >>> import torch
-        >>> r = load_state_dict(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2)}, strict=False)
+        >>> weight = {"weight": torch.zeros(3, 2)}
+        >>> r = load_state_dict_into(torch.nn.Linear(2, 3), weight, strict=False)
         >>> r.missing
         ['bias']
     """
@@ -344,7 +348,7 @@ def load_weights(
     function from an original checkpoint layout to the model's), then the
     model's own ``adapt_state_dict`` hook when it has one (geofm backbones
     use it for prefixes, position-embedding resampling and input-channel
-    adaptation), then :func:`load_state_dict`.
+    adaptation), then :func:`load_state_dict_into`.
 
     Args:
         model: Target module (modified in place).
@@ -357,7 +361,7 @@ def load_weights(
         The :class:`LoadReport`.
 
     Raises:
-        WeightsError: See :func:`read_state_dict` and :func:`load_state_dict`.
+        WeightsError: See :func:`read_state_dict` and :func:`load_state_dict_into`.
 
     Example:
         >>> import torch
@@ -377,4 +381,4 @@ def load_weights(
         state = converter(state, report)
     if isinstance(model, _AdaptsStateDict):
         state = model.adapt_state_dict(state, report)
-    return load_state_dict(model, state, strict=strict, source=label, report=report)
+    return load_state_dict_into(model, state, strict=strict, source=label, report=report)

@@ -3,8 +3,10 @@
 Names follow ``<backbone>.<data>_<method>`` (STYLE.md), e.g.
 ``dinov2_vit_small_patch14.lvd142m``. ``create_backbone(name, pretrained=True)``
 takes the backbone's default entry; ``pretrained="lvd142m"`` picks a tag.
-The entries themselves live in :mod:`geofm.hub._entries` (imported at the end
-of this module); every field there was taken from the publisher's or a
+The entries themselves live with the model they load into, as timm's
+``default_cfgs`` do: each backbone family file of :mod:`geofm.backbones`
+registers its own (imported with :mod:`geofm.backbones`, which
+:mod:`geofm.hub` imports). Every field was taken from the publisher's or a
 re-host's own files, and unknown fields are ``None`` (see each entry's notes).
 
 This module is model-agnostic: it resolves a spec to a local file, its
@@ -12,7 +14,7 @@ expected hash and its converter function; the backbone registry builds the
 model (:func:`geofm.create_backbone`).
 
 Example:
-    >>> from geofm.hub.catalog import get_weights, list_weights
+    >>> from geofm.weights.catalog import get_weights, list_weights
     >>> "dinov2_vit_small_patch14.lvd142m" in list_weights("dinov2_*")
     True
     >>> get_weights("dinov2_vit_small_patch14.lvd142m").repo_id
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from geofm._registry import Registry
 from geofm.errors import UnknownNameError, WeightsError
-from geofm.hub.convert import Converter, get_converter
+from geofm.weights.convert import Converter, get_converter
+from geofm.weights.load import CHECKPOINT_SUFFIXES
 
 __all__ = [
     "WEIGHTS",
@@ -36,13 +39,11 @@ __all__ = [
     "get_weights",
     "list_weights",
     "register_weights",
-    "resolve_catalog_weights",
     "resolve_pretrained",
     "resolve_weights",
     "weights_for_backbone",
 ]
 
-_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class WeightsSpec:
         revision: Pinned commit, or ``None`` where unknown (the hub's ``main``).
         sha256: Full sha256 or a hex prefix of it (>= 8 digits), or ``None``.
         url: Download page or direct link, for the error message and docs.
-        converter: Name of the converter (:mod:`geofm.hub.convert`) from the
+        converter: Name of the converter (:mod:`geofm.weights.convert`) from the
             original layout, or ``None`` when the backbone family reads the
             file as it is.
         sensor: Registered sensor name of the bands (and normalisation) the
@@ -271,7 +272,7 @@ def resolve_weights(
 
     Resolution order: ``path`` if given (a file you downloaded yourself), then
     geofm's local weights folder, then the huggingface_hub cache, then a
-    download unless ``HF_HUB_OFFLINE=1`` (see :func:`~geofm.hub.download.fetch_weights`).
+    download unless ``HF_HUB_OFFLINE=1`` (see :func:`~geofm.weights.download.fetch_weights`).
 
     Args:
         spec: The entry or its name.
@@ -308,39 +309,11 @@ def resolve_weights(
         if not file.is_file():
             raise WeightsError(f"path={os.fspath(path)!r} for {entry.name!r} is not a file.")
     else:
-        from geofm.hub.download import fetch_weights
+        from geofm.weights.download import fetch_weights
 
         file = fetch_weights(entry, cache_dir=cache_dir)
     converter = get_converter(entry.converter) if entry.converter is not None else None
     return ResolvedWeights(path=file, sha256=entry.sha256, converter=converter, spec=entry)
-
-
-def resolve_catalog_weights(backbone: str, tag: str | None) -> tuple[Path, str | None]:
-    """Local file and expected hash for ``pretrained=True`` / ``pretrained="tag"``.
-
-    Kept for callers that need no converter; :func:`resolve_pretrained` gives
-    the converter and the spec as well.
-
-    Args:
-        backbone: Registered backbone name.
-        tag: Catalog tag, or ``None`` for the default entry.
-
-    Returns:
-        ``(path, sha256)`` of the resolved file.
-
-    Raises:
-        UnknownNameError: If the catalog has no such entry; the message says how
-            to pass a local file instead.
-        WeightsError: See :func:`resolve_weights`.
-
-    Example:
-        >>> resolve_catalog_weights("no_such_backbone", None)
-        Traceback (most recent call last):
-        ...
-        geofm.errors.UnknownNameError: No pretrained weights are registered for ...
-    """
-    resolved = resolve_weights(_pick(backbone, tag))
-    return resolved.path, resolved.sha256
 
 
 def _is_path(value: object) -> bool:
@@ -348,7 +321,7 @@ def _is_path(value: object) -> bool:
         return True
     if not isinstance(value, str):
         return False
-    return "/" in value or os.sep in value or Path(value).suffix.lower() in _CHECKPOINT_SUFFIXES
+    return "/" in value or os.sep in value or Path(value).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 def resolve_pretrained(backbone: str, pretrained: bool | str | os.PathLike[str]) -> ResolvedWeights:
@@ -386,6 +359,3 @@ def resolve_pretrained(backbone: str, pretrained: bool | str | os.PathLike[str])
         f"pretrained must be False, True, a catalog tag or a file path, got {pretrained!r}."
     )
 
-
-# Registrations (the entries import this module's names, so they come last).
-from geofm.hub import _entries  # noqa: E402, F401
