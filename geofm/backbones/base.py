@@ -178,7 +178,8 @@ class BackboneEntry:
             True
         """
         params = inspect.signature(self.builder).parameters
-        return sorted(set(params) | set(_LOADER_PARAMS))
+        # Wavelengths reach a builder only through ``bands=`` (resolved by create_backbone).
+        return sorted((set(params) | set(_LOADER_PARAMS)) - {"wavelengths"})
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
@@ -700,7 +701,7 @@ def create_backbone(
         in_chans = spec.in_chans  # build for the checkpoint's bands unless told otherwise
     if spec is not None and spec.sensor is not None and pretrained_bands is None:
         pretrained_bands = spec.sensor
-    target_bands, wavelengths = _resolve_input_bands(bands)
+    target_bands, wavelengths = _resolve_input_bands(bands, need_wavelengths="wavelengths" in params)
     if bands is not None:
         count = len(wavelengths) if target_bands is None else _band_count(target_bands)
         if in_chans is not None and in_chans != count:
@@ -750,7 +751,7 @@ def create_backbone(
         **{
             k: v
             for k, v in (
-                ("bands", _jsonable_bands(bands)),
+                ("bands", bands),
                 ("pretrained_bands", pretrained_bands),
                 ("grad_checkpointing", grad_checkpointing or None),
             )
@@ -765,12 +766,13 @@ def create_backbone(
 
 
 def _resolve_input_bands(
-    bands: str | Sensor | Sequence[str] | Sequence[float] | None,
+    bands: str | Sensor | Sequence[str] | Sequence[float] | None, *, need_wavelengths: bool
 ) -> tuple[BandInfo | None, tuple[float, ...]]:
     """Band names (for channel matching) and wavelengths in nm of ``create_backbone``'s ``bands``.
 
     Numbers are wavelengths (no names known); anything else goes through the
-    one band resolver of :mod:`geofm.sensors`.
+    one band resolver of :mod:`geofm.sensors`. Wavelengths of band names are
+    looked up only for a wavelength-conditioned builder (``need_wavelengths``).
     """
     if bands is None:
         return None, ()
@@ -780,13 +782,4 @@ def _resolve_input_bands(
         waves = resolve_wavelengths([float(cast(float, b)) for b in bands])
         return None, waves
     info = resolve_bands(cast("str | Sensor | Sequence[str]", bands))
-    return info, resolve_wavelengths(info)
-
-
-def _jsonable_bands(bands: object) -> object:
-    """``bands`` as config.json can hold it (a sensor by name, sequences as lists)."""
-    if bands is None or isinstance(bands, str):
-        return bands
-    if isinstance(bands, Sensor):
-        return bands.name
-    return list(cast(Sequence[Any], bands))
+    return info, resolve_wavelengths(info) if need_wavelengths else ()

@@ -1,4 +1,4 @@
-"""DOFA backbone: wavelength-generated patch embedding, torchgeo's key layout, strict loading."""
+"""DOFA: the ViT with DOFA's wavelength-generated patch embedding, torchgeo's layout, strict load."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from timm.models.vision_transformer import Block
 from torch import Tensor
 
 import geofm
-from geofm.backbones.dofa import DOFABackbone, DOFAPatchEmbed
+from geofm.backbones.vit import ViTBackbone
 from geofm.errors import ShapeError
-from geofm.hub import get_converter, load_weights
+from geofm.spectral import WavelengthPatchEmbed
+from geofm.weights import get_converter, load_weights
 
 StateDict = dict[str, Tensor]
 
@@ -123,11 +124,21 @@ def _reference_patch_embed(sd: StateDict, x: Tensor, waves_nm: list[float], patc
     return F.conv2d(x, kernel, bias, stride=patch, padding=1)
 
 
-def _tiny_embed(**kwargs: object) -> DOFAPatchEmbed:
-    return DOFAPatchEmbed(embed_dim=16, patch_size=4, **kwargs)  # type: ignore[arg-type]
+def _tiny_embed(**kwargs: object) -> WavelengthPatchEmbed:
+    return WavelengthPatchEmbed(
+        embed_dim=16,
+        patch_size=4,
+        generator="dofa",
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
-def _prefixed(module: DOFAPatchEmbed) -> StateDict:
+def _own_key(key: str) -> str:
+    """Where a torchgeo-layout key sits in geofm's DOFA: under ``model.``, generator in ``proj``."""
+    return "model." + key.replace("patch_embed.", "patch_embed.proj.")
+
+
+def _prefixed(module: WavelengthPatchEmbed) -> StateDict:
     return {f"patch_embed.{k}": v for k, v in module.state_dict().items()}
 
 
@@ -154,10 +165,10 @@ def test_patch_embed_is_invariant_to_band_permutation_with_wavelengths() -> None
     torch.testing.assert_close(permuted, base, rtol=1e-4, atol=1e-5)
 
 
-def test_patch_embed_nhwc_output_and_grid() -> None:
-    embed = _tiny_embed(output_fmt="NHWC", wavelengths=[665.0, 842.0], img_size=32)
-    assert embed.grid_size == (8, 8) and embed.num_patches == 64
-    assert embed(torch.randn(1, 2, 12, 8)).shape == (1, 3, 2, 16)
+def test_patch_embed_pads_like_dofa_on_sizes_that_are_not_multiples() -> None:
+    embed = _tiny_embed(wavelengths=[665.0, 842.0])
+    # DOFA's padded convolution: H' = (H + 2 - p) // p + 1.
+    assert embed(torch.randn(1, 2, 12, 8)).shape == (1, 16, 3, 2)
 
 
 def test_patch_embed_errors() -> None:
@@ -165,18 +176,19 @@ def test_patch_embed_errors() -> None:
         _tiny_embed()(torch.randn(1, 2, 8, 8))
     with pytest.raises(ShapeError, match="3 wavelengths"):
         _tiny_embed()(torch.randn(1, 2, 8, 8), wavelengths=[490.0, 560.0, 665.0])
-    with pytest.raises(ValueError, match="multiply those by 1000"):
+    with pytest.raises(ValueError, match="positive, finite wavelengths"):
         _tiny_embed(wavelengths=[0.665, -1.0])
-    with pytest.raises(ValueError, match="positive embed_dim"):
-        DOFAPatchEmbed(embed_dim=0)
-    with pytest.raises(ValueError, match="output_fmt"):
-        _tiny_embed(output_fmt="NLC")
+    with pytest.raises(ValueError, match="embed_dim must be positive"):
+        WavelengthPatchEmbed(embed_dim=0, patch_size=4, generator="dofa")
+    with pytest.raises(ValueError, match="reproduces DOFA"):
+        _tiny_embed(band_reduction="mean")
 
 
 # --- backbone ---------------------------------------------------------------------------
 def test_backbone_shapes_and_feature_info() -> None:
-    m = geofm.create_backbone("dofa_vit_base_patch16", depth=2, wavelengths="rgb").eval()
-    assert isinstance(m, DOFABackbone) and m.in_chans == 3 and m.size_divisor == 16
+    m = geofm.create_backbone("dofa_vit_base_patch16", depth=2, bands="rgb").eval()
+    assert isinstance(m, ViTBackbone) and m.in_chans == 3 and m.size_divisor == 16
+    assert m.wavelength_embed is not None and m.wavelength_embed.generator == "dofa"
     maps = m(torch.randn(2, 3, 32, 48))
     assert [tuple(f.shape) for f in maps] == [(2, 768, 2, 3), (2, 768, 2, 3)]
     assert [f.reduction for f in m.feature_info] == [16, 16]
@@ -185,25 +197,29 @@ def test_backbone_shapes_and_feature_info() -> None:
 
 def test_backbone_embed_is_invariant_to_band_permutation() -> None:
     torch.manual_seed(0)
-    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, wavelengths=[490.0, 842.0, 1610.0])
+    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=[490.0, 842.0, 1610.0])
     m.eval()
+    # The band set is a build-time choice; the weights do not depend on it.
+    other = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=[1610.0, 490.0, 842.0])
+    other.load_state_dict(m.state_dict())
+    other.eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         base = m.embed(x)
-        m.set_wavelengths([1610.0, 490.0, 842.0])  # type: ignore[operator]
-        permuted = m.embed(x[:, [2, 0, 1]])
+        permuted = other.embed(x[:, [2, 0, 1]])
     torch.testing.assert_close(permuted, base, rtol=1e-4, atol=1e-4)
 
 
-def test_set_wavelengths_changes_band_count_and_validates() -> None:
-    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1)
-    m.set_wavelengths("sentinel2_l1c")  # type: ignore[operator]
+def test_bands_set_the_band_count_and_are_validated() -> None:
+    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands="sentinel2_l1c")
     assert m.in_chans == 13
     assert m.embed(torch.randn(1, 13, 16, 16)).shape == (1, 768)
-    with pytest.raises(ValueError, match="positive values in nm"):
-        m.set_wavelengths([0.0])  # type: ignore[operator]
+    with pytest.raises(ValueError, match="nm"):
+        geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=[0.0])
     with pytest.raises(ShapeError, match="expected 13 bands"):
         m.embed(torch.randn(1, 3, 16, 16))
+    with pytest.raises(TypeError, match="bands="):
+        geofm.create_backbone("dofa_vit_base_patch16", depth=1, wavelengths=[490.0])
 
 
 def test_builder_rejects_in_chans_that_disagree_with_wavelengths() -> None:
@@ -215,7 +231,7 @@ def test_gradients_reach_the_weight_generator() -> None:
     m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, grad_checkpointing=True)
     m.embed(torch.randn(1, 3, 16, 16)).sum().backward()  # type: ignore[no-untyped-call]
     for name, p in m.named_parameters():
-        if name.startswith("model.patch_embed."):
+        if name.startswith("model.patch_embed.proj."):
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
@@ -225,13 +241,13 @@ def test_torchgeo_layout_loads_strictly_and_matches_reference() -> None:
     sd = _random_torchgeo_state(768, depth=1)
     original = dict(sd)
     sd |= {"head.weight": torch.randn(45, 768), "head.bias": torch.zeros(45)}
-    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, wavelengths=[665.0, 842.0])
+    m = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=[665.0, 842.0])
     report = load_weights(m, sd, converter=get_converter("dofa"))
     assert report.ok
     assert sorted(k.split(" ")[0] for k in report.ignored) == ["head.bias", "head.weight"]
     own = m.state_dict()
     for key, value in original.items():
-        torch.testing.assert_close(own["model." + key], value.contiguous())
+        torch.testing.assert_close(own[_own_key(key)], value.contiguous())
 
     # torchgeo's DOFA forward_features (global_pool=True, fresh fc_norm) written out by hand.
     m.eval()
@@ -258,7 +274,7 @@ def test_torchgeo_layout_loads_strictly_and_matches_reference() -> None:
 
 
 def test_converter_drops_final_norms_and_keeps_unknown_keys() -> None:
-    from geofm.hub.load import LoadReport
+    from geofm.weights.load import LoadReport
 
     report = LoadReport()
     sd = {

@@ -27,7 +27,7 @@ from geofm.backbones.skysense import (
     _WindowAttentionV2,
 )
 from geofm.errors import ShapeError, WeightsError
-from geofm.hub.load import load_weights
+from geofm.weights.load import load_weights
 
 StateDict = dict[str, torch.Tensor]
 M = TypeVar("M", bound=nn.Module)

@@ -18,10 +18,12 @@ from torch import nn
 import geofm
 from geofm.errors import UnknownNameError, WeightsError
 from geofm.heads import FPN
-from geofm.hub import catalog, describe_weights, format_weights_table, get_weights, list_weights
-from geofm.hub.catalog import WEIGHTS, WeightsSpec, resolve_weights
-from geofm.hub.load import file_sha256
+from geofm.hub import get_weights, list_weights
+from geofm.hub.info import describe_weights, format_weights_table
 from geofm.sensors import get_sensor, list_sensors
+from geofm.weights import catalog
+from geofm.weights.catalog import WEIGHTS, WeightsSpec, resolve_weights
+from geofm.weights.load import file_sha256
 
 from .conftest import OfflineHub
 
@@ -150,7 +152,14 @@ def _spectral_earth(name: str) -> Original:
     backbone = name.split(".")[0]
     kwargs: dict[str, Any] = {} if backbone == "spec_resnet50" else {"depth": 1}
     ref = _spec_ref(backbone)
-    plain = dict(ref.state_dict())
+    # SpectralEarth's own names: geofm's Spec-ViT holds the adapter as ``stem`` and the ViT as
+    # ``model`` (Spec-RN50 keeps ``spectral_adapter`` / ``resnet``).
+    plain = {
+        k.replace("stem.", "spectral_adapter.", 1).replace("model.", "vit_core.", 1)
+        if k.startswith(("stem.", "model."))
+        else k: v
+        for k, v in ref.state_dict().items()
+    }
     if name.endswith("moco"):  # Lightning MoCo: query backbone, momentum copy, projection head
         sd = {f"backbone.{k}": v for k, v in plain.items()}
         sd |= {f"backbone_momentum.{k}": v.clone() for k, v in plain.items()}
@@ -203,12 +212,14 @@ def _skysense() -> Original:
 def _dofa(size: str) -> Original:
     """torchgeo's DOFA layout: the encoder keys without ``model.`` (no final norm, no head).
 
-    tests/backbones/test_dofa.py lists every key and shape of that layout explicitly;
-    expanded views of one random row per tensor keep the file tiny at the real widths.
+    tests/backbones/test_dofa.py lists every key and shape of that layout explicitly; geofm
+    holds DOFA's generator under timm's ``patch_embed.proj``, so its own keys map back by
+    dropping ``model.`` and ``proj.``. Expanded views of one random row per tensor keep the
+    file tiny at the real widths.
     """
     with torch.device("meta"):
         shapes = {
-            k.removeprefix("model."): v.shape
+            k.removeprefix("model.").replace("patch_embed.proj.", "patch_embed."): v.shape
             for k, v in geofm.create_backbone(f"dofa_vit_{size}_patch16", depth=1)
             .state_dict()
             .items()
@@ -217,8 +228,12 @@ def _dofa(size: str) -> Original:
 
     def check(model: geofm.Backbone) -> None:
         own = model.state_dict()
-        for key in ("patch_embed.weight_generator.fc_weight.weight", "blocks.0.attn.qkv.weight"):
-            torch.testing.assert_close(own["model." + key], sd[key].contiguous())
+        for key, mine in (
+            ("patch_embed.weight_generator.fc_weight.weight",
+             "model.patch_embed.proj.weight_generator.fc_weight.weight"),
+            ("blocks.0.attn.qkv.weight", "model.blocks.0.attn.qkv.weight"),
+        ):  # fmt: skip
+            torch.testing.assert_close(own[mine], sd[key].contiguous())
 
     return sd, {"depth": 1}, check
 

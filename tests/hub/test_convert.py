@@ -12,16 +12,11 @@ from torchvision.ops import FeaturePyramidNetwork
 import geofm
 from geofm.errors import UnknownNameError
 from geofm.heads import FPN
-from geofm.hub.convert import (
-    get_converter,
-    list_converters,
-    register_converter,
-    satlas_backbone,
-    satlas_fpn,
-    skysense_o_visual,
-    spectral_earth,
-)
-from geofm.hub.load import LoadReport, load_state_dict, load_weights, read_state_dict
+from geofm.backbones.skysense import skysense_o_visual
+from geofm.backbones.spectral import spectral_earth
+from geofm.backbones.swin import satlas_backbone, satlas_fpn
+from geofm.weights.convert import get_converter, list_converters, register_converter
+from geofm.weights.load import LoadReport, load_state_dict_into, load_weights, read_state_dict
 
 StateDict = dict[str, torch.Tensor]
 
@@ -80,8 +75,21 @@ def _spec_vit() -> geofm.Backbone:
     return geofm.create_backbone("spec_vit_tiny_patch4", depth=1).eval()
 
 
+def _se_layout(model: torch.nn.Module) -> StateDict:
+    """A geofm Spec-ViT's tensors under SpectralEarth's names (``spectral_adapter.``, ``vit_core.``)."""
+    renames = (("stem.", "spectral_adapter."), ("model.", "vit_core."))
+    out: StateDict = {}
+    for k, v in model.state_dict().items():
+        for old, new in renames:
+            if k.startswith(old):
+                k = new + k[len(old) :]
+                break
+        out[k] = v
+    return out
+
+
 def test_spectral_earth_plain_dict_passes_through_unchanged() -> None:
-    plain = dict(_spec_vit().state_dict())
+    plain = _se_layout(_spec_vit())
     report = LoadReport()
     out = spectral_earth(plain, report)
     assert out.keys() == plain.keys() and not report.ignored and not report.adapted
@@ -115,7 +123,7 @@ def test_spectral_earth_moco_ignores_momentum_encoder_head_and_classifier() -> N
 def test_spectral_earth_lightly_mae_encoder_layout_loads_strictly() -> None:
     ref = _spec_vit()
     sd: StateDict = {}
-    for k, v in ref.state_dict().items():
+    for k, v in _se_layout(ref).items():
         if k.startswith("spectral_adapter."):
             sd["encoder.vit.patch_embed.spectral_adapter." + k[len("spectral_adapter.") :]] = v
         elif k.startswith("vit_core.patch_embed."):
@@ -157,4 +165,4 @@ def test_converter_output_feeds_strict_loading_which_reports_leftovers() -> None
     sd = {"backbone.backbone.weight": torch.zeros(2, 2)}
     report = LoadReport()
     with pytest.raises(Exception, match="1 missing"):
-        load_state_dict(model, satlas_backbone(sd, report), report=report)
+        load_state_dict_into(model, satlas_backbone(sd, report), report=report)

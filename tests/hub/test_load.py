@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from geofm.errors import WeightsError
-from geofm.hub.load import (
+from geofm.weights.load import (
     LoadReport,
     file_sha256,
-    load_state_dict,
+    load_state_dict_into,
     load_weights,
     read_state_dict,
     verify_sha256,
@@ -99,7 +99,7 @@ def test_strict_failure_lists_missing_unexpected_and_mismatched_keys() -> None:
     state["extra.weight"] = torch.zeros(1)
     state["0.weight"] = torch.zeros(4, 3, 5, 5)
     with pytest.raises(WeightsError) as info:
-        load_state_dict(model, state, source="ckpt")
+        load_state_dict_into(model, state, source="ckpt")
     msg = str(info.value)
     assert "1 missing" in msg and "1.bias" in msg
     assert "1 unexpected" in msg and "extra.weight" in msg
@@ -109,7 +109,7 @@ def test_strict_failure_lists_missing_unexpected_and_mismatched_keys() -> None:
 def test_non_strict_loads_matching_keys_and_reports_the_rest() -> None:
     model = nn.Linear(2, 3)
     weight = torch.ones(3, 2)
-    report = load_state_dict(model, {"weight": weight, "junk": torch.zeros(1)}, strict=False)
+    report = load_state_dict_into(model, {"weight": weight, "junk": torch.zeros(1)}, strict=False)
     assert torch.equal(model.weight, weight)
     assert report.missing == ["bias"] and report.unexpected == ["junk"] and not report.ok
 

@@ -20,7 +20,7 @@ from geofm.hub import (
     rebuild,
     save_pretrained,
 )
-from geofm.lora import LoRAConfig, apply_lora, merge_lora
+from geofm.lora import LoRAConfig, apply_lora, get_lora_config, merge_lora
 
 from .conftest import OfflineHub
 
@@ -80,7 +80,7 @@ def test_lora_backbone_round_trip_restores_config_and_adapters(tmp_path: Path) -
     assert config["backbone"]["lora"]["rank"] == 2
     again = from_pretrained(tmp_path)
     assert isinstance(again, geofm.Backbone)
-    assert getattr(again, "_geofm_lora_config") == LoRAConfig(  # noqa: B009
+    assert get_lora_config(again) == LoRAConfig(
         rank=2, alpha=4.0, targets=("qkv", "fc1")
     )
     x = torch.randn(1, 4, 32, 32)
@@ -203,7 +203,7 @@ def test_models_geofm_cannot_rebuild_are_refused(tmp_path: Path) -> None:
     backbone.config = None
     with pytest.raises(WeightsError, match="not built by geofm.create_backbone"):
         save_pretrained(backbone, tmp_path)
-    with pytest.raises(WeightsError, match="supports geofm backbones and SegmentationModel"):
+    with pytest.raises(WeightsError, match="supports geofm backbones, SegmentationModel and PooledModel"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path)
 
 
@@ -247,3 +247,40 @@ def test_only_geofm_heads_classes_can_be_named() -> None:
         ModuleSpec("os.system", {}).build()
     with pytest.raises(UnknownNameError, match="Expected one of geofm.heads"):
         ModuleSpec("SegmentationModel", {}).build()
+
+
+@pytest.mark.parametrize(
+    ("head", "kwargs"),
+    [
+        ("ClassificationHead", {"in_features": 512, "num_classes": 4}),
+        ("RegressionHead", {"in_features": 512, "out_features": 2}),
+    ],
+)
+def test_pooled_model_round_trip_gives_identical_outputs(
+    tmp_path: Path, head: str, kwargs: dict[str, int]
+) -> None:
+    from geofm.heads import PooledModel
+    from geofm.hub import build_pooled_model
+
+    backbone = geofm.create_backbone("resnet18", in_chans=4)
+    model = build_pooled_model(backbone, head=ModuleSpec(head, kwargs)).eval()
+    apply_lora(model, LoRAConfig(rank=2, targets=("model.layer4.0.conv1",)))
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["kind"] == "pooled" and config["head"]["name"] == head
+    assert config["lora"]["rank"] == 2
+    again = from_pretrained(tmp_path)
+    assert isinstance(again, PooledModel)
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+def test_pooled_model_built_without_its_parts_is_refused(tmp_path: Path) -> None:
+    from geofm.heads import ClassificationHead, PooledModel
+
+    model = PooledModel(
+        geofm.create_backbone("resnet18"), ClassificationHead(in_features=512, num_classes=2)
+    )
+    with pytest.raises(WeightsError, match="build_pooled_model"):
+        save_pretrained(model, tmp_path)
