@@ -35,7 +35,8 @@ import torch
 from safetensors.torch import save_file
 
 import geofm
-from geofm.hub import file_sha256, from_pretrained, load_weights, save_pretrained
+from geofm.hub import from_pretrained, load_weights, save_pretrained
+from geofm.weights import file_sha256
 
 _MODELS = {
     "vit_base": ("vit_base_patch16", "vit_base_patch16_224"),

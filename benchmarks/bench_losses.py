@@ -40,7 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 import torch
 from lightly import loss as lightly_loss
 
-from geofm import losses
+from geofm import losses, ssl
 
 Step = Callable[[], torch.Tensor]
 
@@ -111,7 +111,7 @@ def _ntxent(n: int, d: int) -> Case:
 
 def _infonce(n: int, d: int, queue: int) -> Case:
     query, key = _pair_inputs(n, d)
-    ours = losses.InfoNCELoss(temperature=0.1, memory_bank=losses.MemoryBank(size=queue, dim=d))
+    ours = losses.InfoNCELoss(temperature=0.1, memory_bank=ssl.MemoryBank(size=queue, dim=d))
     theirs = lightly_loss.NTXentLoss(temperature=0.1, memory_bank_size=(queue, d))
     assert ours.memory_bank is not None
     theirs.memory_bank.bank = ours.memory_bank.bank.clone()

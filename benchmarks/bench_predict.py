@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from affine import Affine
+from rasterio.transform import Affine
 from torch import nn
 
 from geofm.geo import predict_raster
-from geofm.geo.tiling import _tile_offsets
+from geofm.geo._window import tile_offsets
 
 TILE, OVERLAP, BATCH, CLASSES = 256, 32, 8, 4
 
@@ -82,7 +82,7 @@ def write_scene(path: Path, size: int) -> Path:
 
 def forward_only(model: nn.Module, size: int) -> tuple[float, float]:
     """Wall and CPU seconds of the model alone on the tiles predict_raster runs (same batches)."""
-    offsets = _tile_offsets(size, TILE, TILE - OVERLAP, "shift")
+    offsets = tile_offsets(size, TILE, TILE - OVERLAP, "shift")
     per_band = [min(BATCH, len(offsets) - i) for i in range(0, len(offsets), BATCH)]
     inputs = {n: torch.rand(n, 3, TILE, TILE) for n in set(per_band)}
     start, cpu = time.perf_counter(), time.process_time()

@@ -36,28 +36,22 @@ random and the run is 60 steps long.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from _cli import check_choices, progress, run
 
 import geofm
-from geofm.heads import RegressionHead
+from geofm.heads import PooledModel, RegressionHead
 from geofm.lora import apply_lora, ecovision_config, load_lora, mark_only_lora_trainable, save_lora
 from geofm.metrics import mean_absolute_error, r2_score
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - optional
-    tqdm = None
+from geofm.transforms import Normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,8 +68,8 @@ class Config:
     weights: str = ""  # pretrained backbone file; empty: random init
     tile: int = 28  # source: 518 px
     scene_size: int = 448  # synthetic scene side (pixels, 10 m)
-    city: str = "shanghai"  # shanghai (r 8 / alpha 16) | las_vegas (r 32 / alpha 64)
-    loss: str = "huber"  # huber (Shanghai, delta 5) | mae (Las Vegas)
+    city: Literal["shanghai", "las_vegas"] = "shanghai"  # r 8 / alpha 16 | r 32 / alpha 64
+    loss: Literal["huber", "mae"] = "huber"  # huber (Shanghai, delta 5) | mae (Las Vegas)
     huber_delta: float = 5.0
     lr: float = 3e-3  # source: 3e-5
     weight_decay: float = 1e-6
@@ -84,19 +78,6 @@ class Config:
     seed: int = 0
     progress: bool = False
     output_dir: str = "runs/ecovision_lora"
-
-
-class LightsRegressor(nn.Module):
-    """Backbone CLS embedding -> ``Linear(D, 1)`` (EcoVision's LoRA config names it ``head``)."""
-
-    def __init__(self, backbone: geofm.Backbone) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = RegressionHead(backbone.embed_dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict one value per image."""
-        return self.head(self.backbone.embed(x))[:, 0]  # (N,)
 
 
 def load_tiles(cfg: Config, workdir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,27 +116,24 @@ def ridge_baseline(
     return (b @ w).float()
 
 
-def build_model(cfg: Config) -> LightsRegressor:
+def build_model(cfg: Config) -> PooledModel:
+    """Backbone CLS embedding -> ``Linear(D, 1)`` (EcoVision's LoRA config names it ``head``)."""
     torch.manual_seed(cfg.seed)  # a random-init base is reproducible, so the adapter reloads
     backbone = geofm.create_backbone(
         cfg.backbone, depth=cfg.depth, img_size=cfg.tile, pretrained=cfg.weights or False
     )
-    return LightsRegressor(backbone)
+    return PooledModel(backbone, RegressionHead(backbone.embed_dim, 1))
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    if cfg.loss not in ("huber", "mae") or cfg.city not in ("shanghai", "las_vegas"):
-        raise ValueError(
-            f"loss must be huber|mae and city shanghai|las_vegas, got {cfg.loss!r}, {cfg.city!r}."
-        )
+    check_choices(cfg)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         images, targets = load_tiles(cfg, Path(tmp))
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    x = (images.clamp(0, 255) / 255.0 - mean) / std
+    norm = Normalize(IMAGENET_MEAN, IMAGENET_STD, divisor=255.0, clip=(0.0, 1.0))
+    x = norm(images)  # (N, 3, tile, tile): clip(x / 255, 0, 1), then ImageNet statistics
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(42))
     n_train = int(0.8 * len(x))
     tr, va = perm[:n_train], perm[n_train:]
@@ -164,7 +142,7 @@ def main(cfg: Config) -> dict[str, Any]:
     model = build_model(cfg)
     model.eval()
     with torch.no_grad():
-        emb = model.backbone.embed(x)
+        emb = model.embed(x)
     ridge = ridge_baseline(emb[tr], targets[tr], emb[va])
 
     apply_lora(model, ecovision_config(city=cfg.city))  # type: ignore[arg-type]
@@ -173,11 +151,10 @@ def main(cfg: Config) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses = []
-    steps = range(cfg.steps)
-    for _ in tqdm(steps, desc="ecovision") if (tqdm and cfg.progress) else steps:
+    for _ in progress(range(cfg.steps), desc="ecovision", show=cfg.progress):
         model.train()
         idx = tr[torch.randint(0, len(tr), (cfg.batch_size,), generator=gen)]
-        pred, y = model(x[idx]), (targets[idx] - t_mean) / t_std
+        pred, y = model(x[idx])[:, 0], (targets[idx] - t_mean) / t_std  # (N,)
         if cfg.loss == "huber":
             loss = F.huber_loss(pred, y, delta=cfg.huber_delta / float(t_std))
         else:
@@ -189,12 +166,12 @@ def main(cfg: Config) -> dict[str, Any]:
 
     model.eval()
     with torch.no_grad():
-        pred = model(x[va]) * t_std + t_mean
+        pred = model(x[va])[:, 0] * t_std + t_mean  # (N,)
     y_val = targets[va]
     adapter = save_lora(model, out / "adapter.safetensors")
     fresh = load_lora(build_model(cfg), adapter).eval()
     with torch.no_grad():
-        reload_diff = float((fresh(x[va]) * t_std + t_mean - pred).abs().max())
+        reload_diff = float((fresh(x[va])[:, 0] * t_std + t_mean - pred).abs().max())
     metrics = {
         "tiles": len(x),
         "val_mae": float(mean_absolute_error(pred, y_val)),
@@ -232,25 +209,5 @@ def plot(path: Path, losses: list[float], truth: torch.Tensor, pred: torch.Tenso
     plt.close(fig)
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Config):
-        kind = type(field.default)
-        if kind is bool:
-            parser.add_argument(
-                f"--{field.name.replace('_', '-')}",
-                action=argparse.BooleanOptionalAction,
-                default=field.default,
-            )
-        else:
-            parser.add_argument(
-                f"--{field.name.replace('_', '-')}", type=kind, default=field.default
-            )
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    result = main(parse_args())
-    print(json.dumps({k: v for k, v in result.items() if k != "losses"}, indent=2))
+    run(main, Config, hide=("losses",))

@@ -46,27 +46,23 @@ uses a random-frozen-base LoRA layer). The tiny default uses lr 1e-3 and batch 1
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from _cli import progress, run
 from torch import nn
+from torch.utils.data import default_collate
 
 import geofm
 from geofm.fusion import CrossAttentionFusion, GatedLateFusion
 from geofm.lora import apply_lora, fusion_lora_config, load_lora, save_lora
 from geofm.metrics import multilabel_f1_score
 from geofm.spectral import SpectralTokenizer
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - optional
-    tqdm = None
 
 NUM_LABELS = 19
 NUM_BANDS = 6
@@ -79,10 +75,8 @@ class Config:
 
     data_dir: str = ""  # BigEarthNet-S2 6-band root; empty: synthetic scenes
     weights: str = ""  # SwinV2-B checkpoint; empty: random init
-    depths: str = "1,1,1,1"  # source encoder: 2,2,18,2
-    lora: bool = (
-        True  # LoRA r 8 / alpha 16 in Swin stages 2-3 (source branch); --no-lora: main branch
-    )
+    depths: tuple[int, ...] = (1, 1, 1, 1)  # source encoder: 2,2,18,2
+    lora: bool = True  # LoRA r 8 / alpha 16 in Swin stages 2-3 (source); --no-lora: main branch
     input_size: int = 32  # source: 256
     img_size: int = 32  # tokenizer output / encoder input; source: 384
     num_heads: int = 8  # CAF heads
@@ -123,10 +117,9 @@ class FusionLoRAClassifier(nn.Module):
 def build_model(cfg: Config) -> FusionLoRAClassifier:
     """The classifier with a frozen encoder (LoRA adapters added when ``cfg.lora``)."""
     torch.manual_seed(cfg.seed)  # a random-init encoder is reproducible, so the adapters reload
-    depths = tuple(int(d) for d in cfg.depths.split(","))
     backbone = geofm.create_backbone(
         "swinv2_base_window8",
-        depths=depths,
+        depths=cfg.depths,
         img_size=cfg.img_size,
         out_indices=[3],
         drop_path_rate=0.0,
@@ -147,38 +140,28 @@ def build_model(cfg: Config) -> FusionLoRAClassifier:
 
 def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Train / validation images ``(N, 6, S, S)`` in [0, 1] and multi-hot labels ``(N, 19)``."""
-    if cfg.data_dir:
-        from geofm.datasets import BigEarthNetS2
+    from geofm.datasets import BigEarthNetS2, SyntheticMultilabel
 
-        def stack(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-            ds = BigEarthNetS2(cfg.data_dir, split=split)  # type: ignore[arg-type]
-            samples = [ds[i] for i in range(len(ds))]
-            images = torch.stack([s["image"] for s in samples]).float()
-            if images.shape[-1] != cfg.input_size:
-                images = F.interpolate(images, size=cfg.input_size, mode="bilinear")
-            return images, torch.stack([s["label"] for s in samples]).float()
+    def stack(split: Literal["train", "val"], length: int, seed: int) -> list[torch.Tensor]:
+        if cfg.data_dir:
+            ds: Any = BigEarthNetS2(cfg.data_dir, split=split)
+        else:
+            ds = SyntheticMultilabel(
+                length=length,
+                size=cfg.input_size,
+                bands="bigearthnet_s2_6band",
+                num_labels=NUM_LABELS,
+                max_classes=3,
+                seed=seed,
+            )
+        batch = default_collate([ds[i] for i in range(len(ds))])
+        images = batch["image"].float()
+        if images.shape[-1] != cfg.input_size:
+            images = F.interpolate(images, size=cfg.input_size, mode="bilinear")
+        return [images, batch["label"].float()]
 
-        tx, ty = stack("train")
-        vx, vy = stack("val")
-        return tx, ty, vx, vy
-    from geofm.datasets import SyntheticMultilabel
-
-    def synth(length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = SyntheticMultilabel(
-            length=length,
-            size=cfg.input_size,
-            bands="bigearthnet_s2_6band",
-            num_labels=NUM_LABELS,
-            max_classes=3,
-            seed=seed,
-        )
-        samples = [ds[i] for i in range(len(ds))]
-        return torch.stack([s["image"] for s in samples]), torch.stack(
-            [s["label"] for s in samples]
-        )
-
-    tx, ty = synth(cfg.train_samples, cfg.seed)
-    vx, vy = synth(cfg.val_samples, cfg.seed + 1)
+    tx, ty = stack("train", cfg.train_samples, cfg.seed)
+    vx, vy = stack("val", cfg.val_samples, cfg.seed + 1)
     return tx, ty, vx, vy
 
 
@@ -208,8 +191,7 @@ def main(cfg: Config) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses = []
-    steps = range(cfg.steps)
-    for _ in tqdm(steps, desc="fusion-lora") if (tqdm and cfg.progress) else steps:
+    for _ in progress(range(cfg.steps), desc="fusion-lora", show=cfg.progress):
         model.train()
         model.backbone.eval()  # frozen encoder: no stochastic depth / dropout
         idx = torch.randint(0, len(tx), (cfg.batch_size,), generator=gen)
@@ -275,19 +257,5 @@ def plot(path: Path, losses: list[float], per_class: torch.Tensor) -> None:
     plt.close(fig)
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Config):
-        flag = f"--{field.name.replace('_', '-')}"
-        if type(field.default) is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
-        else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    result = main(parse_args())
-    print(json.dumps({k: v for k, v in result.items() if k != "losses"}, indent=2))
+    run(main, Config, hide=("losses",))

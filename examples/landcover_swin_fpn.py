@@ -39,27 +39,23 @@ are used now.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _cli import check_choices, progress, run
 from torch import nn
+from torch.utils.data import default_collate
 
 import geofm
 from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
 from geofm.metrics import ConfusionMatrix
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - optional
-    tqdm = None
+from geofm.transforms import Normalize
 
 CLASSES = ("background", "building", "woodland", "water", "road")
 LANDCOVER_AI_MEAN = (0.3686, 0.3971, 0.3442)
@@ -72,11 +68,11 @@ class Config:
 
     data_dir: str = ""  # LandCover.ai root; empty: synthetic scenes
     weights: str = ""  # Satlas Swin-B checkpoint; empty: random init
-    depths: str = "1,1,1,1"  # source: 2,2,18,2
+    depths: tuple[int, ...] = (1, 1, 1, 1)  # source: 2,2,18,2
     freeze_layers: int = 8  # leading children of features frozen (source: 5)
     drop_path_rate: float = 0.0  # source: 0.5 (torchvision swin_v2_b default)
-    fuse: str = "sum"  # sum | coarsest (source)
-    class_weights: str = "0.5,1.5,0.7,1.0,1.3"  # source's CE weights
+    fuse: Literal["sum", "coarsest"] = "sum"  # coarsest: the source's
+    class_weights: tuple[float, ...] = (0.5, 1.5, 0.7, 1.0, 1.3)  # source's CE weights
     crop: int = 128  # source: 256
     batch_size: int = 2  # source: 16
     epochs: int = 3  # source: 50
@@ -90,19 +86,6 @@ class Config:
     seed: int = 0
     progress: bool = False
     output_dir: str = "runs/landcover_swin_fpn"
-
-
-class Standardize(nn.Module):
-    """``(x / 255 - mean) / std`` (LandCover.ai statistics), so raw rasters can be fed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(LANDCOVER_AI_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(LANDCOVER_AI_STD).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardise raw 0-255 values."""
-        return (x / 255.0 - self.mean) / self.std
 
 
 def synthetic_scene(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -133,10 +116,8 @@ def load_data(
 
         def stack(split: str) -> tuple[torch.Tensor, torch.Tensor]:
             ds = LandCoverAI(cfg.data_dir, split=split)  # type: ignore[arg-type]
-            samples = [ds[i] for i in range(len(ds))]
-            return torch.stack([s["image"] for s in samples]), torch.stack(
-                [s["mask"] for s in samples]
-            )
+            batch = default_collate([ds[i] for i in range(len(ds))])
+            return batch["image"], batch["mask"]
 
         tx, ty = stack("train")
         vx, vy = stack("val")
@@ -178,10 +159,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ConfusionMat
 
 def build_model(cfg: Config) -> nn.Module:
     """Swin (torchvision layout) -> FPN(256) -> FPNSegmentationHead, first layers frozen."""
-    depths = tuple(int(d) for d in cfg.depths.split(","))
     backbone = geofm.create_backbone(
         "tv_swin_v2_b",
-        depths=depths,
+        depths=cfg.depths,
         drop_path_rate=cfg.drop_path_rate,
         pretrained=cfg.weights or False,
     )
@@ -201,9 +181,8 @@ def build_model(cfg: Config) -> nn.Module:
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    if cfg.fuse not in ("sum", "coarsest"):
-        raise ValueError(f"fuse must be 'sum' or 'coarsest', got {cfg.fuse!r}.")
-    class_weights = torch.tensor([float(w) for w in cfg.class_weights.split(",")])
+    check_choices(cfg)
+    class_weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     if class_weights.shape != (len(CLASSES),) or bool((class_weights <= 0).any()):
         raise ValueError(
             f"class_weights must be {len(CLASSES)} positive numbers, got {cfg.class_weights!r}."
@@ -214,7 +193,8 @@ def main(cfg: Config) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="landcover_"))
     tx, ty, vx, vy, scene_path = load_data(cfg, workdir)
     model = build_model(cfg)
-    norm = Standardize()
+    # (x / 255 - mean) / std with LandCover.ai's statistics: raw 0-255 rasters can be fed.
+    norm = Normalize(LANDCOVER_AI_MEAN, LANDCOVER_AI_STD, divisor=255.0)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -223,8 +203,7 @@ def main(cfg: Config) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
     best_iou, best_state, stale = -1.0, None, 0
-    epochs = range(cfg.epochs)
-    for epoch in tqdm(epochs, desc="landcover") if (tqdm and cfg.progress) else epochs:
+    for epoch in progress(range(cfg.epochs), desc="landcover", show=cfg.progress):
         model.train()
         losses = []
         for _ in range(cfg.steps_per_epoch):
@@ -311,19 +290,5 @@ def plot(path: Path, history: list[dict[str, float]], map_path: Path) -> None:
     plt.close(fig)
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Config):
-        flag = f"--{field.name.replace('_', '-')}"
-        if type(field.default) is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
-        else:
-            parser.add_argument(flag, type=type(field.default), default=field.default)
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    result = main(parse_args())
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    run(main, Config, hide=("history",))

@@ -19,8 +19,6 @@ use ``geofm tile`` / ``geofm predict`` or the other examples' ``--data-dir``.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _cli import run
 
 import geofm
-from geofm.cli import sample_raster
+from geofm.data import sample_raster
 from geofm.geo import read_raster
 from geofm.hub import ModuleSpec, build_segmentation_model, from_pretrained, save_pretrained
 from geofm.lora import LoRAConfig, apply_lora, mark_only_lora_trainable
@@ -113,16 +112,5 @@ def main(cfg: Config) -> dict[str, float]:
     return metrics
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Config):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default
-        )
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    print(json.dumps(main(parse_args()), indent=2))
+    run(main, Config)

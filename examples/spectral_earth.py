@@ -108,36 +108,27 @@ the source, over the 10 tiny epochs.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
-import dataclasses
 import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _cli import check_choices, progress, run
 from torch import nn
+from torch.utils.data import default_collate
 
 import geofm
+from geofm.heads import ClassificationHead, PooledModel, RegressionHead
 from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
+from geofm.losses import relative_mse_loss
 from geofm.transforms import Normalize
 
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - optional
-    tqdm = None
-
-MODES = ("pretrain", "finetune")
-METHODS = ("moco", "dino", "mae")
-TASKS = ("segmentation", "multilabel", "regression")
-PROTOCOLS = ("linear", "finetune")
-BACKBONES = ("spec_vit_small_patch4", "spec_resnet50")
 ENMAP = "enmap_spectral_earth"  # 202 bands, SpectralEarth's mu / sigma on raw DN
 HYPERVIEW = "hyperview_spectral_earth"  # 150 bands, 462-942 nm
 DN_PER_REFLECTANCE = {ENMAP: 10000.0, HYPERVIEW: 3000.0}  # raw values of the sensors' statistics
@@ -154,11 +145,11 @@ SOURCE_WD |= {"multilabel": 1e-5, "regression": 1e-4}
 class Config:
     """SpectralEarth settings (every field is also a command-line flag)."""
 
-    mode: str = "pretrain"  # the subcommand: pretrain | finetune
-    method: str = "mae"  # pretrain: mae | moco | dino
-    task: str = "segmentation"  # finetune: segmentation | multilabel | regression
-    protocol: str = "linear"  # finetune: linear (frozen backbone) | finetune (all)
-    backbone: str = "spec_vit_small_patch4"  # or spec_resnet50
+    mode: Literal["pretrain", "finetune"] = "pretrain"  # the subcommand
+    method: Literal["mae", "moco", "dino"] = "mae"  # pretrain
+    task: Literal["segmentation", "multilabel", "regression"] = "segmentation"  # finetune
+    protocol: Literal["linear", "finetune"] = "linear"  # finetune: frozen backbone | all
+    backbone: Literal["spec_vit_small_patch4", "spec_resnet50"] = "spec_vit_small_patch4"
     depth: int = 2  # Spec-ViT blocks; source: 12
     pretrained: str = ""  # finetune: folder from `pretrain` or a .safetensors file
     data_dir: str = ""  # real data root; empty: synthetic patches
@@ -222,10 +213,9 @@ def synthetic_multilabel(
         max_classes=min(3, num_labels) if num_labels > 4 else num_labels,
         seed=seed,
     )
-    samples = [ds[i] for i in range(len(ds))]
-    images = torch.stack([s["image"] for s in samples]) * DN_PER_REFLECTANCE[bands]
-    labels = torch.stack([s["label"] for s in samples])
-    return images.round(), labels, torch.stack([s["target"] for s in samples])
+    batch = default_collate([ds[i] for i in range(len(ds))])
+    images = batch["image"] * DN_PER_REFLECTANCE[bands]
+    return images.round(), batch["label"], batch["target"]
 
 
 def read_potsdam(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,15 +266,7 @@ def band_indices_224_to_202() -> list[int]:
 
 
 def check_config(cfg: Config) -> None:
-    for name, allowed in (
-        ("mode", MODES),
-        ("method", METHODS),
-        ("task", TASKS),
-        ("protocol", PROTOCOLS),
-        ("backbone", BACKBONES),
-    ):
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {getattr(cfg, name)!r}.")
+    check_choices(cfg)
     for name in ("img_size", "batch_size", "epochs", "steps_per_epoch", "depth"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}.")
@@ -323,19 +305,6 @@ def resolve_pretrained(cfg: Config) -> tuple[str, dict[str, Any], str | bool]:
     return cfg.backbone, backbone_kwargs(cfg), str(path)
 
 
-class PooledModel(nn.Module):
-    """Backbone embedding (CLS token or global average) -> head."""
-
-    def __init__(self, backbone: geofm.Backbone, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Head outputs for ``(N, C, H, W)`` input."""
-        return self.head(self.backbone.embed(x))  # type: ignore[no-any-return]
-
-
 def build_downstream(cfg: Config, in_chans: int, num_outputs: int) -> nn.Module:
     """Backbone (+ pretrained weights) and the task head."""
     name, kwargs, weights = resolve_pretrained(cfg)
@@ -361,8 +330,6 @@ def build_downstream(cfg: Config, in_chans: int, num_outputs: int) -> nn.Module:
             )
         return build_segmentation_model(backbone, head=head)
     backbone = geofm.create_backbone(name, in_chans=in_chans, pretrained=weights, **kwargs)
-    from geofm.heads import ClassificationHead, RegressionHead
-
     if cfg.task == "multilabel":
         pooled: nn.Module = ClassificationHead(
             backbone.embed_dim, num_outputs, multi_label=True, init_std=None
@@ -375,9 +342,8 @@ def build_downstream(cfg: Config, in_chans: int, num_outputs: int) -> nn.Module:
 # ---------------------------------------------------------------- helpers
 
 
-def iterate(cfg: Config, desc: str) -> Any:
-    steps = range(cfg.epochs * cfg.steps_per_epoch)
-    return tqdm(steps, desc=desc) if (tqdm and cfg.progress) else steps
+def iterate(cfg: Config, desc: str) -> Iterable[int]:
+    return progress(range(cfg.epochs * cfg.steps_per_epoch), desc=desc, show=cfg.progress)
 
 
 def flips(x: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator) -> tuple[Any, Any]:
@@ -486,11 +452,8 @@ def pretrain_data(cfg: Config) -> Callable[[torch.Generator], tuple[torch.Tensor
 
         def real(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             idx = torch.randint(0, len(ds), (cfg.batch_size,), generator=gen).tolist()
-            samples = [ds[i] for i in idx]
-            return (
-                torch.stack([s["image1"] for s in samples]).float(),
-                torch.stack([s["image2"] for s in samples]).float(),
-            )
+            batch = default_collate([ds[i] for i in idx])
+            return batch["image1"].float(), batch["image2"].float()
 
         return real
     # Patches of 1-3 of 19 cover types: two crops of a patch share its spectra.
@@ -527,8 +490,8 @@ class MAEModel(nn.Module):
         from geofm.losses import MAELoss
         from geofm.ssl import patchify, random_masking
 
-        vit = self.backbone.vit_core
-        tokens = vit.patch_embed(self.backbone.spectral_adapter(image))  # (N, h, w, D)
+        vit = self.backbone.model  # the timm VisionTransformer
+        tokens = vit.patch_embed(self.backbone.stem(image))  # adapter, (N, h, w, D)
         tokens = vit._pos_embed(tokens)  # (N, 1 + L, D), CLS + position embedding
         masked = random_masking(
             tokens,
@@ -638,7 +601,7 @@ def pretrain(cfg: Config, out: Path) -> dict[str, Any]:
     folder = save_pretrained(backbone, out / "backbone")
     from geofm.hub import from_pretrained
 
-    probe_x = norm({"image": data(torch.Generator().manual_seed(cfg.seed + 1))[0][:4]})["image"]
+    probe_x = norm(data(torch.Generator().manual_seed(cfg.seed + 1))[0][:4])
     reloaded = from_pretrained(folder)
     with torch.no_grad():
         reload_diff = float((reloaded.embed(probe_x) - backbone.embed(probe_x)).abs().max())
@@ -666,7 +629,7 @@ def probe(cfg: Config, backbone: Any, initial: Any, norm: Normalize) -> dict[str
         cfg.probe_samples, cfg.img_size, bands=ENMAP, num_labels=NUM_LABELS, seed=cfg.seed + 7
     )
     labels = fractions.argmax(1)  # dominant cover type
-    x = norm({"image": images})["image"]
+    x = norm(images)
     half = len(x) // 2
     out = {}
     for name, model in (("probe_accuracy", backbone), ("probe_accuracy_initial", initial)):
@@ -694,18 +657,18 @@ def finetune_data(cfg: Config) -> tuple[torch.Tensor, ...]:
             tx, ty = synthetic_scenes(cfg.train_samples, cfg.img_size, seed=cfg.seed, **kwargs)
             vx, vy = synthetic_scenes(cfg.val_samples, cfg.img_size, seed=cfg.seed + 1, **kwargs)
         norm = Normalize.from_sensor(ENMAP)
-        return norm({"image": tx})["image"], ty, norm({"image": vx})["image"], vy
+        return norm(tx), ty, norm(vx), vy
     if cfg.task == "multilabel":
         if cfg.data_dir:
             from geofm.datasets import EnMAPCorine
 
             def stack(split: str) -> tuple[torch.Tensor, torch.Tensor]:
                 ds = EnMAPCorine(cfg.data_dir, split=split)  # type: ignore[arg-type]
-                samples = [ds[i] for i in range(len(ds))]
-                images = torch.stack([s["image"] for s in samples]).float()
+                batch = default_collate([ds[i] for i in range(len(ds))])
+                images = batch["image"].float()
                 if images.shape[-1] != cfg.img_size:
                     images = F.interpolate(images, size=cfg.img_size, mode="bilinear")
-                return images, torch.stack([s["label"] for s in samples])
+                return images, batch["label"]
 
             tx, ty = stack("train")
             vx, vy = stack("val")
@@ -717,7 +680,7 @@ def finetune_data(cfg: Config) -> tuple[torch.Tensor, ...]:
                 cfg.val_samples, cfg.img_size, bands=ENMAP, num_labels=NUM_LABELS, seed=cfg.seed + 1
             )
         norm = Normalize.from_sensor(ENMAP)
-        return norm({"image": tx})["image"], ty, norm({"image": vx})["image"], vy
+        return norm(tx), ty, norm(vx), vy
     # Regression: 150-band Hyperview-like patches; targets = the 4 class fractions, standardised.
     tx, _, ty = synthetic_multilabel(
         cfg.train_samples, cfg.img_size, bands=HYPERVIEW, num_labels=NUM_TARGETS, seed=cfg.seed
@@ -727,17 +690,10 @@ def finetune_data(cfg: Config) -> tuple[torch.Tensor, ...]:
     )
     mean, std = ty.mean(0), ty.std(0)
     norm = Normalize.from_sensor(HYPERVIEW)
-    return (
-        norm({"image": tx})["image"],
-        (ty - mean) / std,
-        norm({"image": vx})["image"],
-        (vy - mean) / std,
-    )
+    return norm(tx), (ty - mean) / std, norm(vx), (vy - mean) / std
 
 
 def task_loss(cfg: Config, out: torch.Tensor, y: torch.Tensor, ignore: int) -> torch.Tensor:
-    from geofm.heads import relative_mse_loss
-
     if cfg.task == "segmentation":
         return F.cross_entropy(out, y, ignore_index=ignore)
     if cfg.task == "multilabel":
@@ -870,7 +826,6 @@ def evaluate(
             "prior_macro_f1": float(multilabel_f1_score(prior, vy, average="macro")),
             "prior_map": float(multilabel_average_precision(prior_scores, vy, average="macro")),
         }
-    from geofm.heads import relative_mse_loss
     from geofm.metrics import root_mean_squared_error
 
     zeros = torch.zeros_like(vy)
@@ -900,7 +855,7 @@ def save_model(cfg: Config, model: nn.Module, out: Path, x: torch.Tensor) -> dic
         save_file(state_copy(head), str(folder / "head.safetensors"))
         fresh_head = copy.deepcopy(head)
         fresh_head.load_state_dict(load_file(str(folder / "head.safetensors")), strict=True)
-        again = PooledModel(from_pretrained(folder), fresh_head).eval()  # type: ignore[arg-type]
+        again = PooledModel(from_pretrained(folder), fresh_head).eval()
     with torch.no_grad():
         diff = float((again(x) - reference).abs().max())
     return {"model_dir": str(folder), "reload_max_abs_diff": diff}
@@ -919,27 +874,6 @@ def main(cfg: Config) -> dict[str, Any]:
     return finetune(cfg, out)
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="mode")
-    for mode in MODES:
-        p = sub.add_parser(mode, help=f"{mode} (see the module docstring)")
-        for field in dataclasses.fields(Config):
-            if field.name == "mode":
-                continue
-            flag = f"--{field.name.replace('_', '-')}"
-            if type(field.default) is bool:
-                p.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
-            else:
-                p.add_argument(flag, type=type(field.default), default=field.default)
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["pretrain", *argv]  # no subcommand: MAE pre-training + its linear probe
-    return Config(**vars(parser.parse_args(argv)))
-
-
 if __name__ == "__main__":
-    result = main(parse_args())
-    print(json.dumps({k: v for k, v in result.items() if k != "losses"}, indent=2))
+    # `pretrain` / `finetune` sub-commands; none given: MAE pre-training + its probe.
+    run(main, Config, subcommand="mode", hide=("losses",))

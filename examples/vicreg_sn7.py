@@ -9,8 +9,8 @@ of RandomResizedCrop, ColorJitter(0.6, 0.6, 0.4, 0.2) p 0.8, grayscale p 0.3,
 a 3-tap Gaussian blur (p 1.0 / 0.1), solarisation (p 0.0 / 0.3), ImageNet
 normalisation (``--views reference`` uses ``geofm.transforms.VICRegTransform``
 instead). The optimiser is the source's **LARS** (momentum 0.9, eta 0.001,
-biases and norms excluded from weight decay and the trust ratio; written here
-in ~30 lines) with ``lr = base_lr * batch / 256``, a linear warm-up and a
+biases and norms excluded from weight decay and the trust ratio;
+``geofm.ssl.LARS``) with ``lr = base_lr * batch / 256``, a linear warm-up and a
 cosine decay to 0.001 x; ``--optimizer adamw`` is the alternative. Then:
 
 - linear evaluation: frozen backbone (eval mode), ``ClassificationHead`` with
@@ -28,8 +28,9 @@ all ranks for the variance and covariance terms (the invariance term is local
 and DDP averages it). BatchNorm would still see only the local batch, so the
 2-rank run would not equal the 1-rank run (the reference uses SyncBatchNorm,
 which does not run on CPU): every BatchNorm is therefore replaced by
-:class:`GlobalBatchNorm`, which all-reduces the batch sums with an autograd-aware
-collective, so statistics and their gradients are those of the global batch.
+``geofm.ssl.GlobalBatchNorm`` (``convert_to_global_batchnorm``), which all-reduces
+the batch sums with an autograd-aware collective, so statistics and their
+gradients are those of the global batch.
 Each sample's two views are drawn from a generator seeded by (seed, epoch,
 sample index), independent of the rank. Together this makes 2 ranks x batch
 ``b`` reproduce 1 rank x batch ``2 b`` up to float rounding: with
@@ -77,32 +78,32 @@ clipping) wiped out what a head alone learns from the same 8-29 labelled scenes
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
+import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from _cli import check_choices, config_from_argv, progress
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 import geofm
-from geofm.heads import ClassificationHead
+from geofm._dist import all_reduce_sum, rank, world_size
+from geofm.heads import ClassificationHead, PooledModel
 from geofm.hub import save_pretrained
 from geofm.losses import VICRegLoss
 from geofm.metrics import topk_accuracy
-from geofm.ssl import VICRegProjectionHead
+from geofm.ssl import LARS, VICRegProjectionHead, convert_to_global_batchnorm
 from geofm.transforms import (
     ColorJitter,
     Compose,
@@ -115,11 +116,6 @@ from geofm.transforms import (
     Transform,
     VICRegTransform,
 )
-
-try:
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - optional
-    tqdm = None
 
 Sample = dict[str, torch.Tensor]
 
@@ -135,8 +131,8 @@ class Config:
     image_size: int = 32  # crop side (source: 224)
     val_fraction: float = 0.25
     projector: str = "256-256-256"  # source: 8192-8192-8192
-    views: str = "sn7"  # sn7 | reference (VICRegTransform)
-    optimizer: str = "lars"  # lars (source) | adamw
+    views: Literal["sn7", "reference"] = "sn7"  # reference: geofm's VICRegTransform
+    optimizer: Literal["lars", "adamw"] = "lars"  # lars: the source's
     base_lr: float = 0.3  # source (x global batch / 256)
     weight_decay: float = 1e-6
     batch_size: int = 64  # global batch (source: 256 on 2 GPUs)
@@ -149,142 +145,22 @@ class Config:
     finetune_lr_backbone: float = 0.01
     eval_batch_size: int = 64
     seed: int = 0
-    precision: str = "float32"  # float64: pretraining in double (the 2-rank == 1-rank check)
+    precision: Literal["float32", "float64"] = "float32"  # float64: the 2-rank == 1-rank test
     pretrain_only: bool = False
     progress: bool = False
     output_dir: str = "runs/vicreg_sn7"
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+class BothViews(nn.Module):
+    """Runs ``model`` on both views in one forward call, as DDP expects."""
 
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        out = tensor.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class GlobalBatchNorm(_BatchNorm):
-    """BatchNorm whose training statistics cover every rank's batch (CPU-capable SyncBatchNorm).
-
-    Same parameters, buffers and state-dict keys as the BatchNorm it replaces.
-    Outside a process group (or in eval mode) it is plain BatchNorm.
-    """
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(
-                f"GlobalBatchNorm expects (N, C, ...) input, got {tuple(input.shape)}."
-            )
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Normalise with the statistics of the global batch (training, distributed)."""
-        if not (self.training and dist.is_available() and dist.is_initialized()):
-            return super().forward(input)
-        dims = [0, *range(2, input.dim())]
-        channels = input.shape[1]
-        shape = [1, channels] + [1] * (input.dim() - 2)
-        local_count = torch.tensor([input.numel() / channels], dtype=input.dtype)
-        # Two passes (mean, then centred squares): E[x^2] - mean^2 loses precision after ReLU.
-        sums = _AllReduceSum.apply(torch.cat([input.sum(dims), local_count]))  # (C + 1,)
-        count = sums[-1]
-        mean = sums[:channels] / count  # (C,)
-        centred = input - mean.view(shape)
-        var = _AllReduceSum.apply((centred * centred).sum(dims)) / count  # (C,) biased
-        if self.track_running_stats and self.running_mean is not None:
-            assert self.running_var is not None
-            assert self.num_batches_tracked is not None
-            with torch.no_grad():
-                unbiased = var * count / (count - 1)
-                self.running_mean.lerp_(mean, self.momentum or 0.1)
-                self.running_var.lerp_(unbiased, self.momentum or 0.1)
-                self.num_batches_tracked.add_(1)
-        out: torch.Tensor = centred * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
-
-
-def convert_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm1d/2d`` in ``module`` by :class:`GlobalBatchNorm` (same state)."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm1d | nn.BatchNorm2d):
-            new = GlobalBatchNorm(
-                child.num_features,
-                eps=child.eps,
-                momentum=child.momentum,
-                affine=child.affine,
-                track_running_stats=child.track_running_stats,
-            )
-            new.load_state_dict(child.state_dict())
-            setattr(module, name, new)
-        else:
-            convert_batchnorm(child)
-    return module
-
-
-class LARS(torch.optim.Optimizer):
-    """LARS as in the VICReg reference: SGD momentum on trust-ratio-scaled updates.
-
-    For parameters with more than one dimension the update ``g + wd * p`` is
-    scaled by ``eta * ||p|| / ||g + wd * p||`` (1 if either norm is 0);
-    biases and normalisation weights (1-D) get neither weight decay nor scaling.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[nn.Parameter],
-        *,
-        lr: float,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        eta: float = 0.001,
-    ) -> None:
-        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "eta": eta}
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
-        """Apply one LARS update to every parameter with a gradient."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if p.ndim > 1:
-                    update = update.add(p, alpha=group["weight_decay"])
-                    p_norm, u_norm = torch.norm(p), torch.norm(update)
-                    ok = (p_norm > 0) & (u_norm > 0)
-                    q = torch.where(ok, group["eta"] * p_norm / u_norm, torch.ones_like(p_norm))
-                    update = update * q
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu = state["mu"]
-                mu.mul_(group["momentum"]).add_(update)
-                p.add_(mu, alpha=-group["lr"])
-
-
-class VICRegModel(nn.Module):
-    """Backbone pooled embedding -> VICReg expander."""
-
-    def __init__(self, backbone: geofm.Backbone, projector: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.projector = projector
+        self.model = model
 
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expander outputs ``(N, D)`` of both views (one forward, as DDP expects)."""
-        z_a = self.projector(self.backbone.embed(x_a))  # (N, D)
-        z_b = self.projector(self.backbone.embed(x_b))  # (N, D)
-        return z_a, z_b
+        """``model``'s outputs for both views (here expander outputs ``(N, D)``)."""
+        return self.model(x_a), self.model(x_b)
 
 
 class InMemory(Dataset[Sample]):
@@ -383,10 +259,8 @@ def load_data(cfg: Config) -> tuple[Dataset[Sample], Dataset[Sample], int]:
         synth = SyntheticSceneClassification(
             length=cfg.samples, num_classes=cfg.num_classes, size=cfg.scene_size, seed=cfg.seed
         )
-        samples = [synth[i] for i in range(len(synth))]
-        base = InMemory(
-            torch.stack([s["image"] for s in samples]), torch.stack([s["label"] for s in samples])
-        )
+        batch = default_collate([synth[i] for i in range(len(synth))])
+        base = InMemory(batch["image"], batch["label"])
         num_classes, scale = cfg.num_classes, 1.0
     n = len(base)  # type: ignore[arg-type]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(42)).tolist()
@@ -405,8 +279,7 @@ def lr_at(step: int, *, peak: float, warmup: int, total: int) -> float:
 
 def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, list[float]]:
     """VICReg pretraining; returns the (unwrapped) backbone and the global loss per step."""
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = world_size()
     if cfg.batch_size % world:
         raise ValueError(
             f"batch_size (global) must be divisible by the {world} ranks, got {cfg.batch_size}."
@@ -415,7 +288,8 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
     backbone = geofm.create_backbone("resnet18")
     projector = VICRegProjectionHead.from_spec(cfg.projector, input_dim=backbone.embed_dim)
     dtype = torch.float64 if cfg.precision == "float64" else torch.float32
-    model: nn.Module = convert_batchnorm(VICRegModel(backbone, projector)).to(dtype)
+    encoder = PooledModel(backbone, projector)  # pooled embedding -> VICReg expander
+    model: nn.Module = convert_to_global_batchnorm(BothViews(encoder)).to(dtype)
     if world > 1:
         model = DistributedDataParallel(model)
     if cfg.views == "sn7":
@@ -424,7 +298,7 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
         views = VICRegTransform(cfg.image_size, normalize=Normalize.from_sensor("rgb"))
     pairs = TwoViews(train_set, views, cfg.seed)
     sampler: DistributedSampler[tuple[torch.Tensor, torch.Tensor]] = DistributedSampler(
-        pairs, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
+        pairs, num_replicas=world, rank=rank(), shuffle=True, seed=cfg.seed, drop_last=True
     )
     # One worker (one thread) augments while the main process trains.
     loader = DataLoader(
@@ -440,38 +314,27 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
         optimizer = LARS(params, lr=peak, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.AdamW(params, lr=peak, weight_decay=cfg.weight_decay)
+
+    def batches() -> Iterator[list[torch.Tensor]]:
+        """The loader's batches, epoch after epoch (reshuffled and re-augmented each epoch)."""
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
+            pairs.epoch = epoch
+            yield from loader
+
     losses: list[float] = []
-    bar = tqdm(total=cfg.pretrain_steps, desc="vicreg") if (tqdm and cfg.progress) else None
-    epoch = 0
     model.train()
-    while len(losses) < cfg.pretrain_steps:
-        sampler.set_epoch(epoch)
-        pairs.epoch = epoch
-        for x_a, x_b in loader:
-            step = len(losses)
-            if step >= cfg.pretrain_steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(
-                    step, peak=peak, warmup=cfg.warmup_steps, total=cfg.pretrain_steps
-                )
-            loss = criterion(*model(x_a.to(dtype), x_b.to(dtype)))
-            optimizer.zero_grad()
-            torch.autograd.backward(loss)
-            optimizer.step()
-            # Global loss = mean over ranks (the invariance term is local, the rest global).
-            logged = loss.detach().clone()
-            if world > 1:
-                dist.all_reduce(logged)
-                logged /= world
-            losses.append(float(logged))
-            if bar is not None:
-                bar.update()
-        epoch += 1
-    if bar is not None:
-        bar.close()
-    inner = model.module if isinstance(model, DistributedDataParallel) else model
-    return inner.backbone, losses  # type: ignore[return-value]
+    steps = progress(range(cfg.pretrain_steps), desc="vicreg", show=cfg.progress)
+    for step, (x_a, x_b) in zip(steps, batches(), strict=False):  # stops after the steps
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, peak=peak, warmup=cfg.warmup_steps, total=cfg.pretrain_steps)
+        loss = criterion(*model(x_a.to(dtype), x_b.to(dtype)))
+        optimizer.zero_grad()
+        torch.autograd.backward(loss)
+        optimizer.step()
+        # Global loss = mean over ranks (the invariance term is local, the rest global).
+        losses.append(float(all_reduce_sum(loss.detach())) / world)
+    return backbone, losses  # converted in place: GlobalBatchNorm layers, trained weights
 
 
 def plain_backbone(trained: nn.Module) -> geofm.Backbone:
@@ -487,8 +350,7 @@ def eval_transform(image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     def apply(images: torch.Tensor) -> torch.Tensor:
         top = (images.shape[-1] - image_size) // 2
         crop = images[..., top : top + image_size, top : top + image_size]  # centre crop
-        normalised: torch.Tensor = norm({"image": crop})["image"]
-        return normalised
+        return norm(crop)
 
     return apply
 
@@ -504,17 +366,10 @@ def scores(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, bs: i
         return torch.cat([model(x[i : i + bs]) for i in range(0, len(x), bs)])
 
 
-def top_k(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, float]:
-    return (
-        float(topk_accuracy(logits, labels, k=1)),
-        float(topk_accuracy(logits, labels, k=min(5, num_classes))),
-    )
-
-
 def linear_eval(
     cfg: Config, backbone: geofm.Backbone, data: dict[str, torch.Tensor], num_classes: int
-) -> tuple[float, float]:
-    """Frozen backbone (eval mode) + N(0, 0.01) linear head; SGD momentum 0.9, cosine."""
+) -> torch.Tensor:
+    """Frozen backbone (eval mode) + N(0, 0.01) linear head; returns validation logits."""
     backbone.eval()
     feats_tr = scores(backbone.embed, data["x_train"], cfg.eval_batch_size)
     feats_va = scores(backbone.embed, data["x_val"], cfg.eval_batch_size)
@@ -538,7 +393,7 @@ def linear_eval(
         torch.autograd.backward(loss)
         optimizer.step()
         sched.step()
-    return top_k(scores(head, feats_va, cfg.eval_batch_size), data["y_val"], num_classes)
+    return scores(head, feats_va, cfg.eval_batch_size)
 
 
 def finetune(
@@ -548,24 +403,24 @@ def finetune(
     num_classes: int,
     percent: float,
     raw_train: torch.Tensor,
-) -> tuple[float, float]:
-    """Fine-tune a copy of the backbone + a new head on ``percent`` % of the labels."""
+) -> torch.Tensor:
+    """Fine-tune a copy of the backbone + a new head on ``percent`` % of the labels; val logits."""
     gen = torch.Generator().manual_seed(cfg.seed)
     y_all = data["y_train"]
     n = max(num_classes, round(len(y_all) * percent / 100))
     subset = torch.randperm(len(y_all), generator=gen)[:n]
-    model = copy.deepcopy(backbone)
     torch.manual_seed(cfg.seed)
     # BatchNorm without affine before the head: as in the linear probe, the head's lr
     # then suits the features' scale.
     head = nn.Sequential(
-        nn.BatchNorm1d(model.embed_dim, affine=False),
-        ClassificationHead(model.embed_dim, num_classes, init_std=0.01),
+        nn.BatchNorm1d(backbone.embed_dim, affine=False),
+        ClassificationHead(backbone.embed_dim, num_classes, init_std=0.01),
     )
+    model = PooledModel(copy.deepcopy(backbone), head)
     optimizer = torch.optim.SGD(
         [
-            {"params": model.parameters(), "lr": cfg.finetune_lr_backbone},
-            {"params": head.parameters(), "lr": cfg.finetune_lr_head},
+            {"params": model.backbone.parameters(), "lr": cfg.finetune_lr_backbone},
+            {"params": model.head.parameters(), "lr": cfg.finetune_lr_head},
         ],
         momentum=0.9,
         weight_decay=cfg.weight_decay,
@@ -581,37 +436,23 @@ def finetune(
     batch = min(cfg.eval_batch_size, n)
     for _ in range(cfg.finetune_steps):
         model.train()
-        head.train()
         idx = subset[torch.randint(0, n, (batch,), generator=gen)]
         x = aug({"image": raw_train[idx]}, generator=gen)["image"]
-        loss = F.cross_entropy(head(model.embed(x)), y_all[idx])
+        loss = F.cross_entropy(model(x), y_all[idx])
         optimizer.zero_grad()
         torch.autograd.backward(loss)
         optimizer.step()
         sched.step()
-    model.eval()
-    head.eval()
-    logits = scores(lambda v: head(model.embed(v)), data["x_val"], cfg.eval_batch_size)
-    return top_k(logits, data["y_val"], num_classes)
+    return scores(model.eval(), data["x_val"], cfg.eval_batch_size)
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    choices = {
-        "views": ("sn7", "reference"),
-        "optimizer": ("lars", "adamw"),
-        "precision": ("float32", "float64"),
-    }
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(
-                f"{name} must be one of {'|'.join(allowed)}, got {getattr(cfg, name)!r}."
-            )
+    check_choices(cfg)
     started_group = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
         started_group = True
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    world, is_main = world_size(), rank() == 0  # read before the group is destroyed
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     out = Path(cfg.output_dir)
     train_set, val_set, num_classes = load_data(cfg)
@@ -620,7 +461,7 @@ def main(cfg: Config) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     metrics: dict[str, Any] = {"world_size": world, "pretrain_losses": losses}
-    if rank != 0:
+    if not is_main:
         return metrics
     out.mkdir(parents=True, exist_ok=True)
     backbone = plain_backbone(trained)
@@ -631,27 +472,26 @@ def main(cfg: Config) -> dict[str, Any]:
         raw_tr, y_tr = collect(train_set, cfg.eval_batch_size)
         raw_va, y_va = collect(val_set, cfg.eval_batch_size)
         data = {"x_train": prep(raw_tr), "y_train": y_tr, "x_val": prep(raw_va), "y_val": y_va}
+        metrics |= {
+            "num_classes": num_classes,
+            "chance_top1": 1.0 / num_classes,
+            "train_samples": len(y_tr),
+            "val_samples": len(y_va),
+        }
         torch.manual_seed(cfg.seed)
-        random_top1, random_top5 = linear_eval(
-            cfg, geofm.create_backbone("resnet18"), data, num_classes
-        )
-        top1, top5 = linear_eval(cfg, backbone, data, num_classes)
-        metrics.update(
-            {
-                "num_classes": num_classes,
-                "chance_top1": 1.0 / num_classes,
-                "train_samples": len(y_tr),
-                "val_samples": len(y_va),
-                "linear_top1": top1,
-                "linear_top5": top5,
-                "random_init_linear_top1": random_top1,
-                "random_init_linear_top5": random_top5,
-            }
-        )
+        random_init = geofm.create_backbone("resnet18")
+        logits = {  # validation logits of each protocol
+            "random_init_linear": linear_eval(cfg, random_init, data, num_classes),
+            "linear": linear_eval(cfg, backbone, data, num_classes),
+        }
         for percent in (1, 10):
-            t1, t5 = finetune(cfg, backbone, data, num_classes, percent, raw_tr)
-            metrics[f"finetune_{percent}pct_top1"] = t1
-            metrics[f"finetune_{percent}pct_top5"] = t5
+            logits[f"finetune_{percent}pct"] = finetune(
+                cfg, backbone, data, num_classes, percent, raw_tr
+            )
+        for name, scores_val in logits.items():
+            for k in (1, 5):
+                hit = topk_accuracy(scores_val, y_va, k=min(k, num_classes))
+                metrics[f"{name}_top{k}"] = float(hit)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot(out / "vicreg_sn7.png", metrics)
     return metrics
@@ -679,26 +519,7 @@ def plot(path: Path, metrics: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for field in dataclasses.fields(Config):
-        kind = type(field.default)
-        if kind is bool:
-            parser.add_argument(
-                f"--{field.name.replace('_', '-')}",
-                action=argparse.BooleanOptionalAction,
-                default=field.default,
-            )
-        else:
-            parser.add_argument(
-                f"--{field.name.replace('_', '-')}", type=kind, default=field.default
-            )
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    result = main(parse_args())
+    result = main(config_from_argv(Config))
     if result.get("backbone"):
         print(json.dumps({k: v for k, v in result.items() if k != "pretrain_losses"}, indent=2))

@@ -29,20 +29,7 @@ from pathlib import Path
 
 from geofm._version import __version__
 
-__all__ = ["main", "sample_raster"]
-
-
-def sample_raster() -> Path:
-    """Path of the embedded 224x224 Landsat 7 RGB GeoTIFF (CC0, EPSG:32618).
-
-    Returns:
-        Path inside the installed package.
-
-    Example:
-        >>> sample_raster().name
-        'landsat7_rgb_224.tif'
-    """
-    return Path(__file__).parent / "data" / "samples" / "landsat7_rgb_224.tif"
+__all__ = ["main"]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -66,8 +53,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from geofm.backbones.base import BACKBONES
-    from geofm.hub.catalog import WEIGHTS
     from geofm.sensors import SENSORS
+    from geofm.weights.catalog import WEIGHTS
 
     name = args.name
     if name in BACKBONES:
@@ -86,7 +73,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if name in SENSORS:
         sensor = SENSORS.get(name)
         print(f"sensor    {name}: {sensor.description}")
-        print(f"gsd       {sensor.gsd} m, scale {sensor.scale}")
+        print(f"gsd       {sensor.gsd} m, scaling {sensor.scaling.summary()}")
         for i, band in enumerate(sensor.bands):
             print(f"  {band:<8} {sensor.wavelengths[i]:8.1f} nm")
         return 0
@@ -212,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from typing import get_args
 
-    from geofm.geo.predict import BlendMode, OutputMode
-    from geofm.geo.tiling import TilePadding
+    from geofm.geo import BlendMode, OutputMode, TilePadding
 
     p_tile = sub.add_parser("tile", help="split a raster into georeferenced tiles + an index")
     p_tile.add_argument("src")

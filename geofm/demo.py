@@ -144,7 +144,7 @@ def run_demo(
         ['map', 'metrics', 'model', 'plot']
     """
     from geofm.backbones import create_backbone
-    from geofm.cli import sample_raster
+    from geofm.data import sample_raster
     from geofm.geo import predict_raster, read_raster
     from geofm.hub import ModuleSpec, build_segmentation_model, from_pretrained, save_pretrained
     from geofm.lora import LoRAConfig, apply_lora, mark_only_lora_trainable

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 __all__ = [
+    "DatasetNotFoundError",
     "GeofmError",
     "MissingDependencyError",
     "ShapeError",
@@ -84,5 +85,18 @@ class MissingDependencyError(GeofmError, ImportError):
 
     Example:
         >>> isinstance(MissingDependencyError("pip install rasterio"), ImportError)
+        True
+    """
+
+
+class DatasetNotFoundError(GeofmError, FileNotFoundError):
+    """A dataset directory is missing or not laid out as the reader expects.
+
+    geofm never downloads data: the message describes the expected layout
+    (torchgeo's ``DatasetNotFoundError`` idea). Subclasses
+    :class:`FileNotFoundError`, so ``except FileNotFoundError`` catches it.
+
+    Example:
+        >>> isinstance(DatasetNotFoundError("no such folder"), FileNotFoundError)
         True
     """

@@ -288,22 +288,17 @@ class GatedLateFusion(nn.Module):
         return gate
 
     def forward(self, fused: Tensor, visual: Tensor) -> Tensor:
-        """Mix ``fused`` and ``visual`` with the learned gate.
+        """Mix ``fused`` and ``visual`` with the learned gate :meth:`gate`.
 
         Args:
-            fused: Fused map (weight ``g``).
-            visual: Visual map (weight ``1 - g``).
+            fused: Fused map ``(N, C, H, W)``, weighted by ``g``.
+            visual: Visual map of the same shape, weighted by ``1 - g``.
 
         Returns:
-            ``g * fused + (1 - g) * visual``.
+            ``g * fused + (1 - g) * visual``, shaped like the inputs.
 
         Raises:
-            ShapeError: For maps that are not 4-D, have the wrong channel count
-                or differ in shape.
-
-        Shape:
-            - Inputs: ``(N, C, H, W)`` each.
-            - Output: ``(N, C, H, W)``.
+            ShapeError: As :meth:`gate`.
 
         Example:
             >>> glf = GatedLateFusion(channels=3)

@@ -4,15 +4,13 @@ Units, used everywhere in geofm:
 
 - wavelengths and bandwidths (FWHM) in **nanometres** (nm);
 - ground sample distance (GSD) in **metres**;
-- ``scale``: raw digital numbers are divided by ``scale`` before the per-band
-  ``mean`` / ``std`` apply, i.e. ``normalised = (raw / scale - mean) / std``.
-- ``scaling``: where one divisor does not describe the source's rule (Satlas:
-  ``/255`` for the 8-bit TCI bands and ``/8160`` clipped to ``[0, 1]`` for the
-  others; Landsat ``(raw - 4000) / 16320``), a :class:`ValueScaling` record holds
-  a per-band ``offset`` and ``divisor`` and an optional ``clip``, and
-  ``normalised = (clip((raw - offset) / divisor) - mean) / std``. ``scale`` is
-  then ``1``; :attr:`Sensor.value_scaling` gives the rule of every sensor in
-  that one form.
+- value scaling: every sensor carries one :class:`ValueScaling` record,
+  :attr:`Sensor.scaling`, with a per-band ``offset`` and ``divisor`` and an
+  optional ``clip``; the per-band ``mean`` / ``std`` apply after it, i.e.
+  ``normalised = (clip((raw - offset) / divisor) - mean) / std``. Most sensors
+  need one divisor (``10000`` for Sentinel-2 reflectance, ``255`` for 8-bit
+  RGB); Satlas needs per-band rules (``/255`` for the 8-bit TCI bands, ``/8160``
+  clipped to ``[0, 1]`` for the others; Landsat ``(raw - 4000) / 16320``).
 
 Band names are the sensor's own identifiers (``"B04"`` for Sentinel-2);
 ``common_names`` follow the STAC ``eo:common_name`` vocabulary (``"red"``,
@@ -34,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import math
@@ -43,7 +42,7 @@ from importlib import resources
 from typing import Any
 
 from geofm._registry import Registry
-from geofm.errors import ShapeError
+from geofm.errors import ShapeError, UnknownNameError
 
 __all__ = [
     "Sensor",
@@ -52,6 +51,7 @@ __all__ = [
     "list_sensors",
     "register_sensor",
     "resolve_bands",
+    "resolve_wavelengths",
 ]
 
 SENSORS: Registry[Sensor] = Registry("sensor")
@@ -76,9 +76,11 @@ class ValueScaling:
 
     ``scaled = clip((raw - offset) / divisor, low, high)`` band by band, with
     ``offset`` and ``divisor`` in the raw unit of each band (digital numbers).
-    It describes rules a single ``scale`` cannot, such as Satlas' Sentinel-2
-    input (8-bit TCI bands ``/255``, other bands ``/8160`` clipped to
-    ``[0, 1]``) or its Landsat input (``(raw - 4000) / 16320`` clipped).
+    One divisor covers most sensors (``ValueScaling.uniform(divisor=10000.0)``);
+    per-band values describe rules such as Satlas' Sentinel-2 input (8-bit TCI
+    bands ``/255``, other bands ``/8160`` clipped to ``[0, 1]``) or its Landsat
+    input (``(raw - 4000) / 16320`` clipped). A one-band rule given to a
+    :class:`Sensor` applies to every band.
 
     Reference: Satlas normalisation rules,
     https://github.com/allenai/satlas/blob/main/Normalization.md.
@@ -121,7 +123,7 @@ class ValueScaling:
     @classmethod
     def uniform(
         cls,
-        num_bands: int,
+        num_bands: int = 1,
         *,
         divisor: float,
         offset: float = 0.0,
@@ -130,7 +132,7 @@ class ValueScaling:
         """The same rule for ``num_bands`` bands.
 
         Args:
-            num_bands: Number of bands.
+            num_bands: Number of bands (1: a rule a :class:`Sensor` applies to every band).
             divisor: Divisor of every band.
             offset: Offset of every band.
             clip: ``(low, high)`` after division, or ``None``.
@@ -150,6 +152,28 @@ class ValueScaling:
     def num_bands(self) -> int:
         """Number of bands the rule covers."""
         return len(self.divisor)
+
+    def summary(self) -> str:
+        """A short text form of the rule, e.g. ``"raw / 10000"``.
+
+        Returns:
+            ``"none (raw values)"``, ``"raw / d"`` or ``"(raw - o) / d"`` when every
+            band shares the rule (plus ``", clipped to [lo, hi]"``), else ``"per-band rule"``.
+
+        Example:
+            >>> ValueScaling.uniform(divisor=16320.0, offset=4000.0, clip=(0.0, 1.0)).summary()
+            '(raw - 4000) / 16320, clipped to [0.0, 1.0]'
+            >>> ValueScaling(offset=(0.0, 0.0), divisor=(255.0, 8160.0)).summary()
+            'per-band rule'
+        """
+        if len(set(self.offset)) > 1 or len(set(self.divisor)) > 1:
+            return "per-band rule"
+        offset, divisor = self.offset[0], self.divisor[0]
+        clip = "" if self.clip is None else f", clipped to {list(self.clip)}"
+        if offset == 0.0 and divisor == 1.0:
+            return "none (raw values)" + clip
+        raw = "raw" if offset == 0.0 else f"(raw - {offset:g})"
+        return f"{raw} / {divisor:g}{clip}"
 
     def select(self, indices: Sequence[int]) -> ValueScaling:
         """The rule of the bands at ``indices``, in that order.
@@ -171,6 +195,28 @@ class ValueScaling:
         )
 
 
+_RAW_VALUES = ValueScaling.uniform(divisor=1.0)
+
+# Earth-observation bands lie between the near ultraviolet and the thermal infrared.
+_WAVELENGTH_RANGE_NM = (100.0, 20000.0)
+
+
+def _check_wavelengths(values: tuple[float, ...], where: str) -> tuple[float, ...]:
+    """Raise unless ``values`` is a non-empty tuple of wavelengths in [100, 20000] nm."""
+    low, high = _WAVELENGTH_RANGE_NM
+    if not values or not all(math.isfinite(w) and low <= w <= high for w in values):
+        hint = (
+            " They look like micrometres: multiply by 1000."
+            if values and all(0.0 < w < 30.0 for w in values)
+            else ""
+        )
+        raise ValueError(
+            f"{where} must be centre wavelengths in nanometres, in [{low:g}, {high:g}] nm, "
+            f"one per band; got {values}.{hint}"
+        )
+    return values
+
+
 @dataclass(frozen=True)
 class Sensor:
     """Typed description of one sensor's band set.
@@ -184,21 +230,20 @@ class Sensor:
         common_names: STAC ``eo:common_name`` of each band (``None`` entries
             where no common name exists), or ``None``.
         gsd: Ground sample distance in metres (finest band), or ``None``.
-        scale: Divisor that maps raw values to the range ``mean``/``std`` are
-            defined on (``10000`` for Sentinel-2 reflectance, ``255`` for
-            8-bit RGB, ``1`` when the statistics are on raw values).
-        mean: Per-band mean after division by ``scale``, or ``None``.
-        std: Per-band standard deviation after division by ``scale``, or ``None``.
+        scaling: The rule mapping stored values to the range ``mean`` / ``std``
+            are defined on (``ValueScaling.uniform(divisor=10000.0)`` for
+            Sentinel-2 reflectance); a one-band rule applies to every band.
+            Default: raw values (divisor 1).
+        mean: Per-band mean after :attr:`scaling`, or ``None``.
+        std: Per-band standard deviation after :attr:`scaling`, or ``None``.
         description: One line on what the record describes.
         citation: Where the numbers come from.
-        scaling: Per-band offset / divisor / clip rule used instead of
-            ``scale`` where a source's rule needs it (then ``scale`` must be
-            ``1``), or ``None``. See :attr:`value_scaling`.
 
     Raises:
-        ShapeError: If any per-band field has a length other than ``len(bands)``.
-        ValueError: If a wavelength, bandwidth, std or ``scale`` is not positive,
-            or ``scaling`` is given together with a ``scale`` other than 1.
+        ShapeError: If any per-band field (``scaling`` included, unless it has one
+            band) has a length other than ``len(bands)``.
+        ValueError: If a wavelength is not in ``[100, 20000]`` nm, or a bandwidth or
+            std is not positive.
 
     Example:
         >>> s = Sensor("toy", bands=("a", "b"), wavelengths=(500.0, 600.0))
@@ -212,12 +257,11 @@ class Sensor:
     bandwidths: tuple[float, ...] | None = None
     common_names: tuple[str | None, ...] | None = None
     gsd: float | None = None
-    scale: float = 1.0
+    scaling: ValueScaling = _RAW_VALUES
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     description: str = ""
     citation: str = ""
-    scaling: ValueScaling | None = None
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -233,23 +277,22 @@ class Sensor:
                     f"Sensor {self.name!r} has {n} bands but {len(values)} {label}. "
                     f"Give one value per band."
                 )
-        for label in ("wavelengths", "bandwidths", "std"):
+        _check_wavelengths(tuple(self.wavelengths), f"Sensor {self.name!r} wavelengths")
+        for label in ("bandwidths", "std"):
             values = getattr(self, label)
             if values is not None and not all(math.isfinite(v) and v > 0 for v in values):
                 raise ValueError(f"Sensor {self.name!r}: all {label} must be positive numbers.")
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"Sensor {self.name!r}: scale must be positive, got {self.scale}.")
-        if self.scaling is not None:
-            if self.scaling.num_bands != n:
-                raise ShapeError(
-                    f"Sensor {self.name!r} has {n} bands but its scaling rule covers "
-                    f"{self.scaling.num_bands}. Give one offset and divisor per band."
-                )
-            if self.scale != 1.0:
-                raise ValueError(
-                    f"Sensor {self.name!r} has both scale={self.scale} and a scaling rule. "
-                    "Put the divisor into the rule and leave scale at 1."
-                )
+        rule = self.scaling
+        if rule.num_bands == 1 and n > 1:
+            rule = ValueScaling.uniform(
+                n, divisor=rule.divisor[0], offset=rule.offset[0], clip=rule.clip
+            )
+            object.__setattr__(self, "scaling", rule)
+        if rule.num_bands != n:
+            raise ShapeError(
+                f"Sensor {self.name!r} has {n} bands but its scaling rule covers "
+                f"{rule.num_bands}. Give one offset and divisor per band, or one for all."
+            )
         index = {b: i for i, b in enumerate(self.bands)}
         if self.common_names is not None:
             for i, c in enumerate(self.common_names):
@@ -262,22 +305,6 @@ class Sensor:
         """Number of bands."""
         return len(self.bands)
 
-    @property
-    def value_scaling(self) -> ValueScaling:
-        """The raw-to-statistics rule of every band as one :class:`ValueScaling`.
-
-        ``scaling`` when given, else ``offset 0``, ``divisor scale`` and no clip.
-
-        Example:
-            >>> get_sensor("satlas_sentinel2_ms").value_scaling.divisor[:4]
-            (255.0, 255.0, 255.0, 8160.0)
-            >>> get_sensor("sentinel2_l2a").value_scaling.divisor[0]
-            10000.0
-        """
-        if self.scaling is not None:
-            return self.scaling
-        return ValueScaling.uniform(self.num_bands, divisor=self.scale)
-
     def band_index(self, name: str) -> int:
         """Position of a band given its identifier or its STAC common name.
 
@@ -288,12 +315,19 @@ class Sensor:
             Zero-based index into :attr:`bands`.
 
         Raises:
-            KeyError: If no band has that name.
+            UnknownNameError: If no band has that name (with suggestions).
 
         Example:
             >>> get_sensor("sentinel2_l2a").band_index("nir")
             7
         """
+        if name not in self._index:
+            close = difflib.get_close_matches(name, list(self._index), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise UnknownNameError(
+                f"Band {name!r} is not a band of sensor {self.name!r}.{hint} "
+                f"Expected one of: {', '.join(self.bands)} (or their common names)."
+            )
         return self._index[name]
 
     def select(self, bands: Sequence[str], name: str | None = None) -> Sensor:
@@ -307,20 +341,13 @@ class Sensor:
             The subset sensor, with every per-band field sliced alike.
 
         Raises:
-            ValueError: If a band is not part of this sensor.
+            UnknownNameError: If a band is not part of this sensor.
 
         Example:
             >>> get_sensor("sentinel2_l2a").select(["B04", "B03", "B02"]).wavelengths
             (664.6, 559.8, 492.4)
         """
-        idx: list[int] = []
-        for b in bands:
-            if b not in self._index:
-                raise ValueError(
-                    f"Band {b!r} is not a band of sensor {self.name!r}. "
-                    f"Expected one of {', '.join(self.bands)}."
-                )
-            idx.append(self._index[b])
+        idx = [self.band_index(b) for b in bands]
 
         def pick(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
             return None if values is None else tuple(values[i] for i in idx)
@@ -332,12 +359,11 @@ class Sensor:
             bandwidths=pick(self.bandwidths),  # type: ignore[arg-type]
             common_names=pick(self.common_names),  # type: ignore[arg-type]
             gsd=self.gsd,
-            scale=self.scale,
+            scaling=self.scaling.select(idx),
             mean=pick(self.mean),  # type: ignore[arg-type]
             std=pick(self.std),  # type: ignore[arg-type]
             description=self.description,
             citation=self.citation,
-            scaling=None if self.scaling is None else self.scaling.select(idx),
         )
 
 
@@ -425,57 +451,73 @@ def resolve_bands(bands: str | Sensor | Sequence[str]) -> Sensor | tuple[str, ..
     return tuple(bands)
 
 
+def resolve_wavelengths(
+    spec: str | Sensor | Sequence[float] | Sequence[str], *, sensor: str | Sensor | None = None
+) -> tuple[float, ...]:
+    """Centre wavelengths in nm of a band set: the one wavelength resolver of geofm.
+
+    Accepts a registered sensor name, a :class:`Sensor`, wavelengths in nm, or
+    band names (identifiers or STAC common names) of ``sensor``. Every result
+    passes one check: at least one value, each in ``[100, 20000]`` nm (near
+    ultraviolet to thermal infrared).
+
+    Args:
+        spec: Sensor name, :class:`Sensor`, centre wavelengths (nm), or band names.
+        sensor: Sensor (or its name) whose bands ``spec`` names; needed only for band names.
+
+    Returns:
+        One centre wavelength per band, in nm.
+
+    Raises:
+        UnknownNameError: If a sensor or band name is unknown (with suggestions).
+        ValueError: If a value is not a wavelength in ``[100, 20000]`` nm (micrometres
+            are named in the message), none is given, or band names come without
+            ``sensor``.
+
+    Example:
+        >>> resolve_wavelengths("rgb")
+        (664.6, 559.8, 492.4)
+        >>> resolve_wavelengths(["B04", "nir"], sensor="sentinel2_l2a")
+        (664.6, 832.8)
+        >>> resolve_wavelengths([490, 560.0])
+        (490.0, 560.0)
+    """
+    if isinstance(spec, str):
+        return get_sensor(spec).wavelengths
+    if isinstance(spec, Sensor):
+        return spec.wavelengths
+    values: list[float | str] = list(spec)
+    names = [v for v in values if isinstance(v, str)]
+    if names and len(names) == len(values):
+        if sensor is None:
+            raise ValueError(
+                f"Band names {names} need a sensor to look up their wavelengths. "
+                "Pass sensor='sentinel2_l2a' (or another name from list_sensors()), or "
+                "give the wavelengths in nm."
+            )
+        record = get_sensor(sensor) if isinstance(sensor, str) else sensor
+        return record.select(names).wavelengths
+    if names:
+        raise ValueError(
+            f"wavelengths mix band names and numbers: {values}. Give either band "
+            "names (with sensor=) or centre wavelengths in nm."
+        )
+    return _check_wavelengths(tuple(float(w) for w in values), "wavelengths")
+
+
 # ---------------------------------------------------------------------------
 # Catalog entries
 # ---------------------------------------------------------------------------
 
-_S2_BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
 # Sentinel-2A centre wavelengths and FWHM in nm (ESA MSI spectral response).
-_S2_WAVELENGTHS = (
-    442.7,
-    492.4,
-    559.8,
-    664.6,
-    704.1,
-    740.5,
-    782.8,
-    832.8,
-    864.7,
-    945.1,
-    1373.5,
-    1613.7,
-    2202.4,
-)
+_S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
+             "B12")  # fmt: skip
+_S2_WAVELENGTHS = (442.7, 492.4, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5,
+                   1613.7, 2202.4)  # fmt: skip
 _S2_BANDWIDTHS = (21.0, 66.0, 36.0, 31.0, 15.0, 15.0, 20.0, 106.0, 21.0, 20.0, 31.0, 91.0, 175.0)
-_S2_COMMON: tuple[str | None, ...] = (
-    "coastal",
-    "blue",
-    "green",
-    "red",
-    "rededge",
-    "rededge",
-    "rededge",
-    "nir",
-    "nir08",
-    "nir09",
-    "cirrus",
-    "swir16",
-    "swir22",
-)
+_S2_COMMON: tuple[str | None, ...] = ("coastal", "blue", "green", "red", "rededge", "rededge",
+                                       "rededge", "nir", "nir08", "nir09", "cirrus", "swir16",
+                                       "swir22")  # fmt: skip
 
 register_sensor(
     Sensor(
@@ -485,7 +527,7 @@ register_sensor(
         bandwidths=_S2_BANDWIDTHS,
         common_names=_S2_COMMON,
         gsd=10.0,
-        scale=10000.0,
+        scaling=ValueScaling.uniform(divisor=10000.0),
         description="Sentinel-2 MSI Level-1C top-of-atmosphere reflectance, 13 bands.",
         citation="ESA Sentinel-2 MSI spectral response functions (S2A).",
     )
@@ -499,7 +541,7 @@ register_sensor(
         bandwidths=tuple(_S2_BANDWIDTHS[i] for i in _L2A),
         common_names=tuple(_S2_COMMON[i] for i in _L2A),
         gsd=10.0,
-        scale=10000.0,
+        scaling=ValueScaling.uniform(divisor=10000.0),
         description="Sentinel-2 MSI Level-2A surface reflectance, 12 bands (no B10 cirrus).",
         citation="ESA Sentinel-2 MSI spectral response functions (S2A).",
     )
@@ -510,7 +552,7 @@ register_sensor(
         bands=("red", "green", "blue"),
         wavelengths=(664.6, 559.8, 492.4),
         common_names=("red", "green", "blue"),
-        scale=255.0,
+        scaling=ValueScaling.uniform(divisor=255.0),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         description=(
@@ -526,45 +568,13 @@ register_sensor(
 # OLI-2 has the same nominal bands). TIRS B10/B11: centres and widths of the
 # USGS band edges 10600-11190 nm and 11500-12510 nm.
 _LANDSAT_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
-_LANDSAT_WAVELENGTHS = (
-    442.96,
-    482.04,
-    561.41,
-    654.59,
-    864.67,
-    1608.86,
-    2200.73,
-    589.50,
-    1373.43,
-    10895.0,
-    12005.0,
-)
-_LANDSAT_BANDWIDTHS = (
-    15.98,
-    60.04,
-    57.33,
-    37.47,
-    28.25,
-    84.72,
-    186.66,
-    172.40,
-    20.39,
-    590.0,
-    1010.0,
-)
-_LANDSAT_COMMON: tuple[str | None, ...] = (
-    "coastal",
-    "blue",
-    "green",
-    "red",
-    "nir08",
-    "swir16",
-    "swir22",
-    "pan",
-    "cirrus",
-    "lwir11",
-    "lwir12",
-)
+_LANDSAT_WAVELENGTHS = (442.96, 482.04, 561.41, 654.59, 864.67, 1608.86, 2200.73, 589.50, 1373.43,
+                        10895.0, 12005.0)  # fmt: skip
+_LANDSAT_BANDWIDTHS = (15.98, 60.04, 57.33, 37.47, 28.25, 84.72, 186.66, 172.40, 20.39, 590.0,
+                       1010.0)  # fmt: skip
+_LANDSAT_COMMON: tuple[str | None, ...] = ("coastal", "blue", "green", "red", "nir08", "swir16",
+                                            "swir22", "pan", "cirrus", "lwir11",
+                                            "lwir12")  # fmt: skip
 _LANDSAT_CITATION = (
     "Barsi et al. 2014, Remote Sens. 6(10):10232 (OLI); USGS Landsat 8/9 band designations (TIRS)."
 )
@@ -600,51 +610,63 @@ _SE_STATS: dict[str, dict[str, list[float]]] = _read_package_json("spectral_eart
 ]
 
 
-def _se_stats(key: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    entry = _SE_STATS[key]
-    return tuple(entry["mean"]), tuple(entry["std"])
+def _register_spectral_earth(
+    name: str,
+    stats_key: str,
+    *,
+    bands: tuple[str, ...],
+    wavelengths: tuple[float, ...],
+    bandwidths: tuple[float, ...] | None = None,
+    gsd: float | None = 30.0,
+    description: str,
+    band_source: str,
+) -> None:
+    """Register a hyperspectral sensor with SpectralEarth's statistics on raw values."""
+    stats = _SE_STATS[stats_key]
+    register_sensor(
+        Sensor(
+            name=name,
+            bands=bands,
+            wavelengths=wavelengths,
+            bandwidths=bandwidths,
+            gsd=gsd,
+            mean=tuple(stats["mean"]),
+            std=tuple(stats["std"]),
+            description=description,
+            citation=f"{_SE_CITATION} {band_source}",
+        )
+    )
 
 
 _ENMAP_ROWS = _read_package_csv("enmap_spectral_earth_bands.csv")
-_ENMAP_MEAN, _ENMAP_STD = _se_stats("enmap")
-register_sensor(
-    Sensor(
-        name="enmap_spectral_earth",
-        bands=tuple(f"B{int(r['original_idx']) + 1:03d}" for r in _ENMAP_ROWS),
-        wavelengths=tuple(float(r["center_nm"]) for r in _ENMAP_ROWS),
-        bandwidths=tuple(float(r["fwhm_nm"]) for r in _ENMAP_ROWS),
-        gsd=30.0,
-        scale=1.0,
-        mean=_ENMAP_MEAN,
-        std=_ENMAP_STD,
-        description=(
-            "EnMAP L2A, the 202 of 224 bands SpectralEarth keeps (names are 1-based "
-            "EnMAP band numbers); statistics on raw int16 reflectance DN."
-        ),
-        citation=_SE_CITATION + " Band table: data/enmap_bands_remapped.csv.",
-    )
+_register_spectral_earth(
+    "enmap_spectral_earth",
+    "enmap",
+    bands=tuple(f"B{int(r['original_idx']) + 1:03d}" for r in _ENMAP_ROWS),
+    wavelengths=tuple(float(r["center_nm"]) for r in _ENMAP_ROWS),
+    bandwidths=tuple(float(r["fwhm_nm"]) for r in _ENMAP_ROWS),
+    description=(
+        "EnMAP L2A, the 202 of 224 bands SpectralEarth keeps (names are 1-based "
+        "EnMAP band numbers); statistics on raw int16 reflectance DN."
+    ),
+    band_source="Band table: data/enmap_bands_remapped.csv.",
 )
 
 # DESIS: SpectralEarth gives statistics but no band table. Centres are the
 # nominal DESIS sampling (235 bands from 401.275 nm every 2.553 nm, as used by
 # RemoteSensingToolbox.jl); per-product centres differ slightly. No FWHM given.
-_DESIS_MEAN, _DESIS_STD = _se_stats("desis")
-register_sensor(
-    Sensor(
-        name="desis_spectral_earth",
-        bands=tuple(f"B{i + 1:03d}" for i in range(235)),
-        wavelengths=tuple(round(401.275 + 2.553 * i, 3) for i in range(235)),
-        gsd=30.0,
-        scale=1.0,
-        mean=_DESIS_MEAN,
-        std=_DESIS_STD,
-        description=(
-            "DESIS (ISS) 235 VNIR bands with SpectralEarth's statistics on raw DN; "
-            "centre wavelengths are nominal (401.275 nm + 2.553 nm per band)."
-        ),
-        citation=_SE_CITATION
-        + " Wavelengths: DESIS nominal sampling (DLR; 2.55 nm), as in RemoteSensingToolbox.jl.",
-    )
+_register_spectral_earth(
+    "desis_spectral_earth",
+    "desis",
+    bands=tuple(f"B{i + 1:03d}" for i in range(235)),
+    wavelengths=tuple(round(401.275 + 2.553 * i, 3) for i in range(235)),
+    description=(
+        "DESIS (ISS) 235 VNIR bands with SpectralEarth's statistics on raw DN; "
+        "centre wavelengths are nominal (401.275 nm + 2.553 nm per band)."
+    ),
+    band_source=(
+        "Wavelengths: DESIS nominal sampling (DLR; 2.55 nm), as in RemoteSensingToolbox.jl."
+    ),
 )
 
 # EO-1 Hyperion: the 198 calibrated bands (B008-B057 VNIR, B077-B224 SWIR) of
@@ -652,45 +674,35 @@ register_sensor(
 # list; 198 is the USGS calibrated count and the statistics' absorption dips
 # (near 1400 and 1900 nm) fall on these positions.
 _HYPERION_ROWS = _read_package_csv("hyperion_usgs_bands.csv")
-_EO1_MEAN, _EO1_STD = _se_stats("eo1")
-register_sensor(
-    Sensor(
-        name="eo1_hyperion_spectral_earth",
-        bands=tuple(r["band"] for r in _HYPERION_ROWS),
-        wavelengths=tuple(float(r["center_nm"]) for r in _HYPERION_ROWS),
-        bandwidths=tuple(float(r["fwhm_nm"]) for r in _HYPERION_ROWS),
-        gsd=30.0,
-        scale=1.0,
-        mean=_EO1_MEAN,
-        std=_EO1_STD,
-        description=(
-            "EO-1 Hyperion, the 198 USGS-calibrated bands in L1 order (VNIR B008-B057, "
-            "then SWIR B077-B224), with SpectralEarth's statistics on raw DN."
-        ),
-        citation=_SE_CITATION
-        + " Wavelengths/FWHM: USGS Hyperion spectral coverage table (eo1.usgs.gov).",
-    )
+_register_spectral_earth(
+    "eo1_hyperion_spectral_earth",
+    "eo1",
+    bands=tuple(r["band"] for r in _HYPERION_ROWS),
+    wavelengths=tuple(float(r["center_nm"]) for r in _HYPERION_ROWS),
+    bandwidths=tuple(float(r["fwhm_nm"]) for r in _HYPERION_ROWS),
+    description=(
+        "EO-1 Hyperion, the 198 USGS-calibrated bands in L1 order (VNIR B008-B057, "
+        "then SWIR B077-B224), with SpectralEarth's statistics on raw DN."
+    ),
+    band_source="Wavelengths/FWHM: USGS Hyperion spectral coverage table (eo1.usgs.gov).",
 )
 
 # HYPERVIEW (AI4EO challenge, airborne data for the Intuition-1 mission): the
 # organisers give 150 contiguous bands over 462-942 nm at 3.2 nm resolution but
 # no per-band table; centres here are spread evenly over that range.
-_HV_MEAN, _HV_STD = _se_stats("hyperview")
-register_sensor(
-    Sensor(
-        name="hyperview_spectral_earth",
-        bands=tuple(f"B{i + 1:03d}" for i in range(150)),
-        wavelengths=tuple(round(462.0 + i * (942.0 - 462.0) / 149, 3) for i in range(150)),
-        scale=1.0,
-        mean=_HV_MEAN,
-        std=_HV_STD,
-        description=(
-            "HYPERVIEW challenge airborne hyperspectral data, 150 bands 462-942 nm "
-            "(nominal, evenly spaced centres) with SpectralEarth's statistics on raw values."
-        ),
-        citation=_SE_CITATION
-        + " Band range: AI4EO HYPERVIEW challenge description (150 bands, 462-942 nm, 3.2 nm).",
-    )
+_register_spectral_earth(
+    "hyperview_spectral_earth",
+    "hyperview",
+    bands=tuple(f"B{i + 1:03d}" for i in range(150)),
+    wavelengths=tuple(round(462.0 + i * (942.0 - 462.0) / 149, 3) for i in range(150)),
+    gsd=None,
+    description=(
+        "HYPERVIEW challenge airborne hyperspectral data, 150 bands 462-942 nm "
+        "(nominal, evenly spaced centres) with SpectralEarth's statistics on raw values."
+    ),
+    band_source=(
+        "Band range: AI4EO HYPERVIEW challenge description (150 bands, 462-942 nm, 3.2 nm)."
+    ),
 )
 
 # --- WorldView-3 (SpaceNet-2) ----------------------------------------------------
@@ -729,7 +741,7 @@ register_sensor(
     replace(
         _WV3_MS.select(("red", "green", "blue"), name="worldview3_spacenet2_rgb"),
         gsd=0.3,
-        scaling=ValueScaling.uniform(3, divisor=255.0, clip=(0.0, 1.0)),
+        scaling=ValueScaling.uniform(divisor=255.0, clip=(0.0, 1.0)),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         description=(
@@ -751,7 +763,7 @@ register_sensor(
         wavelengths=(650.0, 550.0, 475.0, 875.0),
         common_names=("red", "green", "blue", "nir"),
         gsd=1.0,
-        scale=255.0,
+        scaling=ValueScaling.uniform(divisor=255.0),
         description=(
             "USDA NAIP aerial RGBN, 8-bit (1 m GSD, 0.6 m in recent years); nominal "
             "centre wavelengths; /255 as Satlas feeds aerial imagery; no statistics."
@@ -770,8 +782,7 @@ register_sensor(
         get_sensor("sentinel2_l2a").select(
             tuple(_BEN["channel_order"]), name="bigearthnet_s2_6band"
         ),
-        scale=1.0,
-        scaling=ValueScaling.uniform(6, divisor=10000.0, clip=(0.0, 1.0)),
+        scaling=ValueScaling.uniform(divisor=10000.0, clip=(0.0, 1.0)),
         mean=tuple(float(v) for v in _BEN["mean"]),
         std=tuple(float(v) for v in _BEN["std"]),
         description=(
@@ -794,7 +805,6 @@ register_sensor(
         _SATLAS_S2_MS_SOURCE,
         name="satlas_sentinel2_ms",
         bands=("TCI_B04", "TCI_B03", "TCI_B02", "B05", "B06", "B07", "B08", "B11", "B12"),
-        scale=1.0,
         scaling=ValueScaling(
             offset=(0.0,) * 9, divisor=(255.0,) * 3 + (8160.0,) * 6, clip=(0.0, 1.0)
         ),
@@ -810,8 +820,7 @@ register_sensor(
         _S2_L1C.select(_TCI),
         name="satlas_sentinel2_rgb",
         bands=("TCI_B04", "TCI_B03", "TCI_B02"),
-        scale=1.0,
-        scaling=ValueScaling.uniform(3, divisor=255.0, clip=(0.0, 1.0)),
+        scaling=ValueScaling.uniform(divisor=255.0, clip=(0.0, 1.0)),
         description="Satlas Sentinel-2 RGB input: 8-bit true-colour image (TCI) /255.",
         citation=_SATLAS_CITATION,
     )
@@ -820,7 +829,7 @@ register_sensor(
     replace(
         _LANDSAT,
         name="satlas_landsat",
-        scaling=ValueScaling.uniform(11, divisor=16320.0, offset=4000.0, clip=(0.0, 1.0)),
+        scaling=ValueScaling.uniform(divisor=16320.0, offset=4000.0, clip=(0.0, 1.0)),
         description=(
             "Satlas Landsat 8/9 input: bands B1-B11, (raw - 4000) / 16320 clipped to [0, 1]."
         ),

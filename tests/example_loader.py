@@ -8,6 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# The scripts import their shared helper ``_cli`` from beside them, as `python examples/x.py` does.
+if str(EXAMPLES) not in sys.path:
+    sys.path.append(str(EXAMPLES))
 
 
 def load(name: str) -> ModuleType:

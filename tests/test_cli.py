@@ -53,7 +53,7 @@ def test_info_describes_weights(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_tile_writes_tiles_and_an_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from geofm.cli import sample_raster
+    from geofm.data import sample_raster
     from geofm.geo import read_tile_index
 
     out = tmp_path / "tiles"
@@ -69,7 +69,7 @@ def test_predict_writes_a_georeferenced_class_map(
     import rasterio
 
     import geofm
-    from geofm.cli import sample_raster
+    from geofm.data import sample_raster
     from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
 
     backbone = geofm.create_backbone("resnet18", out_indices=[3])

@@ -23,6 +23,7 @@ POTSDAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "en
 
 
 se = load("spectral_earth")
+config_from_argv = load("_cli").config_from_argv
 TINY = se.Config(
     img_size=16, batch_size=8, epochs=2, steps_per_epoch=10, train_samples=64, val_samples=32
 )
@@ -194,7 +195,13 @@ def test_real_enmap_potsdam_segmentation_beats_the_majority_class(tmp_path: Path
 
 
 def test_no_arguments_is_the_tiny_mae_pretraining() -> None:
-    assert se.parse_args([]) == se.Config()
+    def parse(argv: list[str]) -> Any:  # as the script's entry point parses
+        return config_from_argv(se.Config, argv, subcommand="mode")
+
+    assert parse([]) == se.Config()
     assert (se.Config().mode, se.Config().method) == ("pretrain", "mae")
-    cfg = se.parse_args(["finetune", "--task", "regression", "--protocol", "finetune"])
+    cfg = parse(["finetune", "--task", "regression", "--protocol", "finetune"])
     assert (cfg.mode, cfg.task, cfg.protocol) == ("finetune", "regression", "finetune")
+    assert parse(["--method", "moco"]) == se.Config(method="moco")  # no sub-command: pretrain
+    with pytest.raises(SystemExit):  # argparse rejects a method outside the Literal
+        parse(["pretrain", "--method", "simclr"])

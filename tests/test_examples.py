@@ -4,10 +4,129 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import pytest
 import torch
 from example_loader import EXAMPLES, load
+
+_cli = load("_cli")  # examples/_cli.py, the scripts' shared command line
+
+
+@dataclass(frozen=True)
+class CliConfig:
+    """A config with every field kind the examples use."""
+
+    steps: int = 10  # training steps
+    lr: float = 1e-3
+    name: str = "run"
+    lora: bool = True  # --no-lora switches it off
+    progress: bool = False
+    loss: Literal["huber", "mae"] = "huber"
+    depths: tuple[int, ...] = (1, 1, 1, 1)  # source: 2,2,18,2
+    weights: tuple[float, ...] = (0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class ModeConfig:
+    mode: Literal["pretrain", "finetune"] = "pretrain"
+    task: Literal["a", "b"] = "a"
+    steps: int = 1
+
+
+def test_cli_defaults_and_scalar_flags() -> None:
+    assert _cli.config_from_argv(CliConfig, []) == CliConfig()
+    cfg = _cli.config_from_argv(CliConfig, ["--steps", "3", "--lr", "0.5", "--name", "x"])
+    assert (cfg.steps, cfg.lr, cfg.name) == (3, 0.5, "x")
+    assert isinstance(cfg.steps, int) and isinstance(cfg.lr, float)
+
+
+def test_cli_bool_flags_keep_their_defaults_and_switch_both_ways() -> None:
+    assert _cli.config_from_argv(CliConfig, ["--no-lora"]).lora is False
+    assert _cli.config_from_argv(CliConfig, ["--lora"]).lora is True
+    assert _cli.config_from_argv(CliConfig, ["--progress"]).progress is True
+    assert _cli.config_from_argv(CliConfig, ["--no-progress"]).progress is False
+
+
+def test_cli_literal_fields_are_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli.config_from_argv(CliConfig, ["--loss", "mae"]).loss == "mae"
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.config_from_argv(CliConfig, ["--loss", "l2"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'l2'" in capsys.readouterr().err
+
+
+def test_cli_tuple_fields_parse_comma_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _cli.config_from_argv(CliConfig, ["--depths", "2,2,18,2", "--weights", "1,0.25"])
+    assert cfg.depths == (2, 2, 18, 2)
+    assert cfg.weights == (1.0, 0.25)
+    assert all(isinstance(w, float) for w in cfg.weights)
+    with pytest.raises(SystemExit):
+        _cli.config_from_argv(CliConfig, ["--depths", "2,x"])
+    assert "comma list of int" in capsys.readouterr().err
+
+
+def test_cli_unknown_flag_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.config_from_argv(CliConfig, ["--stepz", "3"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --stepz" in capsys.readouterr().err
+
+
+def test_cli_help_shows_the_field_comments_and_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        _cli.config_from_argv(CliConfig, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "training steps (default: 10)" in text
+    assert "source: 2,2,18,2 (default: 1,1,1,1)" in text
+    assert "{huber,mae}" in text
+
+
+def test_cli_subcommand_field_defaults_when_absent() -> None:
+    parse = _cli.config_from_argv
+    assert parse(ModeConfig, [], subcommand="mode") == ModeConfig()
+    assert parse(ModeConfig, ["--task", "b"], subcommand="mode") == ModeConfig(task="b")
+    assert parse(ModeConfig, ["finetune", "--steps", "4"], subcommand="mode") == ModeConfig(
+        mode="finetune", steps=4
+    )
+    with pytest.raises(SystemExit):
+        parse(ModeConfig, ["evaluate"], subcommand="mode")
+
+
+def test_cli_rejects_field_types_without_a_command_line_form() -> None:
+    @dataclass(frozen=True)
+    class Bad:
+        sizes: list[int] | None = None
+
+    with pytest.raises(TypeError, match="sizes"):
+        _cli.config_from_argv(Bad, [])
+
+
+def test_check_choices_names_the_field_the_choices_and_the_value() -> None:
+    _cli.check_choices(CliConfig())
+    with pytest.raises(ValueError, match=r"loss must be one of huber\|mae, got 'l2'"):
+        _cli.check_choices(CliConfig(loss="l2"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "quickstart",
+        "ecovision_lora",
+        "fusion_lora_bigearthnet",
+        "landcover_swin_fpn",
+        "vicreg_sn7",
+        "spectral_earth",
+    ],
+)
+def test_every_example_parses_no_arguments_to_its_defaults(name: str) -> None:
+    module = load(name)
+    subcommand = "mode" if name == "spectral_earth" else None
+    assert _cli.config_from_argv(module.Config, [], subcommand=subcommand) == module.Config()
 
 
 def test_quickstart_trains_saves_reloads_and_beats_the_majority_class(tmp_path: Path) -> None:

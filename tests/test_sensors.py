@@ -10,7 +10,14 @@ from dataclasses import replace
 import pytest
 
 from geofm.errors import ShapeError, UnknownNameError
-from geofm.sensors import Sensor, ValueScaling, get_sensor, list_sensors
+from geofm.sensors import (
+    Sensor,
+    ValueScaling,
+    get_sensor,
+    list_sensors,
+    resolve_bands,
+    resolve_wavelengths,
+)
 
 EXPECTED_SENSORS = {
     "sentinel2_l1c": 13,
@@ -62,8 +69,7 @@ def test_catalog_entry_is_consistent(name: str) -> None:
     assert (sensor.mean is None) == (sensor.std is None)
     if sensor.std is not None:
         assert all(s > 0 for s in sensor.std)
-    assert sensor.value_scaling.num_bands == n
-    assert sensor.scaling is None or sensor.scale == 1.0
+    assert sensor.scaling.num_bands == n
     assert sensor.description and sensor.citation
 
 
@@ -80,7 +86,7 @@ def test_hyperspectral_band_tables(name: str, first_nm: float, last_nm: float) -
     sensor = get_sensor(name)
     assert sensor.wavelengths[0] == pytest.approx(first_nm)
     assert sensor.wavelengths[-1] == pytest.approx(last_nm)
-    assert sensor.scale == 1.0 and sensor.mean is not None
+    assert sensor.scaling.summary() == "none (raw values)" and sensor.mean is not None
 
 
 def test_enmap_matches_spectral_earth_facts() -> None:
@@ -112,7 +118,7 @@ def test_bigearthnet_subset_matches_sentinel2_and_fusion_lora_stats() -> None:
     assert ben.mean is not None and ben.std is not None
     assert ben.mean[0] == pytest.approx(0.0354, abs=1e-4)
     assert ben.mean[3] == pytest.approx(0.252, abs=1e-3)
-    assert _apply(ben.value_scaling, [0.0, 5000.0, 10000.0, 20000.0, -5.0, 1.0]) == [
+    assert _apply(ben.scaling, [0.0, 5000.0, 10000.0, 20000.0, -5.0, 1.0]) == [
         0.0,
         0.5,
         1.0,
@@ -123,7 +129,7 @@ def test_bigearthnet_subset_matches_sentinel2_and_fusion_lora_stats() -> None:
 
 
 def test_satlas_rules_follow_the_source() -> None:
-    ms = get_sensor("satlas_sentinel2_ms").value_scaling
+    ms = get_sensor("satlas_sentinel2_ms").scaling
     assert ms.divisor == (255.0,) * 3 + (8160.0,) * 6
     assert ms.clip == (0.0, 1.0)
     assert _apply(ms, [255.0, 0.0, 51.0, 8160.0, 4080.0, 16320.0, 0.0, 0.0, 0.0])[:6] == [
@@ -134,29 +140,33 @@ def test_satlas_rules_follow_the_source() -> None:
         0.5,
         1.0,
     ]
-    landsat = get_sensor("satlas_landsat").value_scaling
+    landsat = get_sensor("satlas_landsat").scaling
     assert _apply(landsat, [4000.0, 20320.0, 12160.0, 0.0] + [4000.0] * 7)[:4] == [
         0.0,
         1.0,
         0.5,
         0.0,
     ]
-    assert get_sensor("satlas_sentinel2_rgb").value_scaling.divisor == (255.0,) * 3
+    assert get_sensor("satlas_sentinel2_rgb").scaling.divisor == (255.0,) * 3
 
 
-def test_value_scaling_defaults_to_scale() -> None:
+def test_one_band_scaling_applies_to_every_band() -> None:
     s2 = get_sensor("sentinel2_l2a")
-    rule = s2.value_scaling
+    rule = s2.scaling
     assert rule.divisor == (10000.0,) * 12 and rule.offset == (0.0,) * 12 and rule.clip is None
+    raw = Sensor("toy_raw", bands=("a", "b"), wavelengths=(500.0, 600.0))
+    assert raw.scaling == ValueScaling(offset=(0.0, 0.0), divisor=(1.0, 1.0))
+    assert raw.scaling.summary() == "none (raw values)"
+    assert s2.scaling.summary() == "raw / 10000"
 
 
 def test_select_slices_the_scaling_rule() -> None:
     sub = get_sensor("satlas_sentinel2_ms").select(["B08", "TCI_B04"])
-    assert sub.value_scaling.divisor == (8160.0, 255.0)
+    assert sub.scaling.divisor == (8160.0, 255.0)
     assert sub.bands == ("B08", "TCI_B04")
 
 
-def test_value_scaling_rejects_bad_rules() -> None:
+def test_scaling_rejects_bad_rules() -> None:
     with pytest.raises(ShapeError, match="2 offsets and 1 divisors"):
         ValueScaling(offset=(0.0, 0.0), divisor=(1.0,))
     with pytest.raises(ValueError, match="divisors must be positive"):
@@ -169,10 +179,8 @@ def test_value_scaling_rejects_bad_rules() -> None:
 
 def test_sensor_rejects_inconsistent_scaling() -> None:
     base = Sensor("toy_scaling", bands=("a", "b"), wavelengths=(500.0, 600.0))
-    with pytest.raises(ShapeError, match="2 bands but its scaling rule covers 1"):
-        replace(base, scaling=ValueScaling.uniform(1, divisor=2.0))
-    with pytest.raises(ValueError, match="both scale=255.0 and a scaling rule"):
-        replace(base, scale=255.0, scaling=ValueScaling.uniform(2, divisor=2.0))
+    with pytest.raises(ShapeError, match="2 bands but its scaling rule covers 3"):
+        replace(base, scaling=ValueScaling.uniform(3, divisor=2.0))
 
 
 def test_sensor_rejects_inconsistent_records() -> None:
@@ -180,10 +188,51 @@ def test_sensor_rejects_inconsistent_records() -> None:
         Sensor("toy_bad", bands=("a", "b"), wavelengths=(500.0,))
     with pytest.raises(ShapeError, match="2 bands but 3 mean"):
         Sensor("toy_bad", bands=("a", "b"), wavelengths=(1.0, 2.0), mean=(0.0, 0.0, 0.0))
-    with pytest.raises(ValueError, match="wavelengths must be positive"):
+    with pytest.raises(ValueError, match=r"wavelengths must be centre wavelengths in nanometres"):
         Sensor("toy_bad", bands=("a",), wavelengths=(-1.0,))
     with pytest.raises(ValueError, match="duplicate band names"):
         Sensor("toy_bad", bands=("a", "a"), wavelengths=(1.0, 2.0))
+
+
+def test_resolve_wavelengths_takes_every_spelling_of_a_band_set() -> None:
+    s2 = get_sensor("sentinel2_l2a")
+    assert resolve_wavelengths("sentinel2_l2a") == s2.wavelengths
+    assert resolve_wavelengths(s2) == s2.wavelengths
+    names = ["B04", "B03", "nir"]
+    want = tuple(s2.wavelengths[s2.band_index(b)] for b in names)
+    assert resolve_wavelengths(names, sensor="sentinel2_l2a") == want == (664.6, 559.8, 832.8)
+    assert resolve_wavelengths(names, sensor=s2) == want
+    assert resolve_wavelengths((490, 12005.0)) == (490.0, 12005.0)
+    assert resolve_bands("rgb") is get_sensor("rgb")
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "error", "match"),
+    [
+        ([], {}, ValueError, r"in \[100, 20000\] nm"),
+        ([500.0, -1.0], {}, ValueError, r"got \(500.0, -1.0\)"),
+        ([500.0, math.inf], {}, ValueError, "nanometres"),
+        ([500.0, 25000.0], {}, ValueError, "nanometres"),
+        ([50.0], {}, ValueError, "nanometres"),
+        ([0.665, 0.842], {}, ValueError, "look like micrometres: multiply by 1000"),
+        (["B04"], {}, ValueError, "need a sensor"),
+        (["B04", 500.0], {"sensor": "sentinel2_l2a"}, ValueError, "mix band names and numbers"),
+        (["B4x"], {"sensor": "sentinel2_l2a"}, UnknownNameError, "Did you mean 'B04'"),
+        ("sentinel2", {}, UnknownNameError, "Unknown sensor"),
+    ],
+)
+def test_resolve_wavelengths_errors(
+    spec: object, kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        resolve_wavelengths(spec, **kwargs)  # type: ignore[arg-type]
+
+
+def test_band_index_names_the_sensor_and_suggests() -> None:
+    with pytest.raises(
+        UnknownNameError, match="not a band of sensor 'sentinel2_l2a'. Did you mean"
+    ):
+        get_sensor("sentinel2_l2a").band_index("B8")
 
 
 def test_unknown_sensor_suggests_close_names() -> None:

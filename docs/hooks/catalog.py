@@ -105,7 +105,7 @@ def sensors_page() -> str:
         "",
         f"{len(names)} sensors, generated at build time from `geofm.sensors.list_sensors()`. "
         "Wavelengths and bandwidths (FWHM) are in nanometres, GSD in metres; `mean` / `std` "
-        "apply after the value scaling (division by `scale`, or the per-band offset / divisor "
+        "apply after the value scaling (`Sensor.scaling`: a per-band offset / divisor "
         "/ clip rule). See [Sensors](../sensors.md).",
         "",
         "| name | bands | GSD (m) | value scaling | statistics | description |",
@@ -113,11 +113,7 @@ def sensors_page() -> str:
     ]
     for name in names:
         s = get_sensor(name)
-        scaling = (
-            "per-band rule"
-            if s.scaling is not None
-            else (f"/ {s.scale:g}" if s.scale != 1.0 else "none (raw values)")
-        )
+        scaling = s.scaling.summary()
         stats = "mean/std" if s.mean is not None and s.std is not None else "-"
         lines.append(
             f"| [`{name}`](#{name}) | {s.num_bands} | {_cell(s.gsd)} | {scaling} | {stats} | "
@@ -128,11 +124,7 @@ def sensors_page() -> str:
         lines += ["", f"## `{name}` {{#{name}}}", "", _cell(s.description), ""]
         if s.citation:
             lines += [f"Source: {_cell(s.citation)}", ""]
-        if s.scaling is not None:
-            clip = f", clipped to {list(s.scaling.clip)}" if s.scaling.clip else ""
-            lines += [f"Value scaling: `(raw - offset) / divisor` per band{clip}.", ""]
-        elif s.scale != 1.0:
-            lines += [f"Value scaling: raw / {s.scale:g}.", ""]
+        lines += [f"Value scaling: {s.scaling.summary()}.", ""]
         lines += [
             "| # | band | common name | wavelength (nm) | FWHM (nm) | mean | std |",
             "|---|---|---|---|---|---|---|",

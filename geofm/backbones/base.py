@@ -33,7 +33,7 @@ from geofm._registry import Registry
 from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
 from geofm.errors import ShapeError, UnknownNameError
 from geofm.sensors import Sensor, resolve_bands, resolve_wavelengths
-from geofm.weights.catalog import ResolvedWeights, resolve_pretrained, weights_for_backbone
+from geofm.weights.catalog import resolve_pretrained, weights_for_backbone
 from geofm.weights.load import LoadReport, StateDict, load_weights
 
 __all__ = [
@@ -190,8 +190,8 @@ class Backbone(nn.Module):
 
     Subclasses set :attr:`embed_dim`, :attr:`in_chans`, :attr:`feature_info`
     and :attr:`out_indices` and implement :meth:`forward_features` and
-    :meth:`embed`. :meth:`forward` checks the input and calls
-    :meth:`forward_features`.
+    :meth:`forward_embed`. :meth:`forward` and :meth:`embed` check the input
+    and call them.
 
     Attributes:
         embed_dim: Size ``D`` of :meth:`embed`'s output.
@@ -307,15 +307,33 @@ class Backbone(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement forward_features.")
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding ``(N, D)`` (subclasses implement it).
+        """Pooled embedding ``(N, D)``: the input is checked, then :meth:`forward_embed` pools.
+
+        Each family states its pooling on :meth:`forward_embed` (class token,
+        mean token, global average pool of the last stage, ...).
 
         Args:
             x: Input ``(N, C, H, W)``.
 
         Returns:
-            ``(N, embed_dim)`` embedding.
+            ``(N, embed_dim)`` embeddings.
+
+        Raises:
+            ShapeError: See :meth:`check_input`.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement embed.")
+        self.check_input(x)
+        return self.forward_embed(x)
+
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Family-specific pooling on a checked input, ``(N, D)`` (subclasses implement it).
+
+        Args:
+            x: Input ``(N, C, H, W)``, already validated by :meth:`check_input`.
+
+        Returns:
+            ``(N, embed_dim)`` embeddings.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_embed.")
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute activations of every block in backward to save memory.
@@ -455,7 +473,7 @@ class TimmBackbone(Backbone):
     and checkpoints in timm's own layout (the ``model.`` prefix is added on
     load and :attr:`classifier_prefixes` are dropped). Subclasses set
     :attr:`out_indices`, :attr:`feature_info`, :attr:`embed_dim`,
-    :attr:`in_chans` and implement :meth:`embed`.
+    :attr:`in_chans` and implement :meth:`forward_embed`.
 
     Args:
         model: A timm model built with ``num_classes=0``.
@@ -476,11 +494,18 @@ class TimmBackbone(Backbone):
         self.model: Any = model
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs at :attr:`out_indices` through timm's ``forward_intermediates``, NCHW."""
+        """Outputs at :attr:`out_indices` through timm's ``forward_intermediates``, NCHW.
+
+        Args:
+            x: Input ``(N, C, H, W)``, already validated by :meth:`check_input`.
+
+        Returns:
+            One ``(N, C_i, H_i, W_i)`` map per entry of :attr:`out_indices`.
+        """
         return self.intermediates(x)
 
     def intermediates(self, x: torch.Tensor, **options: Any) -> list[torch.Tensor]:
-        """timm's ``forward_intermediates`` at :attr:`out_indices`, maps only.
+        """Timm's ``forward_intermediates`` at :attr:`out_indices`, maps only.
 
         Args:
             x: Input ``(N, C, H, W)``.
@@ -672,9 +697,7 @@ def create_backbone(
     unknown = sorted(set(kwargs) - set(params) | set(kwargs) & {"wavelengths"})
     if unknown:
         hint = (
-            " Pass wavelengths (nm) or a sensor name as bands=."
-            if "wavelengths" in unknown
-            else ""
+            " Pass wavelengths (nm) or a sensor name as bands=." if "wavelengths" in unknown else ""
         )
         raise TypeError(
             f"create_backbone({name!r}) got unknown keyword argument(s) {', '.join(unknown)}. "
@@ -701,7 +724,9 @@ def create_backbone(
         in_chans = spec.in_chans  # build for the checkpoint's bands unless told otherwise
     if spec is not None and spec.sensor is not None and pretrained_bands is None:
         pretrained_bands = spec.sensor
-    target_bands, wavelengths = _resolve_input_bands(bands, need_wavelengths="wavelengths" in params)
+    target_bands, wavelengths = _resolve_input_bands(
+        bands, need_wavelengths="wavelengths" in params
+    )
     if bands is not None:
         count = len(wavelengths) if target_bands is None else _band_count(target_bands)
         if in_chans is not None and in_chans != count:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import timm
 import torch
@@ -70,16 +70,8 @@ class ResNetBackbone(TimmBackbone):
             FeatureInfo(channels[i], 2 ** (i + 2), f"layer{i + 1}") for i in self.out_indices
         ]
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Global-average-pooled last stage, ``(N, D)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, D)`` embeddings.
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled last stage, ``(N, D)``."""
         pooled: torch.Tensor = self.model.forward_head(
             self.model.forward_features(x), pre_logits=True
         )
@@ -97,7 +89,7 @@ def _build(
     model = timm.create_model(
         timm_name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate
     )
-    return ResNetBackbone(model, out_indices=out_indices)
+    return ResNetBackbone(cast(ResNet, model), out_indices=out_indices)
 
 
 # name -> (timm name, description)

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -471,7 +471,7 @@ class SkySenseOVisualEncoder(Backbone):
         torch.Size([2, 128])
     """
 
-    stem_weight_key: ClassVar[str] = "patch_embed.projection.weight"
+    stem_weight_key = "patch_embed.projection.weight"
     size_divisor = 16
 
     def __init__(
@@ -563,17 +563,8 @@ class SkySenseOVisualEncoder(Backbone):
             for i in self.out_indices
         ]
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over positions of the ``norm3``-normed last stage, ``(N, 8 * embed_dim)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, D)`` embeddings (SkySense-CLIP's pooled feature before its
-            ``vision_projection``).
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the ``norm3``-normed last stage, ``(N, 8 * embed_dim)``."""
         last = self._stage_norm(3)(self._stage_outputs(x, 3)[-1])  # (N, H/16, W/16, D)
         return cast(torch.Tensor, last.mean(dim=(1, 2)))  # (N, D)
 

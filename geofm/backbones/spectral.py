@@ -278,16 +278,8 @@ class SpecResNetBackbone(Backbone):
                 maps.append(out)
         return maps
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Global-average-pooled ``layer4``, ``(N, 2048)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, 2048)`` embeddings.
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled ``layer4``, ``(N, 2048)``."""
         out = self.spectral_adapter(x)  # (N, 128, H, W)
         for stage in self.resnet.layers():
             out = self.run_blocks(stage, out)

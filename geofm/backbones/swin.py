@@ -95,16 +95,8 @@ class SwinBackbone(TimmBackbone):
             FeatureInfo(base * 2**i, 2 ** (i + 2), f"layers.{i}") for i in self.out_indices
         ]
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over positions of the final-normed last stage, ``(N, D)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, D)`` embeddings.
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the final-normed last stage, ``(N, D)``."""
         tokens: torch.Tensor = self.model.forward_features(x)  # (N, H', W', D), final norm
         return tokens.mean(dim=(1, 2))
 
@@ -195,16 +187,8 @@ class TorchvisionSwinBackbone(Backbone):
                 maps.append(x.permute(0, 3, 1, 2).contiguous())  # (N, C, H', W')
         return maps
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over positions of the final-normed last stage, ``(N, 1024)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, 1024)`` embeddings.
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the final-normed last stage, ``(N, 1024)``."""
         for i, stage in enumerate(self.features):
             x = self._run(stage, x, is_blocks=i % 2 == 1)
         normed: torch.Tensor = self.norm(x)  # (N, H', W', C)

@@ -216,16 +216,8 @@ class ViTBackbone(TimmBackbone):
         """Block outputs at :attr:`out_indices` as ``(N, D, H / p, W / p)`` grids."""
         return self.intermediates(self._stem(x), norm=self.norm, output_fmt="NCHW")
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled token after the final norm (see ``pool``), ``(N, D)``.
-
-        Args:
-            x: Input ``(N, C, H, W)``.
-
-        Returns:
-            ``(N, D)`` embeddings.
-        """
-        self.check_input(x)
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled token after the final norm (see ``pool``), ``(N, D)``."""
         tokens = self.model.forward_features(self._stem(x))  # (N, L, D), final norm applied
         if self.pool == "cls":
             return cast(torch.Tensor, tokens[:, 0])

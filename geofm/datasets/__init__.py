@@ -3,8 +3,8 @@
 Readers are plain :class:`torch.utils.data.Dataset` s over local files in each
 dataset's native layout; samples are dicts (torchgeo's convention) with
 ``image`` and ``mask`` / ``label`` / ``target``. Nothing is ever downloaded: a
-missing or malformed directory raises :class:`DatasetNotFoundError` describing
-the expected layout.
+missing or malformed directory raises :class:`geofm.errors.DatasetNotFoundError`
+describing the expected layout.
 
 - :class:`SpaceNet2NightLights`: SpaceNet-2 AOI folder + a VIIRS raster
   (``image``, ``target``, ``buildings``);
@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-from geofm.datasets._common import DatasetNotFoundError
 from geofm.datasets.bigearthnet import BIGEARTHNET_19_CLASSES, BigEarthNetS2
 from geofm.datasets.ecovision import SpaceNet2NightLights
 from geofm.datasets.landcover_ai import LANDCOVER_AI_CLASSES, LandCoverAI
@@ -52,7 +51,6 @@ __all__ = [
     "LANDCOVER_AI_CLASSES",
     "BigEarthNetS2",
     "BuiltUpScene",
-    "DatasetNotFoundError",
     "EnMAPCorine",
     "LandCoverAI",
     "LandCoverScene",

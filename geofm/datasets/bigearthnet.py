@@ -16,9 +16,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geofm.datasets._common import layout_error, require_dir
+from geofm.datasets._common import LocalDataset
 from geofm.errors import ShapeError
 
 __all__ = ["BIGEARTHNET_19_CLASSES", "BigEarthNetS2"]
@@ -53,7 +52,7 @@ _LAYOUT = """\
       (bands B04, B03, B02, B08, B11, B12)"""
 
 
-class BigEarthNetS2(Dataset[dict[str, torch.Tensor]]):
+class BigEarthNetS2(LocalDataset, layout=_LAYOUT):
     """BigEarthNet-S2 6-band tensors with 19 multi-hot labels.
 
     Args:
@@ -74,10 +73,8 @@ class BigEarthNetS2(Dataset[dict[str, torch.Tensor]]):
         ShapeError: If a tensor file does not hold a ``(6, H, W)`` tensor.
 
     Example:
-        >>> BigEarthNetS2("/nonexistent")
-        Traceback (most recent call last):
-        ...
-        geofm.datasets._common.DatasetNotFoundError: BigEarthNetS2: dataset directory ...
+        >>> len(BigEarthNetS2.classes), BigEarthNetS2.classes[0]
+        (19, 'Urban fabric')
     """
 
     classes = BIGEARTHNET_19_CLASSES
@@ -85,26 +82,19 @@ class BigEarthNetS2(Dataset[dict[str, torch.Tensor]]):
     def __init__(
         self, root: str | os.PathLike[str], *, split: Literal["train", "val", "test"] = "train"
     ) -> None:
-        super().__init__()
-        name = "BigEarthNetS2"
-        self.root = require_dir(root, dataset=name, layout=_LAYOUT)
+        super().__init__(root)
         prefix = _SPLIT_NAMES[split]
         csv_path = self.root / f"{prefix}_labels.csv"
         self.tensor_dir = self.root / f"{prefix}_tensors"
         if not csv_path.is_file() or not self.tensor_dir.is_dir():
-            raise layout_error(
-                name, self.root, f"{csv_path.name} or {self.tensor_dir.name}/ missing", _LAYOUT
-            )
+            raise self.layout_error(f"{csv_path.name} or {self.tensor_dir.name}/ missing")
         with csv_path.open(newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             rows = list(reader)
         if not header or header[0] != "filename" or len(header) != 20:
-            raise layout_error(
-                name,
-                self.root,
-                f"{csv_path.name} has header {header[:3]}... ({len(header)} columns)",
-                _LAYOUT,
+            raise self.layout_error(
+                f"{csv_path.name} has header {header[:3]}... ({len(header)} columns)"
             )
         self.filenames = [r[0] for r in rows]
         self.labels = torch.from_numpy(

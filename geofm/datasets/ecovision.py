@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geofm.datasets._common import layout_error, read_array, require_dir
-from geofm.geo.align import TargetReduce
+from geofm.datasets._common import LocalDataset, read_array
+from geofm.geo import PixelWindow, TargetReduce, Tile, align_target, import_rasterio, utm_crs_for
 
 __all__ = ["SpaceNet2NightLights"]
 
@@ -48,8 +47,7 @@ def _building_metrics(path: Path | None, utm: Any) -> tuple[float, float, float]
     """``(count, total_area_m2, mean_area_m2)`` of the polygons in a SpaceNet GeoJSON."""
     if path is None:
         return (0.0, 0.0, 0.0)
-    from rasterio.warp import transform
-
+    transform = import_rasterio("SpaceNet2NightLights", package="geofm.datasets").warp.transform
     features = json.loads(path.read_text()).get("features", [])
     areas = []
     for feature in features:
@@ -70,7 +68,7 @@ def _building_metrics(path: Path | None, utm: Any) -> tuple[float, float, float]
     return (float(len(areas)), total, total / len(areas) if areas else 0.0)
 
 
-class SpaceNet2NightLights(Dataset[dict[str, torch.Tensor]]):
+class SpaceNet2NightLights(LocalDataset, layout=_LAYOUT):
     """SpaceNet-2 tiles with their VIIRS night-light target and building metrics.
 
     Args:
@@ -98,7 +96,7 @@ class SpaceNet2NightLights(Dataset[dict[str, torch.Tensor]]):
         >>> SpaceNet2NightLights("/nonexistent", "/nonexistent.tif")
         Traceback (most recent call last):
         ...
-        geofm.datasets._common.DatasetNotFoundError: SpaceNet2NightLights: dataset directory ...
+        geofm.errors.DatasetNotFoundError: SpaceNet2NightLights: dataset directory ...
     """
 
     def __init__(
@@ -109,19 +107,15 @@ class SpaceNet2NightLights(Dataset[dict[str, torch.Tensor]]):
         reduce: TargetReduce = "sum",
         image_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        name = type(self).__name__
-        self.root = require_dir(root, dataset=name, layout=_LAYOUT)
+        super().__init__(root)
         self.viirs = Path(os.fspath(viirs))
         if not self.viirs.is_file():
-            raise layout_error(
-                name, self.root, f"VIIRS raster {str(self.viirs)!r} not found", _LAYOUT
-            )
+            raise self.layout_error(f"VIIRS raster {str(self.viirs)!r} not found")
         candidates = [image_dir] if image_dir is not None else list(_IMAGE_DIRS)
         folders = [self.root / d for d in candidates if (self.root / d).is_dir()]
         self.images = sorted(folders[0].glob("*.tif")) if folders else []
         if not self.images:
-            raise layout_error(name, self.root, f"no tile GeoTIFFs in any of {candidates}", _LAYOUT)
+            raise self.layout_error(f"no tile GeoTIFFs in any of {candidates}")
         footprints = {}
         for path in sorted((self.root / "geojson" / "buildings").glob("*.geojson")):
             match = _IMG_ID.search(path.stem)
@@ -132,18 +126,12 @@ class SpaceNet2NightLights(Dataset[dict[str, torch.Tensor]]):
             match = _IMG_ID.search(path.stem)
             self.footprints.append(footprints.get(match.group(1)) if match else None)
         self.tiles = [self._utm_tile(i, p) for i, p in enumerate(self.images)]
-        from geofm.geo import align_target
-
         self.targets = align_target(self.tiles, self.viirs, reduce=reduce, resampling="bilinear")
 
     @staticmethod
-    def _utm_tile(index: int, path: Path) -> Any:
-        import rasterio
-        from affine import Affine
-        from rasterio.warp import transform_bounds
-
-        from geofm.geo import PixelWindow, Tile, utm_crs_for
-
+    def _utm_tile(index: int, path: Path) -> Tile:
+        rasterio = import_rasterio("SpaceNet2NightLights", package="geofm.datasets")
+        transform_bounds = rasterio.warp.transform_bounds
         with rasterio.open(path) as src:
             lon_lat = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
             utm = utm_crs_for((lon_lat[0] + lon_lat[2]) / 2, (lon_lat[1] + lon_lat[3]) / 2)
@@ -154,7 +142,9 @@ class SpaceNet2NightLights(Dataset[dict[str, torch.Tensor]]):
             grid_row=0,
             grid_col=index,
             window=PixelWindow(row_off=0, col_off=0, height=h, width=w),
-            transform=Affine((right - left) / w, 0.0, left, 0.0, -(top - bottom) / h, top),
+            transform=rasterio.transform.Affine(
+                (right - left) / w, 0.0, left, 0.0, -(top - bottom) / h, top
+            ),
             crs=utm,
             path=path,
         )

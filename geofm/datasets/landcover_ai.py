@@ -14,9 +14,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geofm.datasets._common import layout_error, read_array, require_dir
+from geofm.datasets._common import LocalDataset, read_array
 
 __all__ = ["LANDCOVER_AI_CLASSES", "LandCoverAI"]
 
@@ -28,7 +27,7 @@ _LAYOUT = """\
   <root>/{train,val,test}.txt    one <name> per line"""
 
 
-class LandCoverAI(Dataset[dict[str, torch.Tensor]]):
+class LandCoverAI(LocalDataset, layout=_LAYOUT):
     """LandCover.ai chips with their masks.
 
     Args:
@@ -46,10 +45,8 @@ class LandCoverAI(Dataset[dict[str, torch.Tensor]]):
         DatasetNotFoundError: If the folder, the split file or a listed chip is missing.
 
     Example:
-        >>> LandCoverAI("/nonexistent")
-        Traceback (most recent call last):
-        ...
-        geofm.datasets._common.DatasetNotFoundError: LandCoverAI: dataset directory ...
+        >>> LandCoverAI.classes
+        ('background', 'building', 'woodland', 'water', 'road')
     """
 
     classes = LANDCOVER_AI_CLASSES
@@ -57,25 +54,8 @@ class LandCoverAI(Dataset[dict[str, torch.Tensor]]):
     def __init__(
         self, root: str | os.PathLike[str], *, split: Literal["train", "val", "test"] = "train"
     ) -> None:
-        super().__init__()
-        self.root = require_dir(root, dataset="LandCoverAI", layout=_LAYOUT)
-        split_file = self.root / f"{split}.txt"
-        if not split_file.is_file():
-            raise layout_error(
-                "LandCoverAI", self.root, f"split file {split_file.name} missing", _LAYOUT
-            )
-        names = [n.strip() for n in split_file.read_text().splitlines() if n.strip()]
-        out = self.root / "output"
-        missing = [n for n in names if not (out / f"{n}.jpg").is_file()]
-        missing += [n for n in names if not (out / f"{n}_m.png").is_file()]
-        if missing or not names:
-            problem = (
-                f"{len(missing)} chips or masks of {split_file.name} missing (e.g. {missing[0]!r})"
-                if missing
-                else f"{split_file.name} is empty"
-            )
-            raise layout_error("LandCoverAI", self.root, problem, _LAYOUT)
-        self.names = names
+        super().__init__(root)
+        self.names = self.read_split(self.root / f"{split}.txt", "output/{}.jpg", "output/{}_m.png")
 
     def __len__(self) -> int:
         return len(self.names)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geofm.datasets._common import layout_error, read_array, require_dir
+from geofm.datasets._common import LocalDataset, read_array
 
 __all__ = ["SpaceNet7Patches"]
 
@@ -30,7 +29,7 @@ _GRID = 4  # 4 x 4 patches of 256 px in a 1024 px mosaic
 _PATCH = 256
 
 
-class SpaceNet7Patches(Dataset[dict[str, torch.Tensor]]):
+class SpaceNet7Patches(LocalDataset, layout=_LAYOUT):
     """SpaceNet-7 mosaics cut into 16 patches each, labelled with the AOI's country.
 
     Args:
@@ -52,10 +51,8 @@ class SpaceNet7Patches(Dataset[dict[str, torch.Tensor]]):
             or an AOI has no country in the CSV.
 
     Example:
-        >>> SpaceNet7Patches("/nonexistent")
-        Traceback (most recent call last):
-        ...
-        geofm.datasets._common.DatasetNotFoundError: SpaceNet7Patches: dataset directory ...
+        >>> print(SpaceNet7Patches.layout.splitlines()[-1])
+          <root>/countries.csv              header aoi,country; one row per AOI folder name
     """
 
     def __init__(
@@ -65,20 +62,16 @@ class SpaceNet7Patches(Dataset[dict[str, torch.Tensor]]):
         labels_csv: str | os.PathLike[str] | None = None,
         image_dir: str = "images",
     ) -> None:
-        super().__init__()
-        name = "SpaceNet7Patches"
-        self.root = require_dir(root, dataset=name, layout=_LAYOUT)
+        super().__init__(root)
         csv_path = (
             Path(os.fspath(labels_csv)) if labels_csv is not None else self.root / "countries.csv"
         )
         if not csv_path.is_file():
-            raise layout_error(name, self.root, f"country CSV {str(csv_path)!r} missing", _LAYOUT)
+            raise self.layout_error(f"country CSV {str(csv_path)!r} missing")
         with csv_path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         if not rows or not {"aoi", "country"} <= set(rows[0]):
-            raise layout_error(
-                name, self.root, f"{csv_path.name} lacks aoi,country columns", _LAYOUT
-            )
+            raise self.layout_error(f"{csv_path.name} lacks aoi,country columns")
         country_of = {r["aoi"]: r["country"] for r in rows}
         self.countries = sorted(set(country_of.values()))
         index = {c: i for i, c in enumerate(self.countries)}
@@ -89,12 +82,10 @@ class SpaceNet7Patches(Dataset[dict[str, torch.Tensor]]):
             if not mosaics:
                 continue
             if aoi.name not in country_of:
-                raise layout_error(
-                    name, self.root, f"AOI {aoi.name!r} has no row in {csv_path.name}", _LAYOUT
-                )
+                raise self.layout_error(f"AOI {aoi.name!r} has no row in {csv_path.name}")
             self.files += [(m, index[country_of[aoi.name]]) for m in mosaics]
         if not self.files:
-            raise layout_error(name, self.root, f"no mosaics in train/<AOI>/{image_dir}/", _LAYOUT)
+            raise self.layout_error(f"no mosaics in train/<AOI>/{image_dir}/")
 
     def __len__(self) -> int:
         return len(self.files) * _GRID * _GRID
@@ -102,7 +93,7 @@ class SpaceNet7Patches(Dataset[dict[str, torch.Tensor]]):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         path, label = self.files[index // (_GRID * _GRID)]
         patch = index % (_GRID * _GRID)
-        data = read_array(path, reader="SpaceNet7Patches")[:3].astype(np.float32)
+        data = read_array(path, reader="SpaceNet7Patches", bands=[1, 2, 3]).astype(np.float32)
         padded = np.zeros((3, _GRID * _PATCH, _GRID * _PATCH), dtype=np.float32)
         h, w = min(data.shape[1], _GRID * _PATCH), min(data.shape[2], _GRID * _PATCH)
         padded[:, :h, :w] = data[:, :h, :w]

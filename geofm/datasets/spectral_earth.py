@@ -16,9 +16,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geofm.datasets._common import layout_error, read_array, require_dir
+from geofm.datasets._common import LocalDataset, read_array
 
 __all__ = ["CORINE_TO_BIGEARTHNET19", "EnMAPCorine", "SpectralEarth"]
 
@@ -54,7 +53,7 @@ CORINE_TO_BIGEARTHNET19: dict[int, int] = {
 }  # fmt: skip
 
 
-class SpectralEarth(Dataset[dict[str, torch.Tensor]]):
+class SpectralEarth(LocalDataset, layout=_SE_LAYOUT):
     """SpectralEarth pre-training patches: one sample per location.
 
     Args:
@@ -74,17 +73,14 @@ class SpectralEarth(Dataset[dict[str, torch.Tensor]]):
         DatasetNotFoundError: If the folder is missing or holds no patch.
 
     Example:
-        >>> SpectralEarth("/nonexistent")
-        Traceback (most recent call last):
-        ...
-        geofm.datasets._common.DatasetNotFoundError: SpectralEarth: dataset directory ...
+        >>> print(SpectralEarth.layout)
+          <root>/enmap/<location_id>/*.tif   one 202-band 128x128 GeoTIFF per acquisition
     """
 
     def __init__(
         self, root: str | os.PathLike[str], *, two_views: bool = False, seed: int = 0
     ) -> None:
-        super().__init__()
-        self.root = require_dir(root, dataset="SpectralEarth", layout=_SE_LAYOUT)
+        super().__init__(root)
         enmap = self.root / "enmap"
         self.locations: list[list[Path]] = []
         if enmap.is_dir():
@@ -93,7 +89,7 @@ class SpectralEarth(Dataset[dict[str, torch.Tensor]]):
                 if files:
                     self.locations.append(files)
         if not self.locations:
-            raise layout_error("SpectralEarth", self.root, "no patch GeoTIFFs found", _SE_LAYOUT)
+            raise self.layout_error("no patch GeoTIFFs found")
         self.two_views, self.seed = two_views, seed
 
     def __len__(self) -> int:
@@ -111,7 +107,7 @@ class SpectralEarth(Dataset[dict[str, torch.Tensor]]):
         return {"image1": self._read(files[picks[0]]), "image2": self._read(files[picks[1]])}
 
 
-class EnMAPCorine(Dataset[dict[str, torch.Tensor]]):
+class EnMAPCorine(LocalDataset, layout=_CORINE_LAYOUT):
     """EnMAP-CORINE multi-label classification (19 BigEarthNet classes).
 
     Args:
@@ -131,10 +127,8 @@ class EnMAPCorine(Dataset[dict[str, torch.Tensor]]):
         DatasetNotFoundError: If the folder, the split file or a listed file is missing.
 
     Example:
-        >>> EnMAPCorine("/nonexistent")
-        Traceback (most recent call last):
-        ...
-        geofm.datasets._common.DatasetNotFoundError: EnMAPCorine: dataset directory ...
+        >>> EnMAPCorine.num_labels, CORINE_TO_BIGEARTHNET19[311]  # 311: broad-leaved forest
+        (19, 8)
     """
 
     num_labels = 19
@@ -142,24 +136,9 @@ class EnMAPCorine(Dataset[dict[str, torch.Tensor]]):
     def __init__(
         self, root: str | os.PathLike[str], *, split: Literal["train", "val", "test"] = "train"
     ) -> None:
-        super().__init__()
-        self.root = require_dir(root, dataset="EnMAPCorine", layout=_CORINE_LAYOUT)
+        super().__init__(root)
         split_file = self.root / "splits" / "enmap_corine" / f"{split}.txt"
-        if not split_file.is_file():
-            raise layout_error(
-                "EnMAPCorine", self.root, f"split file {split_file.name} missing", _CORINE_LAYOUT
-            )
-        ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-        missing = [i for i in ids if not (self.root / "enmap" / i).is_file()]
-        missing += [i for i in ids if not (self.root / "corine" / i).is_file()]
-        if missing or not ids:
-            problem = (
-                f"{len(missing)} listed files missing (e.g. {missing[0]!r})"
-                if missing
-                else "empty split"
-            )
-            raise layout_error("EnMAPCorine", self.root, problem, _CORINE_LAYOUT)
-        self.ids = ids
+        self.ids = self.read_split(split_file, "enmap/{}", "corine/{}")
         self.lookup = np.full(1000, -1, dtype=np.int64)
         for code, label in CORINE_TO_BIGEARTHNET19.items():
             self.lookup[code] = label

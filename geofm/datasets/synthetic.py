@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from geofm.errors import ShapeError
+from geofm.geo import import_rasterio, utm_epsg_for
+from geofm.sensors import Sensor, resolve_wavelengths
 
 __all__ = [
     "BuiltUpScene",
@@ -48,7 +50,6 @@ __all__ = [
     "built_up_scene",
     "class_layout",
     "landcover_scene",
-    "resolve_wavelengths",
     "smooth_field",
     "spectral_signatures",
     "write_landcover_scene",
@@ -84,40 +85,8 @@ def _named_spectrum(kind: str, wl: np.ndarray) -> np.ndarray:
     return (0.30 + 0.05 * np.sin(wl / 320.0)) * absorption
 
 
-def resolve_wavelengths(bands: str | Sequence[float]) -> tuple[float, ...]:
-    """Centre wavelengths (nm) of a sensor name of :mod:`geofm.sensors`, or the values given.
-
-    Args:
-        bands: A registered sensor name (e.g. ``"sentinel2_l2a"``) or centre
-            wavelengths in nm.
-
-    Returns:
-        One wavelength per band, in nm.
-
-    Raises:
-        UnknownNameError: If a string is not a registered sensor.
-        ValueError: If no wavelength is given or one is not in ``(0, 20000]`` nm.
-
-    Example:
-        >>> resolve_wavelengths("rgb")
-        (664.6, 559.8, 492.4)
-    """
-    if isinstance(bands, str):
-        from geofm.sensors import get_sensor
-
-        values = tuple(float(w) for w in get_sensor(bands).wavelengths)
-    else:
-        values = tuple(float(w) for w in bands)
-    if not values or any(not 0.0 < w <= 20000.0 for w in values):
-        raise ValueError(
-            f"Expected at least one centre wavelength in (0, 20000] nm, got {values!r}. "
-            "Pass a sensor name such as 'sentinel2_l2a' or wavelengths in nm."
-        )
-    return values
-
-
 def spectral_signatures(
-    wavelengths: str | Sequence[float], *, num_classes: int, seed: int = 0
+    wavelengths: str | Sensor | Sequence[float], *, num_classes: int, seed: int = 0
 ) -> np.ndarray:
     """Reflectance of each class at each band: water, vegetation, bare soil, built-up, then random.
 
@@ -128,7 +97,8 @@ def spectral_signatures(
     has the same spectrum for every band set.
 
     Args:
-        wavelengths: Sensor name or centre wavelengths (nm).
+        wavelengths: Sensor (or its name) or centre wavelengths in nm, as
+            :func:`geofm.sensors.resolve_wavelengths` takes them.
         num_classes: Number of classes, at least 1.
         seed: Seed of the random spectra (classes >= 4).
 
@@ -136,7 +106,8 @@ def spectral_signatures(
         ``float32`` array of shape ``(num_classes, C)`` in ``[0.01, 0.9]``.
 
     Raises:
-        ValueError: If ``num_classes < 1``.
+        ValueError: If ``num_classes < 1`` or a wavelength is not in ``[100, 20000]`` nm.
+        UnknownNameError: If a sensor name is not registered.
 
     Example:
         >>> sig = spectral_signatures("sentinel2_l2a", num_classes=6)
@@ -271,7 +242,7 @@ def _render(
 def landcover_scene(
     *,
     size: int = 64,
-    bands: str | Sequence[float] = "rgb",
+    bands: str | Sensor | Sequence[float] = "rgb",
     num_classes: int = 5,
     seed: int = 0,
     scale: float = 16.0,
@@ -282,7 +253,7 @@ def landcover_scene(
 
     Args:
         size: Height and width in pixels.
-        bands: Sensor name of :mod:`geofm.sensors` or centre wavelengths (nm).
+        bands: Sensor (or its name) or centre wavelengths in nm.
         num_classes: Number of classes (the first four are water, vegetation,
             bare soil, built-up).
         seed: Seed of the layout, texture and noise (the spectra use seed 0 so
@@ -394,10 +365,15 @@ def built_up_scene(
 
 
 def _write_tif(
-    path: Path, data: np.ndarray, *, crs: str, transform: object, nodata: float | None = None
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str,
+    transform: object,
+    nodata: float | None = None,
+    caller: str,
 ) -> Path:
-    import rasterio
-
+    rasterio = import_rasterio(caller, package="geofm.datasets")
     profile = {
         "driver": "GTiff",
         "width": data.shape[-1],
@@ -453,12 +429,9 @@ def write_nightlight_scene(
         >>> img.name, lights.name
         ('scene_rgb.tif', 'lights_epsg4326.tif')
     """
-    import rasterio
-    from affine import Affine
-    from rasterio.warp import Resampling, reproject, transform_bounds
-
-    from geofm.geo import utm_epsg_for
-
+    caller = "write_nightlight_scene"
+    rasterio = import_rasterio(caller, package="geofm.datasets")
+    affine = rasterio.transform.Affine
     out = Path(os.fspath(folder))
     scene = built_up_scene(size=size, seed=seed)
     epsg = utm_epsg_for(lon, lat)
@@ -466,9 +439,11 @@ def write_nightlight_scene(
     transformer = rasterio.warp.transform("EPSG:4326", crs, [lon], [lat])
     cx, cy = transformer[0][0], transformer[1][0]
     half = size * gsd / 2.0
-    transform = Affine(gsd, 0.0, cx - half, 0.0, -gsd, cy + half)
-    image_path = _write_tif(out / "scene_rgb.tif", scene.image, crs=crs, transform=transform)
-    west, south, east, north = transform_bounds(
+    transform = affine(gsd, 0.0, cx - half, 0.0, -gsd, cy + half)
+    image_path = _write_tif(
+        out / "scene_rgb.tif", scene.image, crs=crs, transform=transform, caller=caller
+    )
+    west, south, east, north = rasterio.warp.transform_bounds(
         crs, "EPSG:4326", cx - half, cy - half, cx + half, cy + half
     )
     margin = 3 * lights_resolution
@@ -476,9 +451,9 @@ def write_nightlight_scene(
     width = math.ceil((east + margin - west) / lights_resolution)
     height = math.ceil((north + margin - south) / lights_resolution)
     res = lights_resolution
-    grid = Affine(res, 0.0, west, 0.0, -res, south + height * res)
+    grid = affine(res, 0.0, west, 0.0, -res, south + height * res)
     lights = np.full((height, width), np.nan, dtype=np.float32)
-    reproject(
+    rasterio.warp.reproject(
         scene.lights,
         lights,
         src_transform=transform,
@@ -486,10 +461,15 @@ def write_nightlight_scene(
         dst_transform=grid,
         dst_crs="EPSG:4326",
         dst_nodata=np.nan,
-        resampling=Resampling.average,
+        resampling=rasterio.enums.Resampling.average,
     )
     lights_path = _write_tif(
-        out / "lights_epsg4326.tif", lights[None], crs="EPSG:4326", transform=grid, nodata=np.nan
+        out / "lights_epsg4326.tif",
+        lights[None],
+        crs="EPSG:4326",
+        transform=grid,
+        nodata=np.nan,
+        caller=caller,
     )
     return image_path, lights_path
 
@@ -526,17 +506,16 @@ def write_landcover_scene(
         >>> [p.name for p in paths]
         ['image.tif', 'mask.tif']
     """
-    from affine import Affine
-
+    caller = "write_landcover_scene"
+    rasterio = import_rasterio(caller, package="geofm.datasets")
     out = Path(os.fspath(folder))
-    transform = Affine(gsd, 0.0, origin[0], 0.0, -gsd, origin[1])
+    transform = rasterio.transform.Affine(gsd, 0.0, origin[0], 0.0, -gsd, origin[1])
     dtype = np.uint8 if scale <= 255 else np.uint16
     pixels = np.clip(np.round(scene.image * scale), 0, np.iinfo(dtype).max).astype(dtype)
     crs = f"EPSG:{epsg}"
-    image_path = _write_tif(out / "image.tif", pixels, crs=crs, transform=transform)
-    mask_path = _write_tif(
-        out / "mask.tif", scene.mask[None].astype(np.uint8), crs=crs, transform=transform
-    )
+    image_path = _write_tif(out / "image.tif", pixels, crs=crs, transform=transform, caller=caller)
+    mask = scene.mask[None].astype(np.uint8)
+    mask_path = _write_tif(out / "mask.tif", mask, crs=crs, transform=transform, caller=caller)
     return image_path, mask_path
 
 
@@ -606,7 +585,7 @@ class SyntheticMultilabel(Dataset[dict[str, torch.Tensor]]):
     Args:
         length: Number of samples.
         size: Height and width in pixels.
-        bands: Sensor name or centre wavelengths (nm).
+        bands: Sensor (or its name) or centre wavelengths in nm.
         num_labels: Number of classes / labels.
         max_classes: Most classes in one sample.
         min_fraction: A class covering less than this fraction is not labelled.
@@ -628,7 +607,7 @@ class SyntheticMultilabel(Dataset[dict[str, torch.Tensor]]):
         *,
         length: int,
         size: int = 32,
-        bands: str | Sequence[float] = "rgb",
+        bands: str | Sensor | Sequence[float] = "rgb",
         num_labels: int = 19,
         max_classes: int = 3,
         min_fraction: float = 0.05,

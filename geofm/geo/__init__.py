@@ -4,7 +4,8 @@ Read rasters with explicit validity masks, cut them into georeferenced tiles
 (with an index that round-trips), reproject to UTM, align coarse targets such
 as VIIRS night lights to tiles, and run a model over a scene of any size into
 a georeferenced GeoTIFF. rasterio is imported only inside the functions, so
-``import geofm.geo`` does not import it.
+``import geofm.geo`` does not import it; :func:`import_rasterio` is geofm's one
+entry point to it (``geofm.datasets`` reads and writes rasters through it).
 
 Example:
     >>> import geofm.geo as geo
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from geofm.geo._rio import import_rasterio
 from geofm.geo.align import TargetReduce, align_target
 from geofm.geo.io import PixelWindow, RasterData, RasterProfile, WindowLike, read_raster
 from geofm.geo.predict import BlendMode, OutputMode, predict_raster
@@ -31,6 +33,7 @@ __all__ = [
     "TilePadding",
     "WindowLike",
     "align_target",
+    "import_rasterio",
     "predict_raster",
     "read_raster",
     "read_tile_index",

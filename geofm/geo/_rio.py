@@ -1,8 +1,11 @@
-"""Private helpers shared by the ``geofm.geo`` modules.
+"""Helpers shared by the ``geofm.geo`` modules (a private module with public names).
 
 rasterio is imported here, inside functions, so that ``import geofm.geo`` stays
-cheap and works without it (see DESIGN.md, "layering"). The missing-dependency
-message follows microsoft/torchgeo's ``lazy_import`` idea
+cheap and works without it (see DESIGN.md, "layering"): :func:`import_rasterio`
+is the one way geofm reaches rasterio (``geofm.datasets`` uses it through
+``geofm.geo``). Affine transforms are rasterio's ``rasterio.transform.Affine``
+(the ``affine`` package rasterio depends on), never imported directly. The
+missing-dependency message follows microsoft/torchgeo's ``lazy_import`` idea
 (https://github.com/microsoft/torchgeo, ``torchgeo/datasets/utils.py``),
 written independently.
 """
@@ -13,12 +16,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from affine import Affine
-
 from geofm.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+    from rasterio.transform import Affine
 
 __all__ = [
     "GEOTIFF_BLOCK",
@@ -40,9 +43,29 @@ Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode", "min", "
 
 
 def import_rasterio(caller: str, *, package: str = "geofm.geo") -> ModuleType:
-    """Import and return rasterio, or raise a helpful error naming ``package.caller``."""
+    """Import and return rasterio (with its ``warp``, ``windows`` and ``transform`` modules).
+
+    The one place geofm imports rasterio, lazily, so that ``import geofm``
+    stays fast; readers in :mod:`geofm.datasets` use it too.
+
+    Args:
+        caller: Name of the function that needs rasterio, for the error message.
+        package: Package of ``caller``, for the error message.
+
+    Returns:
+        The ``rasterio`` module.
+
+    Raises:
+        MissingDependencyError: If rasterio is not installed.
+
+    Example:
+        >>> rasterio = import_rasterio("read_raster")
+        >>> rasterio.transform.from_origin(500000, 4000000, 10, 10).a
+        10.0
+    """
     try:
         import rasterio
+        import rasterio.transform
         import rasterio.warp
         import rasterio.windows
     except ImportError as err:
@@ -54,7 +77,7 @@ def import_rasterio(caller: str, *, package: str = "geofm.geo") -> ModuleType:
 
 def window_transform(transform: Affine, row_off: float, col_off: float) -> Affine:
     """Transform of a window starting at ``(row_off, col_off)`` of a raster with ``transform``."""
-    return transform @ Affine.translation(col_off, row_off)
+    return transform @ type(transform).translation(col_off, row_off)
 
 
 def require_crs(dataset: Any, path: PathLike, caller: str) -> None:

@@ -11,22 +11,22 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from geofm.geo._rio import GEOTIFF_BLOCK, PathLike, import_rasterio
-from geofm.geo.io import PixelWindow, _read_window
+from geofm.geo._window import PixelWindow, read_window
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Sequence
 
-    from geofm.geo.predict import BlendMode, OutputMode
-
 __all__ = [
     "CLASS_NODATA",
+    "BlendMode",
+    "OutputMode",
     "Plan",
     "RowSink",
     "coverage",
@@ -34,6 +34,11 @@ __all__ = [
     "run_bands",
     "window_1d",
 ]
+
+BlendMode = Literal["cosine", "linear", "none"]
+"""Weighting of overlapping tile outputs in :func:`geofm.geo.predict_raster`."""
+OutputMode = Literal["class", "probability", "regression"]
+"""What :func:`geofm.geo.predict_raster` writes."""
 
 CLASS_NODATA = 255
 _PREFETCH_BATCHES = 2
@@ -152,7 +157,7 @@ def _read_bands(
         with rasterio.Env(GDAL_CACHEMAX=cache), rasterio.open(path) as src:
             for band in bands:
                 window = PixelWindow(plan.row_offsets[band], 0, plan.tile, plan.padded_width)
-                strip, mask = _read_window(src, window, band_indices)  # (C, tile, Wp) each
+                strip, mask = read_window(src, window, band_indices)  # (C, tile, Wp) each
                 valid = np.asarray(mask.all(axis=0))  # (tile, Wp)
                 strip[:, ~valid] = 0
                 keep = [ox for ox in plan.col_offsets if valid[:, ox : ox + plan.tile].any()]

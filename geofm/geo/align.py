@@ -34,7 +34,7 @@ from geofm.geo._rio import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from affine import Affine
+    from rasterio.transform import Affine
 
     from geofm.geo.tiling import Tile
 

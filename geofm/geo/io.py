@@ -11,72 +11,19 @@ a boolean mask, and padding outside the raster is marked invalid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geofm.errors import ShapeError
 from geofm.geo._rio import PathLike, import_rasterio, window_transform
+from geofm.geo._window import PixelWindow, WindowLike, band_indices, read_window
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from affine import Affine
+    from rasterio.transform import Affine
 
 __all__ = ["PixelWindow", "RasterData", "RasterProfile", "WindowLike", "read_raster"]
-
-
-def _as_int(value: float, name: str) -> int:
-    if float(value) != int(value):
-        raise ValueError(
-            f"Window {name} must be a whole number of pixels, got {value}. "
-            "Round the window first (e.g. window.round_offsets().round_lengths())."
-        )
-    return int(value)
-
-
-def _resolve_bands(bands: Sequence[int] | None, count: int, path: PathLike) -> list[int]:
-    if bands is None:
-        return list(range(1, count + 1))
-    chosen = list(bands)
-    if not chosen:
-        raise ValueError(f"bands is empty. Pass 1-based band indices in 1..{count}, or None.")
-    bad = [b for b in chosen if not isinstance(b, int | np.integer) or not 1 <= b <= count]
-    if bad:
-        raise ShapeError(
-            f"Band indices {bad} are out of range for '{path}', which has {count} bands. "
-            f"Pass 1-based indices in 1..{count}."
-        )
-    return [int(b) for b in chosen]
-
-
-def _read_window(
-    dataset: Any, window: PixelWindow, band_indices: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``window`` (possibly partly outside) from an open dataset: values and validity.
-
-    Pixels outside the raster are 0 and invalid; NaN values are invalid.
-    """
-    indexes = list(band_indices)
-    dtype = dataset.dtypes[indexes[0] - 1]
-    array = np.zeros((len(indexes), window.height, window.width), dtype=dtype)
-    mask = np.zeros(array.shape, dtype=bool)
-    r0, r1 = max(window.row_off, 0), min(window.row_stop, dataset.height)
-    c0, c1 = max(window.col_off, 0), min(window.col_stop, dataset.width)
-    if r0 < r1 and c0 < c1:
-        rasterio = import_rasterio("read_raster")
-        inner = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
-        rows = slice(r0 - window.row_off, r1 - window.row_off)
-        cols = slice(c0 - window.col_off, c1 - window.col_off)
-        if (r1 - r0, c1 - c0) == (window.height, window.width):  # all inside: read in place
-            dataset.read(indexes, window=inner, out=array)
-            np.not_equal(dataset.read_masks(indexes, window=inner), 0, out=mask)
-        else:
-            array[:, rows, cols] = dataset.read(indexes, window=inner)
-            mask[:, rows, cols] = dataset.read_masks(indexes, window=inner) != 0
-        if np.issubdtype(array.dtype, np.floating):
-            mask &= ~np.isnan(array)
-    return array, mask
 
 
 def read_raster(
@@ -122,13 +69,13 @@ def read_raster(
     """
     rasterio = import_rasterio("read_raster")
     with rasterio.open(path) as src:
-        indexes = _resolve_bands(bands, src.count, path)
+        indexes = band_indices(bands, src.count, path)
         win = (
             PixelWindow(0, 0, src.height, src.width)
             if window is None
             else PixelWindow.from_window(window)
         )
-        array, mask = _read_window(src, win, indexes)
+        array, mask = read_window(src, win, indexes)
         profile = RasterProfile(
             crs=src.crs,
             transform=window_transform(src.transform, win.row_off, win.col_off),
@@ -140,109 +87,6 @@ def read_raster(
             width=win.width,
         )
     return RasterData(array=array, mask=mask, profile=profile)
-
-
-class WindowLike(Protocol):
-    """Anything with pixel offsets and sizes: :class:`PixelWindow`, rasterio's ``Window``.
-
-    Example:
-        >>> window: WindowLike = PixelWindow(row_off=0, col_off=4, height=2, width=8)
-        >>> window.row_off, window.col_off, window.height, window.width
-        (0, 4, 2, 8)
-    """
-
-    @property
-    def row_off(self) -> float: ...  # noqa: D102
-
-    @property
-    def col_off(self) -> float: ...  # noqa: D102
-
-    @property
-    def height(self) -> float: ...  # noqa: D102
-
-    @property
-    def width(self) -> float: ...  # noqa: D102
-
-
-@dataclass(frozen=True)
-class PixelWindow:
-    """A rectangle of pixels, possibly extending past the raster's edges.
-
-    Offsets may be negative and the rectangle may end beyond the raster: the
-    part outside is read as padding and marked invalid (see :func:`read_raster`).
-
-    Args:
-        row_off: First row (0-based, from the top).
-        col_off: First column (0-based, from the left).
-        height: Number of rows, at least 1.
-        width: Number of columns, at least 1.
-
-    Raises:
-        ValueError: If ``height`` or ``width`` is smaller than 1.
-
-    Example:
-        >>> PixelWindow(row_off=0, col_off=256, height=256, width=256).col_stop
-        512
-    """
-
-    row_off: int
-    col_off: int
-    height: int
-    width: int
-
-    def __post_init__(self) -> None:
-        if self.height < 1 or self.width < 1:
-            raise ValueError(
-                f"PixelWindow needs height and width >= 1, got height={self.height}, "
-                f"width={self.width}."
-            )
-
-    @property
-    def row_stop(self) -> int:
-        """One past the last row."""
-        return self.row_off + self.height
-
-    @property
-    def col_stop(self) -> int:
-        """One past the last column."""
-        return self.col_off + self.width
-
-    @classmethod
-    def from_window(cls, window: WindowLike) -> PixelWindow:
-        """Convert a window-like object (e.g. rasterio's ``Window``) with whole-pixel values.
-
-        Args:
-            window: Object with ``row_off``, ``col_off``, ``height``, ``width``.
-
-        Returns:
-            The equivalent :class:`PixelWindow`.
-
-        Raises:
-            ValueError: If a value is not a whole number of pixels.
-
-        Example:
-            >>> PixelWindow.from_window(PixelWindow(1, 2, 3, 4))
-            PixelWindow(row_off=1, col_off=2, height=3, width=4)
-        """
-        return cls(
-            row_off=_as_int(window.row_off, "row_off"),
-            col_off=_as_int(window.col_off, "col_off"),
-            height=_as_int(window.height, "height"),
-            width=_as_int(window.width, "width"),
-        )
-
-    def to_rasterio(self) -> Any:
-        """Return the equivalent ``rasterio.windows.Window``.
-
-        Returns:
-            A ``rasterio.windows.Window``.
-
-        Example:
-            >>> PixelWindow(0, 0, 2, 3).to_rasterio()
-            Window(col_off=0, row_off=0, width=3, height=2)
-        """
-        rasterio = import_rasterio("PixelWindow.to_rasterio")
-        return rasterio.windows.Window(self.col_off, self.row_off, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -264,7 +108,7 @@ class RasterProfile:
         width: Columns of the returned array.
 
     Example:
-        >>> from affine import Affine
+        >>> from rasterio.transform import Affine
         >>> p = RasterProfile(crs=None, transform=Affine(10, 0, 0, 0, -10, 0), nodata=None,
         ...                   band_descriptions=(None,), band_indices=(1,), dtype="uint8",
         ...                   height=2, width=3)
@@ -309,7 +153,7 @@ class RasterData:
         - mask: ``(C, H, W)``, bool.
 
     Example:
-        >>> from affine import Affine
+        >>> from rasterio.transform import Affine
         >>> p = RasterProfile(crs=None, transform=Affine.identity(), nodata=0.0,
         ...                   band_descriptions=(None,), band_indices=(1,), dtype="uint8",
         ...                   height=1, width=2)
@@ -329,7 +173,7 @@ class RasterData:
             ``np.ma.MaskedArray`` of shape ``(C, H, W)``.
 
         Example:
-            >>> from affine import Affine
+            >>> from rasterio.transform import Affine
             >>> p = RasterProfile(crs=None, transform=Affine.identity(), nodata=None,
             ...                   band_descriptions=(None,), band_indices=(1,), dtype="float32",
             ...                   height=1, width=1)

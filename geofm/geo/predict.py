@@ -43,25 +43,34 @@ import os
 import tempfile
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import torch
-from affine import Affine
 from torch import nn
 
+from geofm import _dist
 from geofm.errors import ShapeError
-from geofm.geo._rio import GEOTIFF_BLOCK, PathLike, check_dst, import_rasterio, require_crs
+from geofm.geo._rio import (
+    GEOTIFF_BLOCK,
+    PathLike,
+    check_dst,
+    import_rasterio,
+    require_crs,
+    window_transform,
+)
 from geofm.geo._stream import (
     CLASS_NODATA,
+    BlendMode,
+    OutputMode,
     Plan,
     RowSink,
     gdal_cache_bytes,
     run_bands,
     window_1d,
 )
-from geofm.geo.io import _resolve_bands
-from geofm.geo.tiling import _tile_offsets
+from geofm.geo._window import band_indices as resolve_band_indices
+from geofm.geo._window import tile_offsets
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -69,9 +78,6 @@ if TYPE_CHECKING:
 __all__ = ["BlendMode", "OutputMode", "predict_raster"]
 
 logger = logging.getLogger(__name__)
-
-BlendMode = Literal["cosine", "linear", "none"]
-OutputMode = Literal["class", "probability", "regression"]
 
 
 def _split_range(n: int, parts: int) -> list[tuple[int, int]]:
@@ -88,12 +94,6 @@ def _palette(n: int) -> dict[int, tuple[int, int, int, int]]:
         colours[k] = (round(r * 255), round(g * 255), round(b * 255), 255)
     colours[CLASS_NODATA] = (0, 0, 0, 0)
     return colours
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _collective_device() -> torch.device:
@@ -254,16 +254,13 @@ def predict_raster(
 
     Example:
         >>> import tempfile, pathlib, rasterio
-        >>> from rasterio.transform import from_origin
-        >>> folder = pathlib.Path(tempfile.mkdtemp())
-        >>> with rasterio.open(folder / "in.tif", "w", driver="GTiff", width=50, height=40,
-        ...                    count=2, dtype="float32", crs="EPSG:32618",
-        ...                    transform=from_origin(500000, 4000000, 10, 10)) as d:
-        ...     d.write(np.random.default_rng(0).random((2, 40, 50), dtype=np.float32))
-        >>> out = predict_raster(nn.Identity().eval(), folder / "in.tif", folder / "out.tif",
-        ...                      tile=32, overlap=8, output="regression")
-        >>> with rasterio.open(folder / "in.tif") as a, rasterio.open(out) as b:
-        ...     bool((a.read() == b.read()).all()), a.transform == b.transform
+        >>> from geofm.data import sample_raster  # 224 x 224, 3 bands, with nodata
+        >>> dst = pathlib.Path(tempfile.mkdtemp()) / "out.tif"
+        >>> out = predict_raster(nn.Identity().eval(), sample_raster(), dst,
+        ...                      tile=64, overlap=16, output="regression")
+        >>> with rasterio.open(sample_raster()) as a, rasterio.open(out) as b:
+        ...     x, y = a.read(masked=True), b.read(masked=True)  # valid pixels only
+        ...     bool((x == y).all()), a.transform == b.transform
         (True, True)
     """
     rasterio = import_rasterio("predict_raster")
@@ -293,7 +290,7 @@ def predict_raster(
     run_device = _resolve_device(model, device)
     with rasterio.open(src) as dataset:
         require_crs(dataset, src, "predict_raster")
-        band_indices = _resolve_bands(bands, dataset.count, src)
+        band_indices = resolve_band_indices(bands, dataset.count, src)
         dtypes = {dataset.dtypes[i - 1] for i in band_indices}
         if any(np.issubdtype(np.dtype(d), np.complexfloating) for d in dtypes):
             raise ValueError(
@@ -309,8 +306,8 @@ def predict_raster(
         height=height,
         width=width,
         tile=tile,
-        row_offsets=_tile_offsets(height, tile, stride, "shift"),
-        col_offsets=_tile_offsets(width, tile, stride, "shift"),
+        row_offsets=tile_offsets(height, tile, stride, "shift"),
+        col_offsets=tile_offsets(width, tile, stride, "shift"),
         window=window_1d(tile, overlap, blend),
         gdal_cache_bytes=cache_bytes,
     )
@@ -333,7 +330,7 @@ def predict_raster(
     if colormap is not None:
         palette.update({k: (*rgb, 255) for k, rgb in colormap.items()})
 
-    rank, world = _dist_rank_world() if shard_across_ranks else (0, 1)
+    rank, world = (_dist.rank(), _dist.world_size()) if shard_across_ranks else (0, 1)
     n_bands = len(plan.row_offsets)
     start, stop = _split_range(n_bands, world)[rank]
     first_row = plan.row_offsets[start] if start < n_bands else height
@@ -359,7 +356,7 @@ def predict_raster(
             part_profile = {
                 **profile,
                 "height": height if rank == 0 else last_row - first_row,
-                "transform": transform @ Affine.translation(0, 0 if rank == 0 else first_row),
+                "transform": window_transform(transform, 0 if rank == 0 else first_row, 0),
             }
             opened = _open_output(part, part_profile, output, channels, palette)
             sink = RowSink(stack.enter_context(opened))

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affine import Affine
 
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
@@ -169,7 +168,7 @@ def reproject_to_utm(
             width = max(1, math.ceil((right - left) / resolution))
             height = max(1, math.ceil((top - bottom) / resolution))
             grid = (
-                Affine(resolution, 0.0, left, 0.0, -resolution, top),
+                rasterio.transform.from_origin(left, top, resolution, resolution),
                 width,
                 height,
             )

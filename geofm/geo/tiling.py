@@ -18,21 +18,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
-from affine import Affine
 
 from geofm.errors import ShapeError
 from geofm.geo._rio import PathLike, import_rasterio, require_crs, window_transform
-from geofm.geo.io import PixelWindow, _read_window
+from geofm.geo._window import PixelWindow, TilePadding, read_window, tile_offsets
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Tile", "TilePadding", "read_tile_index", "tile_raster", "write_tile_index"]
+    from rasterio.transform import Affine
 
-TilePadding = Literal["zero", "drop", "shift"]
+__all__ = ["Tile", "TilePadding", "read_tile_index", "tile_raster", "write_tile_index"]
 
 _CSV_FIELDS = (
     "index",
@@ -55,18 +54,6 @@ _CSV_FIELDS = (
     "crs",
     "path",
 )
-
-
-def _tile_offsets(length: int, size: int, stride: int, pad: TilePadding) -> list[int]:
-    """Start offsets along one axis of ``length`` pixels (see :func:`tile_raster` for ``pad``)."""
-    if length <= size:
-        return [] if (pad == "drop" and length < size) else [0]
-    regular = list(range(0, length - size + 1, stride))
-    if regular[-1] + size == length or pad == "drop":
-        return regular
-    if pad == "zero":
-        return [*regular, regular[-1] + stride]
-    return [*regular, length - size]  # "shift": the last tile ends at the edge
 
 
 def _crs_to_text(crs: Any, *, urn: bool) -> str:
@@ -119,7 +106,7 @@ def _check_footprint(tile: Tile, ring: Sequence[Sequence[float]], path: PathLike
 def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int]) -> None:
     rasterio = import_rasterio("tile_raster")
     assert tile.path is not None  # set by tile_raster before calling
-    array, mask = _read_window(src, tile.window, band_indices)
+    array, mask = read_window(src, tile.window, band_indices)
     profile = {
         "driver": "GTiff",
         "height": tile.window.height,
@@ -163,6 +150,7 @@ def write_tile_index(tiles: Sequence[Tile], path: PathLike) -> Path:
     Example:
         >>> import tempfile, pathlib
         >>> from rasterio.crs import CRS
+        >>> from rasterio.transform import Affine
         >>> tile = Tile(index=0, grid_row=0, grid_col=0, window=PixelWindow(0, 0, 2, 2),
         ...             transform=Affine(10, 0, 500000, 0, -10, 0), crs=CRS.from_epsg(32618))
         >>> p = write_tile_index([tile], pathlib.Path(tempfile.mkdtemp()) / "index.csv")
@@ -237,13 +225,13 @@ def read_tile_index(path: PathLike) -> list[Tile]:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from rasterio.crs import CRS
-        >>> tile = Tile(index=0, grid_row=0, grid_col=0, window=PixelWindow(0, 0, 2, 2),
-        ...             transform=Affine(10, 0, 500000, 0, -10, 0), crs=CRS.from_epsg(32618))
-        >>> p = write_tile_index([tile], pathlib.Path(tempfile.mkdtemp()) / "index.geojson")
-        >>> read_tile_index(p)[0].bounds
-        (500000.0, -20.0, 500020.0, 0.0)
+        >>> from geofm.data import sample_raster
+        >>> index = pathlib.Path(tempfile.mkdtemp()) / "tiles.csv"
+        >>> tiles = tile_raster(sample_raster(), size=112, index_path=index)  # 2 x 2 tiles
+        >>> read_tile_index(index) == tiles, read_tile_index(index)[3].window
+        (True, PixelWindow(row_off=112, col_off=112, height=112, width=112))
     """
+    affine = import_rasterio("read_tile_index").transform.Affine
     src = Path(path)
     suffix = src.suffix.lower()
     base = src.parent
@@ -262,7 +250,7 @@ def read_tile_index(path: PathLike) -> list[Tile]:
                             int(row["height"]),
                             int(row["width"]),
                         ),
-                        transform=Affine(*(float(row[k]) for k in "abcdef")),
+                        transform=affine(*(float(row[k]) for k in "abcdef")),
                         crs=_crs_from_text(row["crs"]),
                         path=_absolute_path(row["path"], base),
                     )
@@ -290,7 +278,7 @@ def read_tile_index(path: PathLike) -> list[Tile]:
             window=PixelWindow(
                 int(p["row_off"]), int(p["col_off"]), int(p["height"]), int(p["width"])
             ),
-            transform=Affine(*(float(v) for v in p["transform"])),
+            transform=affine(*(float(v) for v in p["transform"])),
             crs=crs,
             path=_absolute_path(p["path"] or "", base),
         )
@@ -345,17 +333,13 @@ def tile_raster(
         ShapeError: If ``pad="drop"`` and the raster is smaller than ``size``.
 
     Example:
-        >>> import tempfile, pathlib, rasterio
-        >>> from rasterio.transform import from_origin
+        >>> import tempfile, pathlib
+        >>> from geofm.data import sample_raster  # 224 x 224 pixels
         >>> folder = pathlib.Path(tempfile.mkdtemp())
-        >>> with rasterio.open(folder / "scene.tif", "w", driver="GTiff", width=1000, height=1000,
-        ...                    count=3, dtype="uint8", crs="EPSG:32618",
-        ...                    transform=from_origin(500000, 4000000, 4, 4)) as dst:
-        ...     dst.write(np.ones((3, 1000, 1000), np.uint8))
-        >>> tiles = tile_raster(folder / "scene.tif", size=256, stride=256, pad="zero",
+        >>> tiles = tile_raster(sample_raster(), size=64, stride=64, pad="zero",
         ...                     out_dir=folder / "tiles", index_path=folder / "tiles.geojson")
-        >>> len(tiles), tiles[-1].window
-        (16, PixelWindow(row_off=768, col_off=768, height=256, width=256))
+        >>> len(tiles), tiles[-1].window  # the last row and column of tiles is padded
+        (16, PixelWindow(row_off=192, col_off=192, height=64, width=64))
         >>> read_tile_index(folder / "tiles.geojson") == tiles
         True
     """
@@ -372,8 +356,8 @@ def tile_raster(
     folder = None if out_dir is None else Path(out_dir).resolve()
     with rasterio.open(src) as dataset:
         require_crs(dataset, src, "tile_raster")
-        rows = _tile_offsets(dataset.height, size, step, pad)
-        cols = _tile_offsets(dataset.width, size, step, pad)
+        rows = tile_offsets(dataset.height, size, step, pad)
+        cols = tile_offsets(dataset.width, size, step, pad)
         if not rows or not cols:
             raise ShapeError(
                 f"Raster '{src}' ({dataset.height} x {dataset.width} pixels) is smaller than "
@@ -423,6 +407,7 @@ class Tile:
         path: The written tile file, or ``None`` if tiles were not written.
 
     Example:
+        >>> from rasterio.transform import Affine
         >>> t = Tile(index=0, grid_row=0, grid_col=0, window=PixelWindow(0, 0, 2, 3),
         ...          transform=Affine(10, 0, 100, 0, -10, 50), crs=None)
         >>> t.bounds

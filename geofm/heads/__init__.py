@@ -1,10 +1,11 @@
-"""Task heads, necks and the segmentation assembly for geofm backbones.
+"""Task heads, necks and the task models (segmentation, pooled) for geofm backbones.
 
 Every head takes its input widths explicitly (``in_channels`` / ``in_features``),
 so it works on any backbone: read them from ``backbone.feature_info`` (dense
 heads) or ``backbone.embed_dim`` (pooled heads). Dense heads map a list of
 NCHW feature maps to logits; :class:`SegmentationModel` chains backbone, neck
-and head and resizes the logits to the input.
+and head and resizes the logits to the input. :class:`PooledModel` chains the
+backbone's pooled ``embed`` and a classification or regression head.
 
 Example:
     >>> import torch
@@ -30,7 +31,8 @@ from geofm.heads.fpn import (
     SimpleSegmentationHead,
 )
 from geofm.heads.necks import LayerNorm2d, ViTFeaturePyramid
-from geofm.heads.regression import RegressionHead, RelativeMSELoss, relative_mse_loss
+from geofm.heads.pooled import EmbeddingBackbone, PooledModel
+from geofm.heads.regression import RegressionHead
 from geofm.heads.segmentation import FeatureBackbone, SegmentationModel
 from geofm.heads.upernet import UPerNetHead
 
@@ -39,16 +41,16 @@ __all__ = [
     "ClassificationHead",
     "ConvHead",
     "FCNHead",
+    "EmbeddingBackbone",
     "FPNSegmentationHead",
     "FeatureBackbone",
     "LayerNorm2d",
+    "PooledModel",
     "RegressionHead",
-    "RelativeMSELoss",
     "SatlasUpsample",
     "SegmentationModel",
     "SimpleClassificationHead",
     "SimpleSegmentationHead",
     "UPerNetHead",
     "ViTFeaturePyramid",
-    "relative_mse_loss",
 ]

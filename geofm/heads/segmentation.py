@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError
+from geofm.heads._checks import check_backbone
 
 __all__ = ["FeatureBackbone", "SegmentationModel"]
 
@@ -119,12 +120,7 @@ class SegmentationModel(nn.Module):
 
     def __init__(self, backbone: FeatureBackbone, neck: nn.Module | None, head: nn.Module) -> None:
         super().__init__()
-        if not isinstance(backbone, nn.Module) or not isinstance(backbone, FeatureBackbone):
-            raise TypeError(
-                f"SegmentationModel needs an nn.Module backbone with feature_info, got "
-                f"{type(backbone).__name__}. Use geofm.create_backbone(...) or add "
-                f"feature_info to your module."
-            )
+        check_backbone(backbone, FeatureBackbone, owner="SegmentationModel", needs="feature_info")
         self.backbone = backbone
         self.neck = neck
         self.head = head

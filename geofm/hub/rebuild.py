@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -206,7 +206,7 @@ def _model_json(model: nn.Module) -> dict[str, Any]:
         return {
             **common,
             "kind": kind,
-            "backbone": _backbone_json(model.backbone),
+            "backbone": _backbone_json(cast(nn.Module, model.backbone)),
             "neck": neck.to_json() if neck is not None else None,
             "head": head.to_json(),
             "lora": json.loads(lora.to_json()) if lora is not None else None,
@@ -498,7 +498,9 @@ def from_pretrained(
         config_path = _fetch_repo_file(repo, CONFIG_NAME, revision, cache)
         weights_path = _fetch_repo_file(repo, WEIGHTS_NAME, revision, cache)
     model = _rebuild(_read_config(config_path))
-    load_state_dict_into(model, read_state_dict(weights_path), strict=True, source=str(weights_path))
+    load_state_dict_into(
+        model, read_state_dict(weights_path), strict=True, source=str(weights_path)
+    )
     return model.eval()
 
 

@@ -5,6 +5,15 @@
 :func:`mark_only_lora_trainable` freezes the rest, :func:`merge_lora` folds the
 adapters in for inference, :func:`save_lora` / :func:`load_lora` store them as
 safetensors and :func:`to_peft` / :func:`from_peft` exchange them with PEFT.
+:func:`get_lora_config` reads back the config an adapted model was built with.
+
+The ``weight`` contract: a wrapper takes over the base layer's own ``weight`` and
+``bias`` Parameters (same objects, same state-dict keys) instead of holding the
+layer as a child, and adds ``lora_A`` / ``lora_B``. Reading ``wrapper.weight``
+returns the effective weight ``W0 + s * B A`` (a tensor, not a ``Parameter``), so
+models that call ``F.linear(x, layer.weight)`` themselves see the adapter;
+``wrapper.base_weight`` is the stored ``W0``. Unsupported layer types raise
+:class:`geofm.errors.UnsupportedModuleError`.
 
 References:
     - Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022.
@@ -25,21 +34,26 @@ Example:
 from __future__ import annotations
 
 from geofm.lora.config import LoRAConfig, QKVPart, ecovision_config, fusion_lora_config
-from geofm.lora.inject import apply_lora, mark_only_lora_trainable, merge_lora, unmerge_lora
-from geofm.lora.interop import from_peft, to_peft
-from geofm.lora.io import load_lora, lora_state_dict, save_lora
-from geofm.lora.layers import LoRAConv2d, LoRALinear, UnsupportedModuleError
+from geofm.lora.inject import (
+    apply_lora,
+    get_lora_config,
+    mark_only_lora_trainable,
+    merge_lora,
+    unmerge_lora,
+)
+from geofm.lora.io import from_peft, load_lora, lora_state_dict, save_lora, to_peft
+from geofm.lora.layers import LoRAConv2d, LoRALinear
 
 __all__ = [
     "LoRAConfig",
     "LoRAConv2d",
     "LoRALinear",
     "QKVPart",
-    "UnsupportedModuleError",
     "apply_lora",
     "ecovision_config",
     "from_peft",
     "fusion_lora_config",
+    "get_lora_config",
     "load_lora",
     "lora_state_dict",
     "mark_only_lora_trainable",

@@ -13,28 +13,28 @@ References:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
 
 from torch import nn
 
-from geofm.lora.layers import UnsupportedModuleError
+from geofm.errors import UnsupportedModuleError
 
 __all__ = [
     "LoRAConfig",
     "QKVPart",
+    "check_lora_hparams",
     "ecovision_config",
     "fusion_lora_config",
+    "lora_scaling",
 ]
 
 QKVPart = Literal["q", "k", "v"]
 """One third of a fused query/key/value projection."""
 
 _QKV_ORDER: tuple[QKVPart, ...] = ("q", "k", "v")
-
-# Layer types LoRA can wrap, by the name stored in saved configs. Extended with the wrapper table.
-_TYPE_NAMES: dict[str, type[nn.Module]] = {"Linear": nn.Linear, "Conv2d": nn.Conv2d}
 
 
 def _as_str_tuple(value: Sequence[str], *, field_name: str) -> tuple[str, ...]:
@@ -51,6 +51,73 @@ def _as_str_tuple(value: Sequence[str], *, field_name: str) -> tuple[str, ...]:
             "Pass module-name patterns such as 'blocks.*.attn.qkv'."
         )
     return out
+
+
+def _type_name(t: type[nn.Module]) -> str:
+    # Layer types are stored by their torch.nn name; nothing else is looked up when reading.
+    if getattr(nn, t.__name__, None) is not t:
+        raise UnsupportedModuleError(
+            f"Layer type {t.__qualname__} cannot be stored in a LoRA config: only torch.nn "
+            "layer types are stored, by name. Use target_types=(nn.Linear,) or (nn.Conv2d,)."
+        )
+    return str(t.__name__)
+
+
+def _type_from_name(name: object) -> type[nn.Module]:
+    t = getattr(nn, name, None) if isinstance(name, str) else None
+    if not (isinstance(t, type) and issubclass(t, nn.Module)):
+        raise UnsupportedModuleError(
+            f"Stored LoRA config names the layer type {name!r}, which is not a torch.nn module "
+            "type. Expected names such as 'Linear' or 'Conv2d'; the file is damaged or was "
+            "written by an incompatible geofm version."
+        )
+    return t
+
+
+def lora_scaling(rank: int, alpha: float, use_rslora: bool) -> float:
+    """The factor ``s`` multiplying ``B A x``: ``alpha / rank``, or ``alpha / sqrt(rank)`` (rsLoRA).
+
+    Args:
+        rank: LoRA rank ``r``.
+        alpha: Scaling numerator.
+        use_rslora: Rank-stabilised scaling (Kalajdzievski, 2023).
+
+    Returns:
+        ``s``.
+
+    Example:
+        >>> lora_scaling(16, 8.0, False), lora_scaling(16, 8.0, True)
+        (0.5, 2.0)
+    """
+    return alpha / (math.sqrt(rank) if use_rslora else rank)
+
+
+def check_lora_hparams(rank: int, alpha: float, dropout: float, *, owner: str) -> None:
+    """Check the hyperparameters shared by :class:`LoRAConfig` and the LoRA layers.
+
+    Args:
+        rank: LoRA rank ``r``; an integer >= 1.
+        alpha: Scaling numerator; > 0.
+        dropout: Dropout probability on the adapter input; in ``[0, 1)``.
+        owner: The class checked, named in the errors (``"LoRAConfig"``).
+
+    Raises:
+        ValueError: If a value is out of range.
+
+    Example:
+        >>> check_lora_hparams(0, 16.0, 0.0, owner="LoRAConfig")
+        Traceback (most recent call last):
+        ...
+        ValueError: LoRAConfig.rank must be an integer >= 1, got 0. Pass a rank such as 8.
+    """
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(
+            f"{owner}.rank must be an integer >= 1, got {rank!r}. Pass a rank such as 8."
+        )
+    if not alpha > 0:
+        raise ValueError(f"{owner}.alpha must be > 0, got {alpha!r}. Pass e.g. alpha=2 * rank.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{owner}.dropout must be in [0, 1), got {dropout!r}. Pass e.g. 0.05.")
 
 
 @dataclass(frozen=True)
@@ -81,7 +148,8 @@ class LoRAConfig:
         targets: Module-name globs to adapt.
         target_types: Keep only matched modules of these types (e.g.
             ``(nn.Linear,)`` with ``targets=("layers.2.*",)``). Empty: every
-            matched module must be a supported layer.
+            matched module must be a supported layer. :func:`~geofm.lora.apply_lora`
+            checks that each type is one LoRA can wrap.
         exclude: Module-name globs never adapted, even if matched.
         qkv_parts: Which thirds of fused qkv projections to adapt.
         qkv_names: Globs naming the fused qkv projections ``qkv_parts`` applies to.
@@ -91,8 +159,8 @@ class LoRAConfig:
 
     Raises:
         ValueError: On an out-of-range number, an empty or string-valued
-            pattern list, or unknown / repeated ``qkv_parts``.
-        UnsupportedModuleError: If a ``target_types`` entry is not a supported layer type.
+            pattern list, unknown / repeated ``qkv_parts``, or a ``target_types``
+            entry that is not an ``nn.Module`` subclass.
 
     Example:
         >>> cfg = LoRAConfig(rank=4, alpha=8.0, qkv_parts=("q", "v"))
@@ -114,12 +182,7 @@ class LoRAConfig:
     also: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"LoRAConfig.rank must be an integer >= 1, got {self.rank!r}.")
-        if not self.alpha > 0:
-            raise ValueError(f"LoRAConfig.alpha must be > 0, got {self.alpha!r}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LoRAConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+        check_lora_hparams(self.rank, self.alpha, self.dropout, owner="LoRAConfig")
         for name in ("targets", "exclude", "qkv_names", "also"):
             object.__setattr__(self, name, _as_str_tuple(getattr(self, name), field_name=name))
         if not self.targets:
@@ -143,29 +206,49 @@ class LoRAConfig:
         object.__setattr__(self, "qkv_parts", tuple(p for p in _QKV_ORDER if p in parts))
         types = tuple(self.target_types)
         bad = [t for t in types if not isinstance(t, type) or not issubclass(t, nn.Module)]
-        bad += [t for t in types if t not in bad and not _supported_base(t)]
         if bad:
-            raise UnsupportedModuleError(
-                f"LoRAConfig.target_types has unsupported entries {bad!r}. "
-                f"Supported layer types: {', '.join(sorted(_TYPE_NAMES))}."
+            raise ValueError(
+                f"LoRAConfig.target_types must hold nn.Module subclasses, got {bad!r}. "
+                "Pass layer classes such as (nn.Linear,)."
             )
         object.__setattr__(self, "target_types", types)
 
     @property
     def scaling(self) -> float:
-        """The factor ``s`` multiplying ``B A x``: ``alpha / rank`` or ``alpha / sqrt(rank)``."""
-        return self.alpha / (self.rank**0.5 if self.use_rslora else self.rank)
+        """The factor ``s`` multiplying ``B A x``: see :func:`lora_scaling`."""
+        return lora_scaling(self.rank, self.alpha, self.use_rslora)
 
     @property
     def adapts_all_qkv_parts(self) -> bool:
         """Whether fused qkv layers are adapted as a whole (one adapter)."""
         return self.qkv_parts == _QKV_ORDER
 
+    @property
+    def qkv_chunks(self) -> tuple[bool, bool, bool] | None:
+        """The ``chunks`` flags of :class:`~geofm.lora.LoRALinear` for fused qkv layers.
+
+        ``None`` when fused layers are adapted as a whole, else one flag per
+        third in q, k, v order (``(True, False, True)`` for ``("q", "v")``).
+        """
+        if self.adapts_all_qkv_parts:
+            return None
+        q, k, v = (p in self.qkv_parts for p in _QKV_ORDER)
+        return q, k, v
+
     def to_json(self) -> str:
         """Serialise to a JSON string (stored in saved adapter files).
 
         Returns:
-            The config as JSON, layer types by name (``"Linear"``, ``"Conv2d"``).
+            The config as JSON, layer types by their ``torch.nn`` name
+            (``"Linear"``, ``"Conv2d"``).
+
+        Raises:
+            UnsupportedModuleError: If a ``target_types`` entry is not a
+                ``torch.nn`` class (a user subclass cannot be stored by name).
+
+        Example:
+            >>> LoRAConfig(target_types=(nn.Linear,)).to_json()[:40]
+            '{"alpha": 16.0, "also": [], "dropout": 0'
         """
         data: dict[str, Any] = asdict(self)
         data["target_types"] = [_type_name(t) for t in self.target_types]
@@ -183,7 +266,11 @@ class LoRAConfig:
 
         Raises:
             ValueError: If the JSON has unknown or missing fields.
-            UnsupportedModuleError: If a layer type name is not supported.
+            UnsupportedModuleError: If a layer type name is not a ``torch.nn`` module class.
+
+        Example:
+            >>> LoRAConfig.from_json(LoRAConfig(rank=2).to_json()).rank
+            2
         """
         data = json.loads(text)
         expected = set(cls.__dataclass_fields__)
@@ -193,30 +280,10 @@ class LoRAConfig:
                 f"Stored LoRA config has fields {got}, expected {sorted(expected)}. "
                 "It was written by an incompatible geofm version."
             )
-        unknown = [n for n in data["target_types"] if n not in _TYPE_NAMES]
-        if unknown:
-            raise UnsupportedModuleError(
-                f"Stored LoRA config names unsupported layer types {unknown}. "
-                f"Supported: {', '.join(sorted(_TYPE_NAMES))}."
-            )
-        data["target_types"] = tuple(_TYPE_NAMES[n] for n in data["target_types"])
+        data["target_types"] = tuple(_type_from_name(n) for n in data["target_types"])
         for name in ("targets", "exclude", "qkv_parts", "qkv_names", "also"):
             data[name] = tuple(data[name])
         return cls(**data)
-
-
-def _supported_base(t: type[nn.Module]) -> bool:
-    return any(issubclass(t, base) for base in _TYPE_NAMES.values())
-
-
-def _type_name(t: type[nn.Module]) -> str:
-    for name, base in _TYPE_NAMES.items():
-        if t is base:
-            return name
-    raise UnsupportedModuleError(
-        f"Layer type {t.__qualname__} cannot be stored in a LoRA config; "
-        f"use one of {', '.join(sorted(_TYPE_NAMES))}."
-    )
 
 
 def ecovision_config(*, city: Literal["shanghai", "las_vegas"] = "shanghai") -> LoRAConfig:

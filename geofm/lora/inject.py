@@ -1,122 +1,62 @@
 """Inject, merge and freeze LoRA adapters in any ``nn.Module``.
 
 Layers are chosen by glob patterns on module names and optionally by type, and
-wrapped through a type-keyed table (``nn.Linear -> LoRALinear``,
-``nn.Conv2d -> LoRAConv2d``), as in torchao's module swaps
-(https://github.com/pytorch/ao, ``torchao/quantization/transform_module.py``).
+wrapped through the type-keyed table :data:`geofm.lora.layers.LORA_WRAPPERS`
+(``nn.Linear -> LoRALinear``, ``nn.Conv2d -> LoRAConv2d``), as in torchao's module
+swaps (https://github.com/pytorch/ao, ``torchao/quantization/transform_module.py``).
 Matching follows PEFT's ``target_modules`` rule (full name or dotted suffix),
 with :mod:`fnmatch` globs.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 from torch import nn
 
-from geofm.errors import GeofmError, UnknownNameError
+from geofm.errors import GeofmError, UnsupportedModuleError
+from geofm.lora._match import match_modules
 from geofm.lora.config import LoRAConfig
-from geofm.lora.layers import LoRAConv2d, LoRALinear, UnsupportedModuleError, _LoRALayer
+from geofm.lora.layers import LoRALayer, LoRALinear, lora_layers, wrapper_for
 
-__all__ = ["apply_lora", "mark_only_lora_trainable", "merge_lora", "unmerge_lora"]
+__all__ = [
+    "apply_lora",
+    "get_lora_config",
+    "mark_only_lora_trainable",
+    "merge_lora",
+    "unmerge_lora",
+]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-# Type-keyed wrapper table. A subclass is accepted only if it keeps the base class's forward.
-_WRAPPERS: dict[type[nn.Module], type[_LoRALayer]] = {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d}
-_CONFIG_ATTR = "_geofm_lora_config"
+
+_HERE = "this module"
 
 
-def _matches(name: str, pattern: str) -> bool:
-    """Whether ``pattern`` matches the full dotted ``name`` or one of its dotted suffixes."""
-    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
+def _root_of(path: str, target_name: str) -> str | None:
+    """Which module apply_lora adapted, seen from the module searched (``None``: unknown).
 
-
-def _close_names(pattern: str, names: Iterable[str]) -> list[str]:
-    candidates: set[str] = set()
-    for name in names:
-        parts = name.split(".")
-        candidates.update(".".join(parts[i:]) for i in range(len(parts)))
-    return difflib.get_close_matches(pattern, sorted(candidates), n=5, cutoff=0.5)
-
-
-def _no_match_error(pattern: str, field_name: str, names: Sequence[str]) -> UnknownNameError:
-    close = _close_names(pattern, names)
-    hint = f" Close module names: {', '.join(close)}." if close else ""
-    sample = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    return UnknownNameError(
-        f"{field_name} pattern {pattern!r} matches no module.{hint} "
-        f"Patterns are globs on full dotted names or their suffixes (modules: {sample})."
-    )
-
-
-def _match_modules(
-    model: nn.Module, patterns: Sequence[str], *, field_name: str
-) -> dict[str, nn.Module]:
-    """Modules (by name, in model order) matching any pattern; each pattern must match one."""
-    named = [(n, m) for n, m in model.named_modules() if n]
-    names = [n for n, _ in named]
-    out: dict[str, nn.Module] = {}
-    for pattern in patterns:
-        hits = {n: m for n, m in named if _matches(n, pattern)}
-        if not hits:
-            raise _no_match_error(pattern, field_name, names)
-        out.update(hits)
-    return {n: out[n] for n in names if n in out}
-
-
-def _wrapper_for(module: nn.Module) -> type[_LoRALayer] | None:
-    for base, wrapper in _WRAPPERS.items():
-        if isinstance(module, base) and type(module).forward is base.forward:
-            return wrapper
+    ``path`` is a layer's name in the module searched, ``target_name`` its name
+    in the module apply_lora adapted; one must end the other.
+    """
+    if path == target_name:
+        return _HERE
+    if path.endswith("." + target_name):
+        return f"submodule {path[: -len(target_name) - 1]!r}"
+    if not path or target_name.endswith("." + path):
+        prefix = target_name[: len(target_name) - len(path)].rstrip(".")
+        return f"a parent, which names this module {prefix!r}"
     return None
 
 
-def _supported_names() -> str:
-    return ", ".join(f"torch.nn.{t.__name__}" for t in _WRAPPERS)
-
-
-def _lora_layers(model: nn.Module) -> Iterator[tuple[str, _LoRALayer]]:
-    for name, module in model.named_modules():
-        if isinstance(module, _LoRALayer):
-            yield name, module
-
-
-def _get_config(model: nn.Module) -> LoRAConfig:
-    config = getattr(model, _CONFIG_ATTR, None)
-    if not isinstance(config, LoRAConfig):
+def _require_layers(model: nn.Module) -> list[LoRALayer]:
+    layers = [m for _, m in lora_layers(model)]
+    if not layers:
         raise GeofmError(
-            f"{type(model).__name__} has no LoRA config. Call apply_lora(model, config) on this "
-            "same module first (not on a parent or child of it)."
+            f"{type(model).__name__} has no LoRA layers. Call apply_lora(model, config) first."
         )
-    return config
-
-
-def _select(model: nn.Module, config: LoRAConfig) -> dict[str, nn.Module]:
-    named = [(n, m) for n, m in model.named_modules() if n]
-    names = [n for n, _ in named]
-    selected: dict[str, nn.Module] = {}
-    for pattern in config.targets:
-        hits = {
-            n: m
-            for n, m in named
-            if _matches(n, pattern)
-            and not any(_matches(n, ex) for ex in config.exclude)
-            and (not config.target_types or isinstance(m, config.target_types))
-        }
-        if not hits:
-            if any(_matches(n, pattern) for n in names) and (config.exclude or config.target_types):
-                raise UnknownNameError(
-                    f"targets pattern {pattern!r} matches modules, but none left after "
-                    f"exclude={config.exclude!r} and target_types="
-                    f"{tuple(t.__name__ for t in config.target_types)!r}. Loosen one of them."
-                )
-            raise _no_match_error(pattern, "targets", names)
-        selected.update(hits)
-    return {n: selected[n] for n in names if n in selected}
+    return layers
 
 
 def apply_lora(model: ModuleT, config: LoRAConfig) -> ModuleT:
@@ -127,8 +67,9 @@ def apply_lora(model: ModuleT, config: LoRAConfig) -> ModuleT:
     original parameters, so ``model.state_dict()`` keeps all original keys and
     gains ``<layer>.lora_A.weight`` / ``<layer>.lora_B.weight``. At init the
     model computes exactly what it did before. ``requires_grad`` of existing
-    parameters is not changed: call :func:`mark_only_lora_trainable` next. The
-    config is remembered on ``model`` for :func:`save_lora` and :func:`to_peft`.
+    parameters is not changed: call :func:`mark_only_lora_trainable` next. Each
+    wrapper records ``config``; :func:`get_lora_config` reads it back (for
+    :func:`save_lora`, :func:`to_peft` and ``save_pretrained``).
 
     Args:
         model: Any module (a timm/torchvision/geofm backbone, a full model).
@@ -141,9 +82,10 @@ def apply_lora(model: ModuleT, config: LoRAConfig) -> ModuleT:
         GeofmError: If ``model`` already holds LoRA layers.
         UnknownNameError: If a ``targets`` pattern matches no module (the
             message lists close module names).
-        UnsupportedModuleError: If a matched module has a type LoRA cannot wrap
-            (the message lists the supported types), or ``qkv_parts`` is a strict
-            subset but no adapted Linear matches ``qkv_names``.
+        UnsupportedModuleError: If a matched module or a ``target_types`` entry
+            has a type LoRA cannot wrap (the message lists the supported types), a
+            matched module is shared under several names, or ``qkv_parts`` is a
+            strict subset but no adapted Linear matches ``qkv_names``.
         ShapeError: If a fused qkv layer's output size is not divisible by 3.
 
     Example:
@@ -153,65 +95,106 @@ def apply_lora(model: ModuleT, config: LoRAConfig) -> ModuleT:
         ['0.bias', '0.lora_A.weight', '0.lora_B.weight', '0.weight',
          '2.bias', '2.lora_A.weight', '2.lora_B.weight', '2.weight']
     """
-    existing = [n for n, _ in _lora_layers(model)]
-    if existing or hasattr(model, _CONFIG_ATTR):
+    existing = [n for n, _ in lora_layers(model)]
+    if existing:
         raise GeofmError(
             f"{type(model).__name__} already has LoRA layers ({', '.join(existing[:3])}...). "
             "apply_lora is called once per model; put every target in one LoRAConfig."
         )
-    selected = _select(model, config)
+    for t in config.target_types:
+        wrapper_for(t, where="LoRAConfig.target_types entry")
+    selected = match_modules(
+        model, config.targets, field_name="targets", exclude=config.exclude,
+        types=config.target_types,
+    )  # fmt: skip
     occurrences: dict[int, list[str]] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         occurrences.setdefault(id(module), []).append(name)
+    wrappers: dict[str, LoRALayer] = {}
     for name, module in selected.items():
-        if _wrapper_for(module) is None:
-            raise UnsupportedModuleError(
-                f"Module {name!r} has type {type(module).__name__}, which LoRA cannot wrap. "
-                f"Supported types: {_supported_names()} (subclasses that keep their forward). "
-                "Narrow targets or pass target_types=(nn.Linear,)."
-            )
+        wrapper_cls = wrapper_for(type(module), where=f"Module {name!r}")
         if len(occurrences[id(module)]) > 1:
             raise UnsupportedModuleError(
                 f"Module {name!r} is shared under several names {occurrences[id(module)]}; "
                 "LoRA cannot wrap a shared module. Exclude it."
             )
-    fused = {n for n, m in selected.items() if isinstance(m, nn.Linear)
-             and any(_matches(n, p) for p in config.qkv_names)}  # fmt: skip
-    if not config.adapts_all_qkv_parts and not fused:
+        wrappers[name] = wrapper_cls.from_config(module, config, name=name)
+    if config.qkv_chunks and not any(
+        isinstance(w, LoRALinear) and w.chunks for w in wrappers.values()
+    ):
         raise UnsupportedModuleError(
             f"qkv_parts={config.qkv_parts!r} selects parts of fused qkv Linears, but no adapted "
             f"Linear matches qkv_names={config.qkv_names!r}. Fix qkv_names or drop qkv_parts."
         )
-    chunks = None
-    if not config.adapts_all_qkv_parts:
-        chunks = tuple(p in config.qkv_parts for p in ("q", "k", "v"))
-    for name, module in selected.items():
+    # Swap only once every wrapper is built, so an error above leaves the model untouched.
+    for name, wrapper in wrappers.items():
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        wrapper: _LoRALayer
-        if isinstance(module, nn.Linear):
-            wrapper = LoRALinear(
-                module, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
-                use_rslora=config.use_rslora, chunks=chunks if name in fused else None,
-            )  # fmt: skip
-        else:
-            assert isinstance(module, nn.Conv2d)  # guaranteed by _wrapper_for
-            wrapper = LoRAConv2d(
-                module, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
-                use_rslora=config.use_rslora,
-            )  # fmt: skip
-        setattr(parent, child, wrapper)
-    object.__setattr__(model, _CONFIG_ATTR, config)
+        setattr(model.get_submodule(parent_name), child, wrapper)
     return model
 
 
-def _require_layers(model: nn.Module) -> list[_LoRALayer]:
-    layers = [m for _, m in _lora_layers(model)]
-    if not layers:
+def get_lora_config(model: nn.Module) -> LoRAConfig | None:
+    """The :class:`LoRAConfig` that :func:`apply_lora` applied to ``model``, read from its layers.
+
+    Every layer built by :func:`apply_lora` records its config and its dotted
+    name in the adapted module (:attr:`~geofm.lora.layers.LoRALayer.config`,
+    :attr:`~geofm.lora.layers.LoRALayer.target_name`); nothing is stored on
+    ``model`` itself. The config belongs to the module ``apply_lora`` was called
+    on: after ``apply_lora(backbone, config)``, ``get_lora_config(backbone)`` is
+    ``config`` and, for a model holding that backbone, ``get_lora_config(model)``
+    is ``None``.
+
+    Args:
+        model: Any module.
+
+    Returns:
+        The config, or ``None`` if ``model`` holds no LoRA layer or its LoRA
+        layers were all added by one ``apply_lora`` call on another module (a
+        submodule of ``model``, or a module that contains it).
+
+    Raises:
+        GeofmError: If the LoRA layers of ``model`` cannot come from one
+            ``apply_lora`` call: a layer built directly (``LoRALinear(...)``),
+            layers from calls on different modules or with different configs, or
+            a layer moved to another name after ``apply_lora``.
+
+    Example:
+        >>> config = LoRAConfig(rank=2, targets=("0",))
+        >>> inner = apply_lora(nn.Sequential(nn.Linear(4, 4)), config)
+        >>> get_lora_config(inner) == config
+        True
+        >>> get_lora_config(nn.Sequential(inner, nn.ReLU())) is None  # applied to a child
+        True
+    """
+    roots: dict[str, list[str]] = {}
+    configs: list[LoRAConfig] = []
+    for path, layer in lora_layers(model):
+        if layer.config is None or layer.target_name is None:
+            raise GeofmError(
+                f"LoRA layer {path!r} of {type(model).__name__} was built directly "
+                f"({type(layer).__name__}(...)), not by apply_lora, so it records no LoRAConfig. "
+                "Adapt models with apply_lora(model, config)."
+            )
+        root = _root_of(path, layer.target_name)
+        if root is None:
+            raise GeofmError(
+                f"LoRA layer {path!r} was adapted as {layer.target_name!r} and has since been "
+                "moved to another name, so geofm cannot tell which module its config applies "
+                "to. Call apply_lora on the model in its final layout."
+            )
+        roots.setdefault(root, []).append(path)
+        if layer.config not in configs:
+            configs.append(layer.config)
+    if not configs:
+        return None
+    if len(roots) > 1 or len(configs) > 1:
+        where = "; ".join(f"{root}: {', '.join(paths[:2])}" for root, paths in roots.items())
         raise GeofmError(
-            f"{type(model).__name__} has no LoRA layers. Call apply_lora(model, config) first."
+            f"The LoRA layers of {type(model).__name__} come from {len(roots)} apply_lora "
+            f"call(s) and hold {len(configs)} distinct config(s) ({where}); one LoRAConfig "
+            "cannot describe them. Adapt the model with a single apply_lora call."
         )
-    return layers
+    return configs[0] if _HERE in roots else None
 
 
 def merge_lora(model: ModuleT) -> ModuleT:
@@ -294,7 +277,7 @@ def mark_only_lora_trainable(model: ModuleT, *, also: Sequence[str] = ("head",))
     if isinstance(also, str):
         raise ValueError(f"also must be a sequence of patterns, got {also!r}; write ({also!r},).")
     layers = _require_layers(model)
-    extra = _match_modules(model, tuple(also), field_name="also")
+    extra = match_modules(model, tuple(also), field_name="also")
     model.requires_grad_(False)
     for layer in layers:
         layer.lora_A.requires_grad_(True)

@@ -12,55 +12,128 @@ Design: a wrapper *takes over the base layer's own parameters* (the same
 instead of holding the layer as a child module. The adapted model's state dict
 therefore keeps every original key (``blocks.0.attn.qkv.weight``) and only
 adds ``<layer>.lora_A.weight`` / ``<layer>.lora_B.weight``, the names PEFT uses.
+
+The wrapper of each layer type comes from one type-keyed table,
+:data:`LORA_WRAPPERS` (``nn.Linear -> LoRALinear``, ``nn.Conv2d -> LoRAConv2d``),
+as in torchao's module swaps (https://github.com/pytorch/ao,
+``torchao/quantization/transform_module.py``): it decides which modules LoRA can
+wrap, builds the wrappers and names the supported types in errors.
+
+A wrapper built by :func:`~geofm.lora.apply_lora` records the
+:class:`~geofm.lora.LoRAConfig` it was built from (:attr:`LoRALayer.config`)
+and its dotted name in the adapted module (:attr:`LoRALayer.target_name`);
+:func:`~geofm.lora.get_lora_config` reads them back.
 """
 
 from __future__ import annotations
 
 import math
-from typing import cast
+from collections.abc import Iterator
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geofm.errors import GeofmError, ShapeError, UnsupportedModuleError
+from geofm.lora._match import matches
+from geofm.lora.config import LoRAConfig, check_lora_hparams, lora_scaling
 
-__all__ = ["LoRAConv2d", "LoRALinear", "UnsupportedModuleError"]
+__all__ = ["LORA_WRAPPERS", "LoRAConv2d", "LoRALayer", "LoRALinear", "lora_layers", "wrapper_for"]
 
-
-def _scaling(rank: int, alpha: float, use_rslora: bool) -> float:
-    return alpha / (math.sqrt(rank) if use_rslora else rank)
-
-
-def _check_hparams(rank: int, alpha: float, dropout: float) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an integer >= 1, got {rank!r}.")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha!r}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+LayerT = TypeVar("LayerT", bound="LoRALayer")
 
 
-class _LoRALayer(nn.Module):
-    """Shared state of the wrappers: frozen base parameters, scaling, merge state."""
+class LoRALayer(nn.Module):
+    """Base of the LoRA wrappers: frozen base parameters, scaling, merge state.
 
+    Subclasses set :attr:`base_type` (the layer type they wrap), create
+    ``lora_A`` and ``lora_B`` and implement ``forward``. ``.weight`` is the
+    effective weight ``W0 + s * B A``; the base weight itself is
+    :attr:`base_weight`, stored under the base layer's key ``weight``.
+
+    Args:
+        base: The layer to adapt; its parameters are shared, not copied.
+        rank: LoRA rank ``r`` (>= 1).
+        alpha: Scaling numerator (> 0).
+        dropout: Dropout probability on the adapter input, in ``[0, 1)``.
+        use_rslora: Use rank-stabilised scaling ``alpha / sqrt(rank)``.
+
+    Raises:
+        UnsupportedModuleError: If ``base`` is not an instance of :attr:`base_type`.
+        ValueError: On invalid ``rank``/``alpha``/``dropout``.
+
+    Example:
+        >>> layer = LoRALinear(nn.Linear(4, 4), rank=2)
+        >>> isinstance(layer, LoRALayer), layer.config is None
+        (True, True)
+    """
+
+    base_type: ClassVar[type[nn.Module]]
+    """The layer type this wrapper adapts (the key of :data:`LORA_WRAPPERS`)."""
     bias: nn.Parameter | None
+    lora_A: nn.Linear | nn.Conv2d  # noqa: N815 (PEFT's names)
+    lora_B: nn.Linear | nn.Conv2d  # noqa: N815
+    config: LoRAConfig | None
+    """The config :func:`~geofm.lora.apply_lora` used for this layer (``None``: built directly)."""
+    target_name: str | None
+    """This layer's dotted name in the module ``apply_lora`` adapted (``None``: built directly)."""
 
     def __init__(
-        self, base: nn.Linear | nn.Conv2d, *, rank: int, alpha: float, dropout: float,
-        use_rslora: bool,
-    ) -> None:  # fmt: skip
+        self, base: nn.Module, *, rank: int, alpha: float, dropout: float, use_rslora: bool
+    ) -> None:
+        if not isinstance(base, self.base_type):
+            raise UnsupportedModuleError(
+                f"{type(self).__name__} wraps torch.nn.{self.base_type.__name__}, got "
+                f"{type(base).__name__}. Wrappers by layer type: {_table_text()}."
+            )
+        check_lora_hparams(rank, alpha, dropout, owner=type(self).__name__)
         super().__init__()
-        _check_hparams(rank, alpha, dropout)
         # Register the base layer's Parameter objects under their own names (no `base.` prefix).
         self._parameters["weight"] = cast(nn.Parameter, base.weight)
         self.register_parameter("bias", cast("nn.Parameter | None", base.bias))
         self.rank = rank
         self.alpha = float(alpha)
         self.use_rslora = use_rslora
-        self.scaling = _scaling(rank, self.alpha, use_rslora)
+        self.scaling = lora_scaling(rank, self.alpha, use_rslora)
         self.lora_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.config = None
+        self.target_name = None
+
+    @classmethod
+    def from_config(cls: type[LayerT], base: nn.Module, config: LoRAConfig, *, name: str) -> LayerT:
+        """The wrapper :func:`~geofm.lora.apply_lora` puts in place of ``base``.
+
+        Args:
+            base: The layer to adapt.
+            config: Its rank, alpha, dropout and scaling (and, for fused qkv
+                layers, ``qkv_parts``); recorded as :attr:`config`.
+            name: ``base``'s dotted name in the adapted module; recorded as
+                :attr:`target_name`.
+
+        Returns:
+            The wrapper.
+
+        Raises:
+            UnsupportedModuleError: If ``base`` is not an instance of :attr:`base_type`.
+
+        Example:
+            >>> cfg = LoRAConfig(rank=2, targets=("0",))
+            >>> LoRALinear.from_config(nn.Linear(4, 4), cfg, name="0").target_name
+            '0'
+        """
+        layer = cls(
+            base, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
+            use_rslora=config.use_rslora, **cls._config_options(config, name),
+        )  # fmt: skip
+        layer.config, layer.target_name = config, name
+        return layer
+
+    @classmethod
+    def _config_options(cls, config: LoRAConfig, name: str) -> dict[str, Any]:
+        """Constructor arguments beyond the shared ones (overridden by subclasses)."""
+        return {}
 
     @property
     def base_weight(self) -> nn.Parameter:
@@ -80,6 +153,10 @@ class _LoRALayer(nn.Module):
             return w
         return w + self.delta_weight(dtype=w.dtype)
 
+    def _b_matrix(self) -> Tensor:
+        """``B`` as a matrix over the whole output: ``(out, columns of A)``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     def delta_weight(self, *, dtype: torch.dtype | None = None) -> Tensor:
         """The weight update ``s * B A``, shaped like the base weight.
 
@@ -87,9 +164,20 @@ class _LoRALayer(nn.Module):
             dtype: Compute dtype (default: the adapter's).
 
         Returns:
-            The update (differentiable with respect to ``A`` and ``B``).
+            The update (differentiable with respect to ``A`` and ``B``); rows of
+            fused-qkv chunks without an adapter are zero.
+
+        Example:
+            >>> LoRAConv2d(nn.Conv2d(3, 8, 3), rank=2).delta_weight().shape
+            torch.Size([8, 3, 3, 3])
+            >>> layer = LoRALinear(nn.Linear(4, 6), rank=2, chunks=(False, True, False))
+            >>> layer.delta_weight().shape
+            torch.Size([6, 4])
         """
-        raise NotImplementedError  # pragma: no cover - abstract
+        a, b = self.lora_A.weight.flatten(1), self._b_matrix()  # (n*r, in*k), (out, n*r)
+        if dtype is not None:
+            a, b = a.to(dtype), b.to(dtype)
+        return (b @ a).view(self.base_weight.shape) * self.scaling  # like the base weight
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -117,8 +205,14 @@ class _LoRALayer(nn.Module):
         w.copy_((w.float() - self.delta_weight(dtype=torch.float32)).to(w.dtype))
         self.merged = False
 
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"{self._shape_repr()}, rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
 
-class LoRALinear(_LoRALayer):
+    def _shape_repr(self) -> str:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class LoRALinear(LoRALayer):
     """``nn.Linear`` plus a low-rank update: ``y = W0 x + b0 + s * B A dropout(x)``.
 
     Wraps ``base`` by composition: the wrapper registers ``base``'s own
@@ -169,6 +263,8 @@ class LoRALinear(_LoRALayer):
         True
     """
 
+    base_type = nn.Linear
+
     def __init__(
         self,
         base: nn.Linear,
@@ -179,11 +275,6 @@ class LoRALinear(_LoRALayer):
         use_rslora: bool = False,
         chunks: tuple[bool, ...] | None = None,
     ) -> None:
-        if not isinstance(base, nn.Linear):
-            raise UnsupportedModuleError(
-                f"LoRALinear wraps nn.Linear, got {type(base).__name__}. "
-                "Use LoRAConv2d for nn.Conv2d."
-            )
         super().__init__(base, rank=rank, alpha=alpha, dropout=dropout, use_rslora=use_rslora)
         self.in_features = base.in_features
         self.out_features = base.out_features
@@ -210,31 +301,17 @@ class LoRALinear(_LoRALayer):
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
-    def extra_repr(self) -> str:  # noqa: D102
+    @classmethod
+    def _config_options(cls, config: LoRAConfig, name: str) -> dict[str, Any]:
+        fused = config.qkv_chunks is not None and matches(name, config.qkv_names)
+        return {"chunks": config.qkv_chunks if fused else None}
+
+    def _shape_repr(self) -> str:
         chunks = "" if self.chunks is None else f", chunks={self.chunks}"
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"rank={self.rank}, alpha={self.alpha}{chunks}, merged={self.merged}"
-        )
+        return f"in_features={self.in_features}, out_features={self.out_features}{chunks}"
 
-    def delta_weight(self, *, dtype: torch.dtype | None = None) -> Tensor:
-        """The update ``s * B A`` as an ``(out_features, in_features)`` matrix.
-
-        Args:
-            dtype: Compute dtype (default: the adapter's).
-
-        Returns:
-            The update; rows of chunks without an adapter are zero.
-
-        Example:
-            >>> layer = LoRALinear(nn.Linear(4, 6), rank=2, chunks=(False, True, False))
-            >>> layer.delta_weight().shape
-            torch.Size([6, 4])
-        """
-        a, b = self.lora_A.weight, self.scattered_b()
-        if dtype is not None:
-            a, b = a.to(dtype), b.to(dtype)
-        return (b @ a) * self.scaling  # (out, n*r) @ (n*r, in) -> (out, in)
+    def _b_matrix(self) -> Tensor:
+        return self.scattered_b()  # (out, n_on*r)
 
     def scattered_b(self) -> Tensor:
         """``B`` laid out over the whole output: ``(out_features, n_on * rank)``.
@@ -281,7 +358,7 @@ class LoRALinear(_LoRALayer):
         return out.view(*x.shape[:-1], self.out_features)  # (*, out)
 
 
-class LoRAConv2d(_LoRALayer):
+class LoRAConv2d(LoRALayer):
     """``nn.Conv2d`` plus a low-rank update, laid out like PEFT's LoRA ``Conv2d``.
 
     ``lora_A`` is a bias-free convolution ``in -> rank`` with the base's kernel,
@@ -315,6 +392,8 @@ class LoRAConv2d(_LoRALayer):
         True
     """
 
+    base_type = nn.Conv2d
+
     def __init__(
         self,
         base: nn.Conv2d,
@@ -324,12 +403,7 @@ class LoRAConv2d(_LoRALayer):
         dropout: float = 0.0,
         use_rslora: bool = False,
     ) -> None:
-        if not isinstance(base, nn.Conv2d):
-            raise UnsupportedModuleError(
-                f"LoRAConv2d wraps nn.Conv2d, got {type(base).__name__}. "
-                "Use LoRALinear for nn.Linear."
-            )
-        if base.groups != 1 or base.padding_mode != "zeros":
+        if isinstance(base, nn.Conv2d) and (base.groups != 1 or base.padding_mode != "zeros"):
             raise UnsupportedModuleError(
                 f"LoRAConv2d supports groups=1 and padding_mode='zeros', got groups={base.groups}, "
                 f"padding_mode={base.padding_mode!r}. Exclude this layer from the targets."
@@ -351,30 +425,11 @@ class LoRAConv2d(_LoRALayer):
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
-    def extra_repr(self) -> str:  # noqa: D102
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
-        )
+    def _shape_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
 
-    def delta_weight(self, *, dtype: torch.dtype | None = None) -> Tensor:
-        """The update ``s * B A`` shaped like the kernel ``(out, in, kh, kw)``.
-
-        Args:
-            dtype: Compute dtype (default: the adapter's).
-
-        Returns:
-            The update.
-
-        Example:
-            >>> LoRAConv2d(nn.Conv2d(3, 8, 3), rank=2).delta_weight().shape
-            torch.Size([8, 3, 3, 3])
-        """
-        a, b = self.lora_A.weight, self.lora_B.weight
-        if dtype is not None:
-            a, b = a.to(dtype), b.to(dtype)
-        delta = b.flatten(1) @ a.flatten(1)  # (out, r) @ (r, in*kh*kw) -> (out, in*kh*kw)
-        return delta.view(self.base_weight.shape) * self.scaling  # (out, in, kh, kw)
+    def _b_matrix(self) -> Tensor:
+        return self.lora_B.weight.flatten(1)  # (out, r, 1, 1) -> (out, r)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
         # (N, out, H', W')
@@ -383,3 +438,64 @@ class LoRAConv2d(_LoRALayer):
         if self.merged:
             return out
         return out.add_(self.lora_B(self.lora_A(self.lora_dropout(x))), alpha=self.scaling)
+
+
+LORA_WRAPPERS: dict[type[nn.Module], type[LoRALayer]] = {
+    w.base_type: w for w in (LoRALinear, LoRAConv2d)
+}
+"""The type-keyed table of wrappers: which layer types LoRA adapts, and with what."""
+
+
+def _table_text() -> str:
+    return ", ".join(f"torch.nn.{t.__name__} -> {w.__name__}" for t, w in LORA_WRAPPERS.items())
+
+
+def wrapper_for(layer_type: type[nn.Module], *, where: str) -> type[LoRALayer]:
+    """The wrapper class :data:`LORA_WRAPPERS` assigns to ``layer_type``.
+
+    A subclass of a table type is accepted only if it keeps that type's
+    ``forward`` (the wrapper replaces it).
+
+    Args:
+        layer_type: The type of the module to adapt.
+        where: What has this type, for the error (``"Module 'blocks.0.norm1'"``).
+
+    Returns:
+        :class:`LoRALinear` or :class:`LoRAConv2d`.
+
+    Raises:
+        UnsupportedModuleError: If LoRA cannot wrap ``layer_type``; the message
+            lists the supported types.
+
+    Example:
+        >>> wrapper_for(nn.Linear, where="Module 'fc'").__name__
+        'LoRALinear'
+    """
+    for base, wrapper in LORA_WRAPPERS.items():
+        if issubclass(layer_type, base) and layer_type.forward is base.forward:
+            return wrapper
+    supported = ", ".join(f"torch.nn.{t.__name__}" for t in LORA_WRAPPERS)
+    raise UnsupportedModuleError(
+        f"{where} has type {layer_type.__name__}, which LoRA cannot wrap. Supported types: "
+        f"{supported} (subclasses that keep their forward). Narrow targets, add exclude "
+        "patterns or pass target_types=(nn.Linear,)."
+    )
+
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALayer]]:
+    """The LoRA layers of ``model`` with their dotted names, in model order.
+
+    Args:
+        model: Any module (``model`` itself is included, as ``""``, if it is a LoRA layer).
+
+    Yields:
+        ``(name, layer)`` pairs.
+
+    Example:
+        >>> model = nn.Sequential(LoRALinear(nn.Linear(2, 2)), nn.ReLU())
+        >>> [name for name, _ in lora_layers(model)]
+        ['0']
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALayer):
+            yield name, module

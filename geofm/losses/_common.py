@@ -1,20 +1,24 @@
-"""Shared input checks and precision handling for the losses (private)."""
+"""Shared base class, input checks, gathering and precision handling for the losses (private)."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal, cast, get_args
+from typing import Any, ClassVar, Literal, cast, get_args
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from geofm._dist import check_distributed_available, gather
 from geofm.errors import ShapeError
 
 __all__ = [
+    "DistributedModule",
     "MatrixMethod",
+    "check_batch_size",
     "check_embedding_pair",
     "check_matrix_method",
     "full_precision",
+    "gather_pair",
     "off_diagonal",
     "off_diagonal_square_sum",
     "upcast",
@@ -24,6 +28,44 @@ __all__ = [
 #: ``"gram"`` through the ``(N, N)`` Gram matrix, ``"direct"`` through the
 #: ``(D, D)`` matrix, ``"auto"``: Gram when ``N < D``.
 MatrixMethod = Literal["auto", "gram", "direct"]
+
+
+class DistributedModule(nn.Module):
+    """Base of the modules that take ``gather_distributed`` (the SSL losses, the memory bank).
+
+    Checks that ``torch.distributed`` exists when the flag is set, stores the
+    flag, and shows the attributes named in ``repr_fields`` and the flag in ``repr``.
+
+    Args:
+        gather_distributed: Whether the module works on the batches of all ranks.
+
+    Raises:
+        MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
+            no ``torch.distributed``.
+
+    Example:
+        >>> class Loss(DistributedModule):
+        ...     repr_fields = ("scale",)
+        ...     def __init__(self):
+        ...         super().__init__(gather_distributed=False)
+        ...         self.scale = 2.0
+        >>> Loss()
+        Loss(scale=2.0, gather_distributed=False)
+    """
+
+    repr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, gather_distributed: bool) -> None:
+        super().__init__()
+        check_distributed_available(
+            gather_distributed=gather_distributed, owner=type(self).__name__
+        )
+        self.gather_distributed = gather_distributed
+
+    def extra_repr(self) -> str:
+        """Return the hyperparameters shown in ``repr``."""
+        names = (*self.repr_fields, "gather_distributed")
+        return ", ".join(f"{name}={getattr(self, name)}" for name in names)
 
 
 def upcast(tensor: Tensor) -> Tensor:
@@ -87,6 +129,42 @@ def check_embedding_pair(z_a: Tensor, z_b: Tensor, *, owner: str) -> None:
         raise ShapeError(
             f"{owner} expects z_a and z_b of the same shape (N, D), got {tuple(z_a.shape)} "
             f"and {tuple(z_b.shape)}. Pass the two views of the same batch."
+        )
+
+
+def gather_pair(z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
+    """Gather two views of one batch over ranks with a single collective.
+
+    Outside a process group both are returned unchanged.
+
+    Shape:
+        - z_a, z_b: ``(n, D)`` each.
+        - Output: two ``(W * n, D)`` tensors, rank by rank.
+
+    Example:
+        >>> a, b = gather_pair(torch.zeros(2, 3), torch.ones(2, 3))
+        >>> a.shape, float(b.sum())
+        (torch.Size([2, 3]), 6.0)
+    """
+    d = z_a.shape[1]
+    both = gather(torch.cat([z_a, z_b], dim=1))  # (W * n, 2 * D)
+    return both[:, :d], both[:, d:]  # (W * n, D) each
+
+
+def check_batch_size(z: Tensor, *, owner: str, gathered: bool, purpose: str) -> None:
+    """Raise unless the (gathered) batch ``z`` ``(N, D)`` holds at least 2 samples.
+
+    Raises:
+        ShapeError: If ``N < 2``.
+
+    Example:
+        >>> check_batch_size(torch.ones(2, 3), owner="VICRegLoss", gathered=False,
+        ...                  purpose="for the unbiased variance")
+    """
+    if z.shape[0] < 2:
+        raise ShapeError(
+            f"{owner} needs at least 2 samples in the {'global ' if gathered else ''}batch "
+            f"{purpose}, got embeddings of shape {tuple(z.shape)}. Use a batch size of 2 or more."
         )
 
 

@@ -17,18 +17,19 @@ References:
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from geofm.errors import ShapeError
 from geofm.losses._common import (
+    DistributedModule,
     MatrixMethod,
+    check_batch_size,
     check_embedding_pair,
     check_matrix_method,
     full_precision,
+    gather_pair,
     off_diagonal_square_sum,
     upcast,
 )
-from geofm.losses._distributed import check_distributed_available, gather
 
 __all__ = ["BarlowTwinsLoss"]
 
@@ -41,7 +42,7 @@ def _standardize(z: Tensor, *, eps: float) -> Tensor:
     return z_centred * torch.rsqrt(var + eps)  # (N, D)
 
 
-class BarlowTwinsLoss(nn.Module):
+class BarlowTwinsLoss(DistributedModule):
     """Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``.
 
     ``C = A^T B / N`` where ``A``, ``B`` are the two views' embeddings, each
@@ -81,11 +82,13 @@ class BarlowTwinsLoss(nn.Module):
     Example:
         >>> loss_fn = BarlowTwinsLoss()
         >>> z_a = torch.randn(8, 32, requires_grad=True)
-        >>> loss = loss_fn(z_a, z_a + 0.1 * torch.randn(8, 32))
-        >>> loss.backward()
-        >>> loss.shape, bool(torch.isfinite(z_a.grad).all())
-        (torch.Size([]), True)
+        >>> same, other = loss_fn(z_a, z_a), loss_fn(z_a, torch.randn(8, 32))
+        >>> bool(same < other)  # identical views: only the redundancy term is left
+        True
+        >>> (same + other).backward()
     """
+
+    repr_fields = ("redundancy_weight", "eps")
 
     def __init__(
         self,
@@ -95,7 +98,7 @@ class BarlowTwinsLoss(nn.Module):
         gather_distributed: bool = False,
         correlation_method: MatrixMethod = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(gather_distributed=gather_distributed)
         if eps <= 0:
             raise ValueError(
                 f"BarlowTwinsLoss got eps={eps}; expected eps > 0 (BatchNorm uses 1e-5). "
@@ -104,18 +107,9 @@ class BarlowTwinsLoss(nn.Module):
         check_matrix_method(
             correlation_method, owner="BarlowTwinsLoss", argument="correlation_method"
         )
-        check_distributed_available(gather_distributed=gather_distributed, owner="BarlowTwinsLoss")
         self.redundancy_weight = redundancy_weight
         self.eps = eps
-        self.gather_distributed = gather_distributed
         self.correlation_method: MatrixMethod = correlation_method
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return (
-            f"redundancy_weight={self.redundancy_weight}, eps={self.eps}, "
-            f"gather_distributed={self.gather_distributed}"
-        )
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Return the Barlow Twins loss.
@@ -135,17 +129,14 @@ class BarlowTwinsLoss(nn.Module):
         with full_precision(z_a):
             z_a, z_b = upcast(z_a), upcast(z_b)
             if self.gather_distributed:
-                d = z_a.shape[1]
-                both = gather(torch.cat([z_a, z_b], dim=1))  # (W * n, 2 * D)
-                z_a, z_b = both[:, :d], both[:, d:]  # (W * n, D) each
+                z_a, z_b = gather_pair(z_a, z_b)  # (W * n, D) each
+            check_batch_size(
+                z_a,
+                owner="BarlowTwinsLoss",
+                gathered=self.gather_distributed,
+                purpose="to standardise features",
+            )
             n = z_a.shape[0]
-            if n < 2:
-                raise ShapeError(
-                    f"BarlowTwinsLoss needs at least 2 samples in the "
-                    f"{'global ' if self.gather_distributed else ''}batch to standardise "
-                    f"features, got embeddings of shape {tuple(z_a.shape)}. Use a batch "
-                    "size of 2 or more."
-                )
             a = _standardize(z_a, eps=self.eps)  # (N, D)
             b = _standardize(z_b, eps=self.eps)  # (N, D)
             diagonal = (a * b).sum(dim=0) / n  # (D,) = diag(C)

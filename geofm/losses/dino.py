@@ -16,16 +16,16 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from geofm._dist import all_reduce_sum
 from geofm.errors import ShapeError
-from geofm.losses._common import full_precision, upcast
-from geofm.losses._distributed import all_reduce_sum, check_distributed_available
+from geofm.losses._common import DistributedModule, full_precision, upcast
 
 __all__ = ["DINOLoss"]
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(DistributedModule):
     """Cross-entropy between the centred, sharpened teacher and the student.
 
     For teacher view ``t`` and student view ``s`` with ``t != s`` (view index
@@ -81,6 +81,14 @@ class DINOLoss(nn.Module):
     """
 
     center: Tensor
+    repr_fields = (
+        "output_dim",
+        "teacher_temperature",
+        "warmup_teacher_temperature",
+        "warmup_epochs",
+        "student_temperature",
+        "center_momentum",
+    )
 
     def __init__(
         self,
@@ -93,7 +101,7 @@ class DINOLoss(nn.Module):
         center_momentum: float = 0.9,
         gather_distributed: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(gather_distributed=gather_distributed)
         temperatures = {
             "teacher_temperature": teacher_temperature,
             "warmup_teacher_temperature": warmup_teacher_temperature,
@@ -111,24 +119,13 @@ class DINOLoss(nn.Module):
                 f"DINOLoss got center_momentum={center_momentum}; expected a value in [0, 1] "
                 "(DINO uses 0.9)."
             )
-        check_distributed_available(gather_distributed=gather_distributed, owner="DINOLoss")
         self.output_dim = output_dim
         self.teacher_temperature = teacher_temperature
         self.warmup_teacher_temperature = warmup_teacher_temperature
         self.warmup_epochs = warmup_epochs
         self.student_temperature = student_temperature
         self.center_momentum = center_momentum
-        self.gather_distributed = gather_distributed
         self.register_buffer("center", torch.zeros(output_dim))
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return (
-            f"output_dim={self.output_dim}, teacher_temperature={self.teacher_temperature}, "
-            f"warmup_teacher_temperature={self.warmup_teacher_temperature}, "
-            f"warmup_epochs={self.warmup_epochs}, student_temperature={self.student_temperature}, "
-            f"center_momentum={self.center_momentum}, gather_distributed={self.gather_distributed}"
-        )
 
     def teacher_temperature_at(self, epoch: int) -> float:
         """Return the teacher temperature of ``epoch`` (linear warm-up, then constant).

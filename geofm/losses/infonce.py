@@ -15,13 +15,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from geofm._dist import gather, rank
 from geofm.errors import ShapeError
-from geofm.losses._common import full_precision, upcast
-from geofm.losses._distributed import check_distributed_available, gather, rank, world_size
+from geofm.losses._common import DistributedModule, full_precision, upcast
 
 __all__ = ["InfoNCELoss", "MemoryBank"]
 
@@ -72,16 +71,11 @@ class _QueueCrossEntropy(torch.autograd.Function):
         return grad_q, grad_k, None
 
 
-def _check_temperature(temperature: float, *, owner: str) -> None:
-    if temperature <= 0:
-        raise ValueError(
-            f"{owner} got temperature={temperature}; expected a positive temperature "
-            "(MoCo v2 uses 0.1)."
-        )
-
-
-class MemoryBank(nn.Module):
+class MemoryBank(DistributedModule):
     """First-in-first-out queue of ``size`` embeddings (MoCo's dictionary).
+
+    Import it from :mod:`geofm.ssl` (``from geofm.ssl import MemoryBank``); it
+    is defined here, next to the loss that reads it.
 
     The bank starts as random unit vectors (seeded by the global torch RNG) and
     is a persistent buffer, so it is saved in checkpoints. :meth:`enqueue`
@@ -120,23 +114,19 @@ class MemoryBank(nn.Module):
     bank: Tensor
     pointer: Tensor
 
+    repr_fields = ("size", "dim")
+
     def __init__(self, *, size: int, dim: int, gather_distributed: bool = False) -> None:
-        super().__init__()
+        super().__init__(gather_distributed=gather_distributed)
         if size <= 0 or dim <= 0:
             raise ValueError(
                 f"MemoryBank got size={size}, dim={dim}; expected positive integers, e.g. "
                 "MemoryBank(size=32768, dim=128)."
             )
-        check_distributed_available(gather_distributed=gather_distributed, owner="MemoryBank")
         self.size = size
         self.dim = dim
-        self.gather_distributed = gather_distributed
         self.register_buffer("bank", F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return f"size={self.size}, dim={self.dim}, gather_distributed={self.gather_distributed}"
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
@@ -159,10 +149,8 @@ class MemoryBank(nn.Module):
                 f"{tuple(keys.shape)}. Pass the key embeddings the bank was built for."
             )
         keys = keys.detach()
-        if self.gather_distributed and world_size() > 1:
-            chunks = [torch.empty_like(keys) for _ in range(world_size())]
-            dist.all_gather(chunks, keys.contiguous())
-            keys = torch.cat(chunks, dim=0)  # (W * B, D)
+        if self.gather_distributed:
+            keys = gather(keys)  # (W * B, D), no gradient: keys are detached
         count = keys.shape[0]
         if count > self.size:
             raise ShapeError(
@@ -176,7 +164,7 @@ class MemoryBank(nn.Module):
         self.pointer.fill_((start + count) % self.size)
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(DistributedModule):
     """InfoNCE loss of queries against their keys, as in MoCo v2.
 
     Queries ``q`` and keys ``k`` are L2-normalised. With a
@@ -227,6 +215,8 @@ class InfoNCELoss(nn.Module):
         (torch.Size([]), 4)
     """
 
+    repr_fields = ("temperature",)
+
     def __init__(
         self,
         *,
@@ -234,9 +224,12 @@ class InfoNCELoss(nn.Module):
         memory_bank: MemoryBank | None = None,
         gather_distributed: bool = False,
     ) -> None:
-        super().__init__()
-        _check_temperature(temperature, owner="InfoNCELoss")
-        check_distributed_available(gather_distributed=gather_distributed, owner="InfoNCELoss")
+        super().__init__(gather_distributed=gather_distributed)
+        if temperature <= 0:
+            raise ValueError(
+                f"InfoNCELoss got temperature={temperature}; expected a positive temperature "
+                "(MoCo v2 uses 0.1)."
+            )
         if memory_bank is not None and memory_bank.gather_distributed != gather_distributed:
             raise ValueError(
                 f"InfoNCELoss got gather_distributed={gather_distributed} but a MemoryBank with "
@@ -244,11 +237,6 @@ class InfoNCELoss(nn.Module):
             )
         self.temperature = temperature
         self.memory_bank = memory_bank
-        self.gather_distributed = gather_distributed
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
 
     def forward(self, query: Tensor, key: Tensor) -> Tensor:
         """Return the InfoNCE loss.

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from geofm.losses._common import check_embedding_pair, full_precision, upcast
-from geofm.losses._distributed import check_distributed_available, gather, rank
+from geofm._dist import rank
+from geofm.losses._common import (
+    DistributedModule,
+    check_embedding_pair,
+    full_precision,
+    gather_pair,
+    upcast,
+)
 
 __all__ = ["NTXentLoss"]
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(DistributedModule):
     """SimCLR's NT-Xent loss over ``2N`` views with in-batch negatives.
 
     Embeddings are L2-normalised. Each of the ``2N`` views is classified
@@ -59,20 +65,16 @@ class NTXentLoss(nn.Module):
         torch.Size([])
     """
 
+    repr_fields = ("temperature",)
+
     def __init__(self, *, temperature: float = 0.5, gather_distributed: bool = False) -> None:
-        super().__init__()
+        super().__init__(gather_distributed=gather_distributed)
         if temperature <= 0:
             raise ValueError(
                 f"NTXentLoss got temperature={temperature}; expected a positive temperature "
                 "(SimCLR uses 0.1 to 1.0)."
             )
-        check_distributed_available(gather_distributed=gather_distributed, owner="NTXentLoss")
         self.temperature = temperature
-        self.gather_distributed = gather_distributed
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Return the NT-Xent loss.
@@ -93,9 +95,7 @@ class NTXentLoss(nn.Module):
             local = F.normalize(upcast(torch.cat([z_a, z_b], dim=0)), dim=1)  # (2N, D)
             if self.gather_distributed:
                 # Columns ordered [a of all ranks, b of all ranks].
-                both = gather(torch.cat([local[:n], local[n:]], dim=1))  # (W * N, 2 * D)
-                d = z_a.shape[1]
-                candidates = torch.cat([both[:, :d], both[:, d:]], dim=0)  # (2 * W * N, D)
+                candidates = torch.cat(gather_pair(local[:n], local[n:]), dim=0)  # (2 * W * N, D)
                 offset = rank() * n
             else:
                 candidates = local  # (2N, D)

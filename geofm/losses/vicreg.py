@@ -20,18 +20,19 @@ from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from geofm.errors import ShapeError
 from geofm.losses._common import (
+    DistributedModule,
     MatrixMethod,
+    check_batch_size,
     check_embedding_pair,
     check_matrix_method,
     full_precision,
+    gather_pair,
     off_diagonal_square_sum,
     upcast,
 )
-from geofm.losses._distributed import check_distributed_available, gather
 
 __all__ = ["VICRegLoss", "VICRegTerms", "covariance_loss", "variance_loss"]
 
@@ -182,7 +183,7 @@ class VICRegTerms(NamedTuple):
     covariance: Tensor
 
 
-class VICRegLoss(nn.Module):
+class VICRegLoss(DistributedModule):
     """VICReg loss: ``25 * invariance + 25 * variance + 1 * covariance``.
 
     * invariance: ``MSE(z_a, z_b)`` (mean over ``N * D``) on the **local** batch;
@@ -229,6 +230,8 @@ class VICRegLoss(nn.Module):
         (torch.Size([]), True)
     """
 
+    repr_fields = ("invariance_weight", "variance_weight", "covariance_weight", "eps")
+
     def __init__(
         self,
         *,
@@ -239,28 +242,18 @@ class VICRegLoss(nn.Module):
         gather_distributed: bool = False,
         covariance_method: MatrixMethod = "auto",
     ) -> None:
-        super().__init__()
+        super().__init__(gather_distributed=gather_distributed)
         if eps <= 0:
             raise ValueError(
                 f"VICRegLoss got eps={eps}; expected eps > 0 (the reference uses 1e-4). "
                 "eps keeps sqrt(variance + eps) differentiable for constant embeddings."
             )
         check_matrix_method(covariance_method, owner="VICRegLoss", argument="covariance_method")
-        check_distributed_available(gather_distributed=gather_distributed, owner="VICRegLoss")
         self.invariance_weight = invariance_weight
         self.variance_weight = variance_weight
         self.covariance_weight = covariance_weight
         self.eps = eps
-        self.gather_distributed = gather_distributed
         self.covariance_method: MatrixMethod = covariance_method
-
-    def extra_repr(self) -> str:
-        """Return the hyperparameters shown in ``repr``."""
-        return (
-            f"invariance_weight={self.invariance_weight}, variance_weight={self.variance_weight}, "
-            f"covariance_weight={self.covariance_weight}, eps={self.eps}, "
-            f"gather_distributed={self.gather_distributed}"
-        )
 
     def terms(self, z_a: Tensor, z_b: Tensor) -> VICRegTerms:
         """Return the three unweighted terms (for logging).
@@ -285,18 +278,13 @@ class VICRegLoss(nn.Module):
             z_a, z_b = upcast(z_a), upcast(z_b)
             invariance = F.mse_loss(z_a, z_b)
             if self.gather_distributed:
-                d = z_a.shape[1]
-                # One collective for both branches.
-                both = gather(torch.cat([z_a, z_b], dim=1))  # (W * n, 2 * D)
-                z_a, z_b = both[:, :d], both[:, d:]  # (W * n, D) each
-            n = z_a.shape[0]
-            if n < 2:
-                raise ShapeError(
-                    f"VICRegLoss needs at least 2 samples in the "
-                    f"{'global ' if self.gather_distributed else ''}batch for the unbiased "
-                    f"variance, got embeddings of shape {tuple(z_a.shape)}. Use a batch "
-                    "size of 2 or more."
-                )
+                z_a, z_b = gather_pair(z_a, z_b)  # (W * n, D) each
+            check_batch_size(
+                z_a,
+                owner="VICRegLoss",
+                gathered=self.gather_distributed,
+                purpose="for the unbiased variance",
+            )
             variance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
             covariance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
             for z in (z_a, z_b):

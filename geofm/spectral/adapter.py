@@ -12,9 +12,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError

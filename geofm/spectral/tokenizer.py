@@ -1,6 +1,7 @@
 """Fusion-LoRA's spectral tokenizer: a few bands to a pseudo-RGB image for a frozen RGB encoder.
 
-Reference: https://github.com/Eyobed-Abby/fusion-lora-skysense (``fusion_lora/spectral_tokenizer.py``).
+Reference: https://github.com/Eyobed-Abby/fusion-lora-skysense
+(``fusion_lora/spectral_tokenizer.py``).
 
 Example:
     >>> import torch
@@ -10,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

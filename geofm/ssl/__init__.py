@@ -1,4 +1,4 @@
-"""Self-supervised learning utilities: EMA, schedules, masking, heads, MAE decoder.
+"""Self-supervised learning utilities: EMA, schedules, masking, heads, MAE decoder, LARS, global BN.
 
 Building blocks for the SSL pipelines of SpectralEarth (MoCo v2, DINO, MAE)
 and VICReg, to combine with :mod:`geofm.losses`. Everything is a plain
@@ -16,12 +16,15 @@ References:
       https://github.com/facebookresearch/mae
     - SpectralEarth settings: https://github.com/AABNassim/spectral_earth
     - lightly (same components): https://github.com/lightly-ai/lightly
+    - LARS: https://arxiv.org/abs/1708.03888 (the VICReg reference's variant)
 
 Modules: :mod:`~geofm.ssl.momentum` (``update_momentum``, ``cosine_schedule``),
 :mod:`~geofm.ssl.masking` (``patchify``, ``unpatchify``, ``random_masking``,
 ``sincos_2d_position_embedding``), :mod:`~geofm.ssl.heads` (projection heads),
-:mod:`~geofm.ssl.mae_decoder` (``MAEDecoder``). ``MemoryBank`` is re-exported
-from :mod:`geofm.losses`.
+:mod:`~geofm.ssl.mae_decoder` (``MAEDecoder``), :mod:`~geofm.ssl.lars` (``LARS``),
+:mod:`~geofm.ssl.batchnorm` (``GlobalBatchNorm``, ``convert_to_global_batchnorm``).
+``MemoryBank`` (MoCo's queue) is defined next to ``InfoNCELoss`` and imported
+from here: ``from geofm.ssl import MemoryBank``.
 
 Example:
     >>> import torch
@@ -35,12 +38,14 @@ Example:
 from __future__ import annotations
 
 from geofm.losses.infonce import MemoryBank
+from geofm.ssl.batchnorm import GlobalBatchNorm, convert_to_global_batchnorm
 from geofm.ssl.heads import (
     DINOProjectionHead,
     MoCoProjectionHead,
     SimCLRProjectionHead,
     VICRegProjectionHead,
 )
+from geofm.ssl.lars import LARS
 from geofm.ssl.mae_decoder import MAEDecoder
 from geofm.ssl.masking import (
     RandomMasking,
@@ -52,13 +57,16 @@ from geofm.ssl.masking import (
 from geofm.ssl.momentum import cosine_schedule, update_momentum
 
 __all__ = [
+    "LARS",
     "DINOProjectionHead",
+    "GlobalBatchNorm",
     "MAEDecoder",
     "MemoryBank",
     "MoCoProjectionHead",
     "RandomMasking",
     "SimCLRProjectionHead",
     "VICRegProjectionHead",
+    "convert_to_global_batchnorm",
     "cosine_schedule",
     "patchify",
     "random_masking",

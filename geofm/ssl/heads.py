@@ -30,26 +30,6 @@ __all__ = [
 ]
 
 
-def _contrastive_mlp(
-    *, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, use_batch_norm: bool
-) -> nn.Sequential:
-    """Linear[-BN]-ReLU blocks, then Linear[-BN]; Linear bias only without BN (lightly's layout)."""
-    if num_layers < 2:
-        raise ValueError(
-            f"Projection head got num_layers={num_layers}; expected 2 or more "
-            "(2 for MoCo v2 / SimCLR v1, 3 for MoCo v3 / SimCLR v2)."
-        )
-    layers: list[nn.Module] = []
-    dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-    for index, (in_dim, out_dim) in enumerate(itertools.pairwise(dims)):
-        layers.append(nn.Linear(in_dim, out_dim, bias=not use_batch_norm))
-        if use_batch_norm:
-            layers.append(nn.BatchNorm1d(out_dim))
-        if index < num_layers - 1:
-            layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
 class VICRegProjectionHead(nn.Module):
     """VICReg expander: ``[Linear-BN-ReLU] * (k - 1)``, then ``Linear`` without bias.
 
@@ -158,32 +138,39 @@ class MoCoProjectionHead(nn.Module):
         use_batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.layers = _contrastive_mlp(
-            input_dim=input_dim,
-            hidden_dim=hidden_dim,
-            output_dim=output_dim,
-            num_layers=num_layers,
-            use_batch_norm=use_batch_norm,
-        )
+        if num_layers < 2:
+            raise ValueError(
+                f"{type(self).__name__} got num_layers={num_layers}; expected 2 or more "
+                "(2 for MoCo v2 / SimCLR v1, 3 for MoCo v3 / SimCLR v2)."
+            )
+        # Linear[-BN]-ReLU blocks, then Linear[-BN]; Linear bias only without BN (lightly's layout).
+        layers: list[nn.Module] = []
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        for index, (in_dim, out_dim) in enumerate(itertools.pairwise(dims)):
+            layers.append(nn.Linear(in_dim, out_dim, bias=not use_batch_norm))
+            if use_batch_norm:
+                layers.append(nn.BatchNorm1d(out_dim))
+            if index < num_layers - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         """Project embeddings ``(N, input_dim)`` to ``(N, output_dim)``."""
         return cast(Tensor, self.layers(x))
 
 
-class SimCLRProjectionHead(nn.Module):
-    """SimCLR projection head ``g(h)``: ``[Linear-(BN)-ReLU] * (k - 1)``, then ``Linear-(BN)``.
+class SimCLRProjectionHead(MoCoProjectionHead):
+    """SimCLR projection head ``g(h)``: :class:`MoCoProjectionHead` with BN on by default.
 
     Same layout and defaults as lightly's ``SimCLRProjectionHead`` (BN on
     every layer as in SimCLR v2's code; ``use_batch_norm=False`` gives the
-    v1 MLP ``W2 relu(W1 h)``).
+    v1 MLP ``W2 relu(W1 h)``; SimCLR v2 uses ``num_layers=3``).
 
     Args:
         input_dim: Backbone embedding dimension.
-        hidden_dim: Hidden width (2048).
-        output_dim: Output width (128).
-        num_layers: Number of linear layers, ``>= 2`` (SimCLR v2: 3).
-        use_batch_norm: BatchNorm after every linear layer.
+        use_batch_norm: BatchNorm after every linear layer (on by default).
+        **kwargs: ``hidden_dim`` (2048), ``output_dim`` (128) and ``num_layers``
+            (2), as for :class:`MoCoProjectionHead`.
 
     Shape:
         - Input: ``(N, input_dim)``.
@@ -194,31 +181,12 @@ class SimCLRProjectionHead(nn.Module):
 
     Example:
         >>> head = SimCLRProjectionHead(input_dim=16, hidden_dim=32, output_dim=8)
-        >>> head(torch.randn(4, 16)).shape
-        torch.Size([4, 8])
+        >>> head(torch.randn(4, 16)).shape, isinstance(head.layers[1], nn.BatchNorm1d)
+        (torch.Size([4, 8]), True)
     """
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        hidden_dim: int = 2048,
-        output_dim: int = 128,
-        num_layers: int = 2,
-        use_batch_norm: bool = True,
-    ) -> None:
-        super().__init__()
-        self.layers = _contrastive_mlp(
-            input_dim=input_dim,
-            hidden_dim=hidden_dim,
-            output_dim=output_dim,
-            num_layers=num_layers,
-            use_batch_norm=use_batch_norm,
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Project embeddings ``(N, input_dim)`` to ``(N, output_dim)``."""
-        return cast(Tensor, self.layers(x))
+    def __init__(self, *, input_dim: int, use_batch_norm: bool = True, **kwargs: int) -> None:
+        super().__init__(input_dim=input_dim, use_batch_norm=use_batch_norm, **kwargs)
 
 
 class DINOProjectionHead(nn.Module):

@@ -1,8 +1,10 @@
 """Per-band normalisation, with statistics read from the sensor catalog.
 
 ``normalised = (clip((raw - offset) / divisor) - mean) / std`` band by band,
-the rule :mod:`geofm.sensors` documents (``divisor`` is the sensor's
-``scale`` unless it carries a :class:`~geofm.sensors.ValueScaling`).
+the rule :mod:`geofm.sensors` documents (``offset``, ``divisor`` and ``clip``
+come from the sensor's :class:`~geofm.sensors.ValueScaling`, ``Sensor.scaling``).
+Works on sample dicts and on bare tensors, so the same module normalises the
+training pipeline's samples and the input of a model at inference.
 
 Reference: ``torchvision.transforms.Normalize``; SpectralEarth's per-band
 standardisation on raw DN (``src/transforms/normalize.py``).
@@ -11,6 +13,7 @@ standardisation on raw DN (``src/transforms/normalize.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import torch
 from torch import Tensor
@@ -35,7 +38,13 @@ def _per_band(name: str, values: float | Sequence[float], bands: int) -> Tensor:
 
 
 class Normalize(Transform):
-    """Scale and standardise every band of ``sample["image"]``.
+    """Scale and standardise every band of an image tensor or of ``sample["image"]``.
+
+    Called on a sample dict it returns a new dict with the normalised image;
+    called on a bare tensor it returns the normalised tensor, so it can sit in
+    front of a model, e.g. ``nn.Sequential(Normalize.from_sensor(...), model)``
+    for :func:`geofm.geo.predict_raster`. The statistics are buffers: they move
+    with ``.to(device)`` and are saved in ``state_dict``.
 
     Args:
         mean: Per-band mean after scaling.
@@ -46,8 +55,10 @@ class Normalize(Transform):
             standardisation, or ``None``.
 
     Shape:
-        - ``image``: ``(C, H, W)`` or ``(N, C, H, W)``, any dtype; the output
-          is float32 (or the input's floating dtype).
+        - Input: a tensor or ``sample["image"]`` of shape ``(C, H, W)`` or
+          ``(N, C, H, W)``, any dtype.
+        - Output: same shape (and container), float32 (or the input's
+          floating dtype).
 
     Raises:
         ShapeError: If per-band lengths differ; in ``forward``, if the image
@@ -59,6 +70,9 @@ class Normalize(Transform):
         >>> norm = Normalize(mean=[0.5, 0.5], std=[0.5, 0.25], divisor=255)
         >>> norm({"image": torch.full((2, 1, 1), 255.0)})["image"].flatten()
         tensor([1., 2.])
+        >>> model = torch.nn.Sequential(norm, torch.nn.Flatten())
+        >>> model(torch.full((1, 2, 1, 1), 255.0))
+        tensor([[1., 2.]])
     """
 
     mean: Tensor
@@ -113,7 +127,7 @@ class Normalize(Transform):
             tensor([2.2489, 2.4286, 2.6400])
         """
         record = get_sensor(sensor) if isinstance(sensor, str) else sensor
-        rule = record.value_scaling
+        rule = record.scaling
         if not standardize:
             mean, std = [0.0] * record.num_bands, [1.0] * record.num_bands
         elif record.mean is None or record.std is None:
@@ -126,16 +140,41 @@ class Normalize(Transform):
             mean, std = list(record.mean), list(record.std)
         return cls(mean, std, offset=rule.offset, divisor=rule.divisor, clip=rule.clip)
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Normalise ``sample["image"]``; see the class docstring."""
-        image = sample["image"]
+    @overload
+    def forward(self, sample: Tensor, *, generator: torch.Generator | None = None) -> Tensor: ...
+
+    @overload
+    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample: ...
+
+    def forward(
+        self, sample: Sample | Tensor, *, generator: torch.Generator | None = None
+    ) -> Sample | Tensor:
+        """Normalise a tensor, or ``sample["image"]``; see the class docstring.
+
+        Args:
+            sample: An image tensor ``(C, H, W)`` / ``(N, C, H, W)``, or a
+                sample dict holding one under ``"image"``.
+            generator: Unused (the transform is deterministic).
+
+        Returns:
+            The normalised tensor, or a new sample dict with the normalised image.
+
+        Raises:
+            ShapeError: If the image is not 3-D/4-D with ``len(mean)`` bands.
+        """
+        if isinstance(sample, Tensor):
+            return self._normalize(sample)
+        return {**sample, "image": self._normalize(sample["image"])}
+
+    def _normalize(self, image: Tensor) -> Tensor:
         if image.ndim not in (3, 4) or image.shape[-3] != self.mean.shape[0]:
             raise ShapeError(
                 f"Normalize expects an image with {self.mean.shape[0]} bands as (C, H, W) or "
-                f"(N, C, H, W), got shape {tuple(image.shape)}."
+                f"(N, C, H, W), got shape {tuple(image.shape)}. Build Normalize with one mean/std "
+                f"per band of the input, e.g. Normalize.from_sensor(<the input's sensor>)."
             )
         x = image if image.is_floating_point() else image.float()
         x = (x - self.offset.to(x)) / self.divisor.to(x)
         if self.clip is not None:
             x = x.clamp(*self.clip)
-        return {**sample, "image": (x - self.mean.to(x)) / self.std.to(x)}
+        return (x - self.mean.to(x)) / self.std.to(x)

@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -56,6 +57,7 @@ def blur_kernel_size(size: int) -> int:
 
 
 def _imagenet_normalize() -> Normalize:
+    """ImageNet mean/std for RGB already in ``[0, 1]`` (the ``rgb`` sensor's statistics)."""
     rgb = get_sensor("rgb")
     assert rgb.mean is not None  # catalog invariant
     assert rgb.std is not None
@@ -64,6 +66,19 @@ def _imagenet_normalize() -> Normalize:
 
 def _with_normalize(steps: list[Transform], normalize: Normalize | None) -> Compose:
     return Compose([*steps, normalize] if normalize is not None else steps)
+
+
+def _spectral_view(size: int, scale: tuple[float, float], normalize: Normalize | None) -> Compose:
+    """SpectralEarth's view for any band count: crop, blur p 0.5, H/V flips, [normalize]."""
+    return _with_normalize(
+        [
+            RandomResizedCrop(size, scale=scale),
+            RandomGaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=0.5),
+            RandomHorizontalFlip(p=0.5),
+            RandomVerticalFlip(p=0.5),
+        ],
+        normalize,
+    )
 
 
 class MultiViewTransform(nn.Module):
@@ -101,15 +116,18 @@ class VICRegTransform(MultiViewTransform):
     Both views: RandomResizedCrop(``size``, scale 0.08-1, bicubic), H-flip
     0.5, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale p 0.2, Gaussian
     blur sigma 0.1-2 (p 1.0 / 0.1), solarisation (p 0.0 / 0.2), then
-    ``normalize`` (ImageNet statistics by default). VICReg blurs with PIL's
-    radius; here the kernel has :func:`blur_kernel_size` taps (23 at 224 px).
+    ``normalize``. VICReg blurs with PIL's radius; here the kernel has
+    :func:`blur_kernel_size` taps (23 at 224 px).
 
     Args:
         size: Output side in pixels.
         scale: Crop area range.
-        normalize: Final normalisation, or ``None`` to skip it.
+        normalize: Final normalisation: ``"imagenet"`` (the default, VICReg's
+            ImageNet mean/std on ``[0, 1]`` RGB), a :class:`Normalize`, or
+            ``None`` to skip it.
 
     Raises:
+        ValueError: If ``normalize`` is not ``"imagenet"``, a ``Normalize`` or ``None``.
         ShapeError: In ``forward``, if the image does not have 3 bands.
 
     Example:
@@ -117,6 +135,8 @@ class VICRegTransform(MultiViewTransform):
         >>> views = VICRegTransform(size=16)({"image": torch.rand(2, 3, 32, 32)})
         >>> [tuple(v["image"].shape) for v in views]
         [(2, 3, 16, 16), (2, 3, 16, 16)]
+        >>> any(isinstance(m, Normalize) for m in VICRegTransform(normalize=None).modules())
+        False
     """
 
     def __init__(
@@ -124,9 +144,17 @@ class VICRegTransform(MultiViewTransform):
         size: int = 224,
         *,
         scale: tuple[float, float] = (0.08, 1.0),
-        normalize: Normalize | None = None,
+        normalize: Normalize | Literal["imagenet"] | None = "imagenet",
     ) -> None:
-        norm = _imagenet_normalize() if normalize is None else normalize
+        if isinstance(normalize, str) and normalize == "imagenet":
+            norm: Normalize | None = _imagenet_normalize()
+        elif normalize is None or isinstance(normalize, Normalize):
+            norm = normalize
+        else:
+            raise ValueError(
+                f"VICRegTransform got normalize={normalize!r}; expected 'imagenet' (ImageNet "
+                "mean/std), a geofm.transforms.Normalize, or None to skip normalisation."
+            )
         kernel = blur_kernel_size(size)
 
         def view(blur_p: float, solarize_p: float) -> Compose:
@@ -155,7 +183,7 @@ class MoCoTransform(MultiViewTransform):
     Args:
         size: Output side in pixels (SpectralEarth: 128).
         scale: Crop area range.
-        normalize: Final normalisation, or ``None``.
+        normalize: Final normalisation, or ``None`` (the default) to skip it.
 
     Example:
         >>> import torch
@@ -171,18 +199,7 @@ class MoCoTransform(MultiViewTransform):
         scale: tuple[float, float] = (0.08, 1.0),
         normalize: Normalize | None = None,
     ) -> None:
-        def view() -> Compose:
-            return _with_normalize(
-                [
-                    RandomResizedCrop(size, scale=scale),
-                    RandomGaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=0.5),
-                    RandomHorizontalFlip(p=0.5),
-                    RandomVerticalFlip(p=0.5),
-                ],
-                normalize,
-            )
-
-        super().__init__([view(), view()])
+        super().__init__([_spectral_view(size, scale, normalize) for _ in range(2)])
 
 
 class DINOTransform(MultiViewTransform):
@@ -199,7 +216,7 @@ class DINOTransform(MultiViewTransform):
         global_scale: Area range of global crops.
         local_scale: Area range of local crops.
         num_local_views: Number of local crops.
-        normalize: Final normalisation, or ``None``.
+        normalize: Final normalisation, or ``None`` (the default) to skip it.
 
     Raises:
         ValueError: If ``num_local_views`` is negative.
@@ -223,18 +240,8 @@ class DINOTransform(MultiViewTransform):
     ) -> None:
         if num_local_views < 0:
             raise ValueError(f"num_local_views must be >= 0, got {num_local_views}.")
-
-        def view(size: int, scale: tuple[float, float]) -> Compose:
-            return _with_normalize(
-                [
-                    RandomResizedCrop(size, scale=scale),
-                    RandomGaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=0.5),
-                    RandomHorizontalFlip(p=0.5),
-                    RandomVerticalFlip(p=0.5),
-                ],
-                normalize,
-            )
-
-        views = [view(global_size, global_scale) for _ in range(2)]
-        views += [view(local_size, local_scale) for _ in range(num_local_views)]
+        views = [_spectral_view(global_size, global_scale, normalize) for _ in range(2)]
+        views += [
+            _spectral_view(local_size, local_scale, normalize) for _ in range(num_local_views)
+        ]
         super().__init__(views)

@@ -30,6 +30,7 @@ from pathlib import Path
 from geofm._registry import Registry
 from geofm.errors import UnknownNameError, WeightsError
 from geofm.weights.convert import Converter, get_converter
+from geofm.weights.download import fetch_weights
 from geofm.weights.load import CHECKPOINT_SUFFIXES
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "resolve_weights",
     "weights_for_backbone",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -309,8 +309,6 @@ def resolve_weights(
         if not file.is_file():
             raise WeightsError(f"path={os.fspath(path)!r} for {entry.name!r} is not a file.")
     else:
-        from geofm.weights.download import fetch_weights
-
         file = fetch_weights(entry, cache_dir=cache_dir)
     converter = get_converter(entry.converter) if entry.converter is not None else None
     return ResolvedWeights(path=file, sha256=entry.sha256, converter=converter, spec=entry)
@@ -358,4 +356,3 @@ def resolve_pretrained(backbone: str, pretrained: bool | str | os.PathLike[str])
     raise TypeError(
         f"pretrained must be False, True, a catalog tag or a file path, got {pretrained!r}."
     )
-

@@ -25,15 +25,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from geofm.errors import WeightsError
 from geofm.weights.load import CHECKPOINT_SUFFIXES
 
-if TYPE_CHECKING:
-    from geofm.weights.catalog import WeightsSpec
+__all__ = ["HostedWeights", "fetch_weights", "local_weights_path", "weights_dir"]
 
-__all__ = ["fetch_weights", "local_weights_path", "weights_dir"]
+
+class HostedWeights(Protocol):
+    """What this module reads of a catalog entry (:class:`~geofm.weights.catalog.WeightsSpec`).
+
+    A protocol, so the catalog can call the download code without the two
+    modules importing each other.
+    """
+
+    @property
+    def name(self) -> str: ...  # noqa: D102
+    @property
+    def repo_id(self) -> str | None: ...  # noqa: D102
+    @property
+    def filename(self) -> str | None: ...  # noqa: D102
+    @property
+    def revision(self) -> str | None: ...  # noqa: D102
+    @property
+    def url(self) -> str | None: ...  # noqa: D102
+    @property
+    def source(self) -> str: ...  # noqa: D102
+
 
 _ENV = "GEOFM_WEIGHTS_DIR"
 
@@ -52,7 +71,7 @@ def weights_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "geofm" / "weights"
 
 
-def local_weights_path(spec: WeightsSpec, *, local_dir: str | Path | None = None) -> Path:
+def local_weights_path(spec: HostedWeights, *, local_dir: str | Path | None = None) -> Path:
     """Where a hand-downloaded copy of ``spec``'s file goes.
 
     ``<local_dir>/<spec.name>/<file name>``; when the publisher gives no file
@@ -74,13 +93,15 @@ def local_weights_path(spec: WeightsSpec, *, local_dir: str | Path | None = None
     return folder / Path(spec.filename).name if spec.filename else folder
 
 
-def _find_local(spec: WeightsSpec, local_dir: str | Path | None) -> Path | None:
+def _find_local(spec: HostedWeights, local_dir: str | Path | None) -> Path | None:
     path = local_weights_path(spec, local_dir=local_dir)
     if spec.filename:
         return path if path.is_file() else None
     if not path.is_dir():
         return None
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
+    )
     if len(files) > 1:
         names = ", ".join(p.name for p in files)
         raise WeightsError(
@@ -90,7 +111,7 @@ def _find_local(spec: WeightsSpec, local_dir: str | Path | None) -> Path | None:
     return files[0] if files else None
 
 
-def _manual_steps(spec: WeightsSpec, local_dir: str | Path | None) -> str:
+def _manual_steps(spec: HostedWeights, local_dir: str | Path | None) -> str:
     target = local_weights_path(spec, local_dir=local_dir)
     what = repr(spec.filename) if spec.filename else "the checkpoint file"
     where = f"{target}" if spec.filename else f"the folder {target}/"
@@ -101,7 +122,7 @@ def _manual_steps(spec: WeightsSpec, local_dir: str | Path | None) -> str:
 
 
 def fetch_weights(
-    spec: WeightsSpec,
+    spec: HostedWeights,
     *,
     cache_dir: str | Path | None = None,
     local_dir: str | Path | None = None,
@@ -139,6 +160,7 @@ def fetch_weights(
             f"folder. {_manual_steps(spec, local_dir)}"
         )
     from huggingface_hub import constants, hf_hub_download
+
     try:
         path = hf_hub_download(
             repo_id=spec.repo_id,

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from affine import Affine
+from rasterio.transform import Affine
 
 from geofm.datasets import (
     BigEarthNetS2,
-    DatasetNotFoundError,
     EnMAPCorine,
     LandCoverAI,
     SpaceNet2NightLights,
     SpaceNet7Patches,
     SpectralEarth,
 )
+from geofm.errors import DatasetNotFoundError
 
 
 def _tif(path: Path, data: np.ndarray, crs: str = "EPSG:32633", driver: str = "GTiff") -> None:

@@ -15,6 +15,7 @@ from geofm.datasets.synthetic import (
     write_nightlight_scene,
 )
 from geofm.errors import ShapeError
+from geofm.sensors import get_sensor
 
 
 def test_scenes_are_deterministic_given_the_seed() -> None:
@@ -28,6 +29,11 @@ def test_class_spectra_agree_across_band_sets() -> None:
     full = spectral_signatures([490.0, 560.0, 665.0, 842.0], num_classes=6)
     sub = spectral_signatures([560.0, 842.0], num_classes=6)
     assert np.allclose(full[:, [1, 3]], sub)
+    # Every spelling of a band set goes through geofm.sensors.resolve_wavelengths.
+    s2 = get_sensor("sentinel2_l2a")
+    by_name = spectral_signatures("sentinel2_l2a", num_classes=6)
+    assert np.array_equal(spectral_signatures(s2, num_classes=6), by_name)
+    assert np.array_equal(spectral_signatures(list(s2.wavelengths), num_classes=6), by_name)
 
 
 def test_landcover_pixels_are_separable_by_their_class_spectrum() -> None:
@@ -58,7 +64,7 @@ def test_datasets_return_dict_samples() -> None:
     assert seg[1]["mask"].shape == (16, 16)
     ml = SyntheticMultilabel(length=2, size=16, num_labels=19)
     s = ml[0]
-    assert set(s["label"].unique().tolist()) <= {0.0, 1.0}
+    assert set(s["label"].tolist()) <= {0.0, 1.0}
     assert abs(float(s["target"].sum()) - 1.0) < 1e-5
     cls = SyntheticSceneClassification(length=5, num_classes=4, size=16)
     assert cls[2]["image"].shape == (3, 16, 16)
@@ -71,3 +77,5 @@ def test_errors() -> None:
         landcover_scene(size=16, num_classes=3, class_weights=(1.0, 2.0))
     with pytest.raises(ValueError, match="wavelength"):
         spectral_signatures([], num_classes=2)
+    with pytest.raises(ValueError, match="micrometres"):
+        landcover_scene(size=16, bands=[0.49, 0.56, 0.665])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
+from rasterio.transform import Affine
 
 REAL_DATA = Path("/work/shared/data/real")
 

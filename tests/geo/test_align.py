@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from affine import Affine
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 
 from geofm.geo import PixelWindow, Tile, align_target, tile_raster
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
+from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from geofm.errors import ShapeError

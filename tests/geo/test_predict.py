@@ -10,7 +10,7 @@ import rasterio
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from affine import Affine
+from rasterio.transform import Affine
 from torch import nn
 
 from geofm.errors import ShapeError

@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 
 from geofm.geo import reproject_to_utm, utm_crs_for, utm_epsg_for
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from affine import Affine
 from rasterio.crs import CRS
+from rasterio.transform import Affine
 
 from geofm.errors import ShapeError
 from geofm.geo import (
@@ -18,7 +18,7 @@ from geofm.geo import (
     tile_raster,
     write_tile_index,
 )
-from geofm.geo.tiling import _tile_offsets
+from geofm.geo._window import tile_offsets
 
 WriteRaster = Callable[..., Path]
 
@@ -45,8 +45,8 @@ ALBERS_WKT = (
         (256, "drop", [0]),
     ],
 )
-def test_tile_offsets(length: int, pad: str, expected: list[int]) -> None:
-    assert _tile_offsets(length, 256, 256, pad) == expected  # type: ignore[arg-type]
+def testtile_offsets(length: int, pad: str, expected: list[int]) -> None:
+    assert tile_offsets(length, 256, 256, pad) == expected  # type: ignore[arg-type]
 
 
 def test_sn7_split_is_one_call(tmp_path: Path, write_raster: WriteRaster) -> None:

@@ -10,11 +10,11 @@ import torch
 from torchvision.ops import FeaturePyramidNetwork
 
 import geofm
-from geofm.errors import UnknownNameError
-from geofm.heads import FPN
 from geofm.backbones.skysense import skysense_o_visual
 from geofm.backbones.spectral import spectral_earth
 from geofm.backbones.swin import satlas_backbone, satlas_fpn
+from geofm.errors import UnknownNameError
+from geofm.heads import FPN
 from geofm.weights.convert import get_converter, list_converters, register_converter
 from geofm.weights.load import LoadReport, load_state_dict_into, load_weights, read_state_dict
 

@@ -80,9 +80,7 @@ def test_lora_backbone_round_trip_restores_config_and_adapters(tmp_path: Path) -
     assert config["backbone"]["lora"]["rank"] == 2
     again = from_pretrained(tmp_path)
     assert isinstance(again, geofm.Backbone)
-    assert get_lora_config(again) == LoRAConfig(
-        rank=2, alpha=4.0, targets=("qkv", "fc1")
-    )
+    assert get_lora_config(again) == LoRAConfig(rank=2, alpha=4.0, targets=("qkv", "fc1"))
     x = torch.randn(1, 4, 32, 32)
     assert torch.equal(model.embed(x), again.embed(x))
     assert not torch.equal(model.embed(x), _vit().embed(x))
@@ -203,7 +201,9 @@ def test_models_geofm_cannot_rebuild_are_refused(tmp_path: Path) -> None:
     backbone.config = None
     with pytest.raises(WeightsError, match="not built by geofm.create_backbone"):
         save_pretrained(backbone, tmp_path)
-    with pytest.raises(WeightsError, match="supports geofm backbones, SegmentationModel and PooledModel"):
+    with pytest.raises(
+        WeightsError, match="supports geofm backbones, SegmentationModel and PooledModel"
+    ):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path)
 
 

@@ -10,10 +10,10 @@ import timm
 import torch
 from torch import nn
 
+from geofm.errors import UnsupportedModuleError
 from geofm.lora import (
     LoRAConfig,
     LoRALinear,
-    UnsupportedModuleError,
     apply_lora,
     ecovision_config,
     fusion_lora_config,
@@ -58,9 +58,18 @@ def test_rejects_invalid_values(kwargs: dict[str, object], match: str) -> None:
         LoRAConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def test_rejects_unsupported_target_types() -> None:
-    with pytest.raises(UnsupportedModuleError, match="Supported layer types: Conv2d, Linear"):
-        LoRAConfig(target_types=(nn.Embedding,))
+def test_target_types_must_be_module_classes_and_storable() -> None:
+    with pytest.raises(ValueError, match=r"nn.Module subclasses, got \['Linear'\]"):
+        LoRAConfig(target_types=("Linear",))  # type: ignore[arg-type]
+
+    class MyLinear(nn.Linear):
+        pass
+
+    with pytest.raises(UnsupportedModuleError, match="only torch.nn layer types are stored"):
+        LoRAConfig(target_types=(MyLinear,)).to_json()
+    text = LoRAConfig(target_types=(nn.Linear,)).to_json().replace('"Linear"', '"os"')
+    with pytest.raises(UnsupportedModuleError, match="'os', which is not a torch.nn module"):
+        LoRAConfig.from_json(text)
 
 
 def test_from_json_rejects_unknown_fields() -> None:

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 import geofm.lora
-from geofm.errors import GeofmError, UnknownNameError
+from geofm.errors import GeofmError, UnknownNameError, UnsupportedModuleError
 from geofm.lora import (
     LoRAConfig,
     LoRAConv2d,
     LoRALinear,
-    UnsupportedModuleError,
     apply_lora,
+    get_lora_config,
     mark_only_lora_trainable,
     merge_lora,
     unmerge_lora,
@@ -91,12 +91,34 @@ def test_pattern_matching_nothing_lists_close_names(tiny_vit: Factory) -> None:
         apply_lora(tiny_vit(), LoRAConfig(targets=("qkv",), exclude=("blocks.*",)))
 
 
+SUPPORTED = r"Supported types: torch.nn.Linear, torch.nn.Conv2d"
+
+
 def test_unsupported_type_lists_supported_types(tiny_vit: Factory) -> None:
     with pytest.raises(
-        UnsupportedModuleError,
-        match=r"'blocks.0.norm1' has type LayerNorm.*Supported types: torch.nn.Linear, torch.nn.Conv2d",
+        UnsupportedModuleError, match=rf"'blocks.0.norm1' has type LayerNorm.*{SUPPORTED}"
     ):
         apply_lora(tiny_vit(), LoRAConfig(targets=("blocks.0.norm1",)))
+    # target_types is checked against the same table, before anything is selected.
+    with pytest.raises(
+        UnsupportedModuleError, match=rf"target_types entry has type Embedding.*{SUPPORTED}"
+    ):
+        apply_lora(tiny_vit(), LoRAConfig(targets=("qkv",), target_types=(nn.Linear, nn.Embedding)))
+
+
+def test_table_rejects_subclasses_that_change_forward() -> None:
+    class ScaledLinear(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    class TaggedLinear(nn.Linear):
+        pass
+
+    model = nn.Sequential(ScaledLinear(2, 2), TaggedLinear(2, 2))
+    with pytest.raises(UnsupportedModuleError, match=rf"'0' has type ScaledLinear.*{SUPPORTED}"):
+        apply_lora(model, LoRAConfig(targets=("0",)))
+    apply_lora(model, LoRAConfig(targets=("1",)))
+    assert isinstance(model[1], LoRALinear) and isinstance(model[0], ScaledLinear)
 
 
 def test_qkv_parts_need_a_fused_layer(tiny_vit: Factory) -> None:
@@ -233,3 +255,62 @@ def test_module_level_imports_respect_layering() -> None:
                     path.name,
                     name,
                 )
+
+
+def test_get_lora_config_round_trips_every_field(tiny_vit: Factory) -> None:
+    config = LoRAConfig(
+        rank=3, alpha=5.0, dropout=0.1, targets=("blocks.*", "patch_embed.proj"),
+        target_types=(nn.Linear, nn.Conv2d), exclude=("fc2",), qkv_parts=("k",),
+        qkv_names=("attn.qkv",), use_rslora=True, also=("head",),
+    )  # fmt: skip
+    defaults = LoRAConfig()
+    changed = [
+        f for f in LoRAConfig.__dataclass_fields__ if getattr(config, f) == getattr(defaults, f)
+    ]
+    assert changed == []  # every field differs from its default, so the round trip covers all
+    model = tiny_vit()
+    before = set(vars(model))
+    apply_lora(model, config)
+    assert set(vars(model)) == before  # nothing planted on the user's model
+    got = get_lora_config(model)
+    assert got == config
+    assert got is not None
+    for field in LoRAConfig.__dataclass_fields__:
+        assert getattr(got, field) == getattr(config, field)
+    assert model.blocks[0].attn.qkv.chunks == (False, True, False)
+    assert model.blocks[0].attn.qkv.target_name == "blocks.0.attn.qkv"
+    assert get_lora_config(copy.deepcopy(model)) == config
+
+
+def test_get_lora_config_none_and_owner(tiny_vit: Factory) -> None:
+    assert get_lora_config(tiny_vit()) is None
+    config = LoRAConfig(rank=2, targets=("qkv",))
+    backbone = apply_lora(tiny_vit(), config)
+    outer = nn.Sequential(backbone, nn.Linear(3, 3))
+    # The config belongs to the module apply_lora adapted, not to its parents.
+    assert get_lora_config(backbone) == config and get_lora_config(outer) is None
+    outer = nn.Sequential(tiny_vit(), nn.Linear(3, 3))
+    outer_config = LoRAConfig(rank=2, targets=("0.blocks.*.attn.qkv",))
+    apply_lora(outer, outer_config)
+    vit: Any = outer[0]
+    assert get_lora_config(outer) == outer_config and get_lora_config(vit) is None
+    assert get_lora_config(vit.blocks[0].attn.qkv) is None  # the layer itself is a child
+
+
+def test_get_lora_config_errors_when_layers_disagree(tiny_vit: Factory) -> None:
+    with pytest.raises(GeofmError, match=r"'0' of Sequential was built directly \(LoRALinear"):
+        get_lora_config(nn.Sequential(LoRALinear(nn.Linear(2, 2))))
+    first, second = tiny_vit(), tiny_vit()
+    apply_lora(first, LoRAConfig(rank=2, targets=("qkv",)))
+    apply_lora(second, LoRAConfig(rank=4, targets=("fc1",)))
+    two_calls = (
+        r"2 apply_lora call\(s\) and hold 2 distinct config\(s\) \(submodule '0': "
+        r"0.blocks.0.attn.qkv, 0.blocks.1.attn.qkv; submodule '1': 1.blocks.0.mlp.fc1"
+    )
+    with pytest.raises(GeofmError, match=two_calls):
+        get_lora_config(nn.Sequential(first, second))
+    moved = apply_lora(tiny_vit(), LoRAConfig(rank=2, targets=("blocks.0.attn.qkv",)))
+    moved.blocks[0].mlp.fc1 = moved.blocks[0].attn.qkv
+    moved.blocks[0].attn.qkv = nn.Linear(192, 576)
+    with pytest.raises(GeofmError, match="adapted as 'blocks.0.attn.qkv' and has since been moved"):
+        get_lora_config(moved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -9,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geofm.errors import GeofmError, ShapeError
-from geofm.lora import LoRAConv2d, LoRALinear, UnsupportedModuleError
+from geofm.errors import GeofmError, ShapeError, UnsupportedModuleError
+from geofm.lora import LoRAConfig, LoRAConv2d, LoRALinear
+from geofm.lora.layers import LORA_WRAPPERS, wrapper_for
 
 
 def _randomize(layer: LoRALinear | LoRAConv2d) -> None:
@@ -143,12 +145,18 @@ def test_dropout_touches_only_the_adapter_path() -> None:
 
 
 def test_linear_rejects_wrong_type() -> None:
-    with pytest.raises(UnsupportedModuleError, match="LoRALinear wraps nn.Linear, got Conv2d"):
+    with pytest.raises(
+        UnsupportedModuleError,
+        match=r"LoRALinear wraps torch.nn.Linear, got Conv2d.*torch.nn.Conv2d -> LoRAConv2d",
+    ):
         LoRALinear(nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
 
 
 def test_conv_rejects_wrong_type_and_groups() -> None:
-    with pytest.raises(UnsupportedModuleError, match="LoRAConv2d wraps nn.Conv2d, got Linear"):
+    with pytest.raises(
+        UnsupportedModuleError,
+        match=r"LoRAConv2d wraps torch.nn.Conv2d, got Linear.*torch.nn.Linear -> LoRALinear",
+    ):
         LoRAConv2d(nn.Linear(3, 3))  # type: ignore[arg-type]
     with pytest.raises(UnsupportedModuleError, match="groups=2"):
         LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2))
@@ -178,3 +186,22 @@ def test_merge_state_errors() -> None:
     layer.merge()
     with pytest.raises(GeofmError, match="already merged"):
         layer.merge()
+
+
+def test_type_table_decides_support_and_builds_from_config() -> None:
+    assert {nn.Linear: LoRALinear, nn.Conv2d: LoRAConv2d} == LORA_WRAPPERS
+    assert wrapper_for(nn.Conv2d, where="x") is LoRAConv2d
+    with pytest.raises(
+        UnsupportedModuleError, match="Supported types: torch.nn.Linear, torch.nn.Conv2d"
+    ):
+        wrapper_for(nn.Embedding, where="Module 'emb'")
+    cfg = LoRAConfig(rank=4, alpha=2.0, dropout=0.1, use_rslora=True, qkv_parts=("q", "v"))
+    fused = LoRALinear.from_config(nn.Linear(4, 6), cfg, name="attn.qkv")
+    plain = LoRALinear.from_config(nn.Linear(4, 6), cfg, name="attn.proj")
+    assert (fused.chunks, plain.chunks) == ((True, False, True), None)
+    assert fused.scaling == cfg.scaling == 2.0 / math.sqrt(4)
+    assert isinstance(fused.lora_dropout, nn.Dropout) and fused.lora_dropout.p == 0.1
+    assert (fused.config, fused.target_name) == (cfg, "attn.qkv")
+    conv = LoRAConv2d.from_config(nn.Conv2d(2, 3, 1), cfg, name="stem")
+    assert conv.rank == 4 and conv.config is cfg
+    assert LoRALinear(nn.Linear(2, 2)).config is None

@@ -17,14 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from geofm.losses import (
-    BarlowTwinsLoss,
-    DINOLoss,
-    InfoNCELoss,
-    MemoryBank,
-    NTXentLoss,
-    VICRegLoss,
-)
+from geofm.losses import BarlowTwinsLoss, DINOLoss, InfoNCELoss, NTXentLoss, VICRegLoss
+from geofm.ssl import MemoryBank
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 4

@@ -84,7 +84,7 @@ def test_two_gloo_ranks_match_single_process_on_concatenated_batch(
 
 
 def test_single_process_gather_is_the_identity() -> None:
-    from geofm.losses._distributed import all_reduce_sum, gather, rank, world_size
+    from geofm._dist import all_reduce_sum, gather, rank, world_size
 
     x = torch.randn(3, 2, requires_grad=True)
     assert gather(x) is x

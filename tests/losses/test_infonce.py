@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from lightly.loss import NTXentLoss as LightlyNTXentLoss
 
 from geofm.errors import ShapeError
-from geofm.losses import InfoNCELoss, MemoryBank
+from geofm.losses import InfoNCELoss
+from geofm.ssl import MemoryBank
 
 
 def _paper_moco(query: torch.Tensor, key: torch.Tensor, bank: torch.Tensor, tau: float) -> float:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from geofm.errors import ShapeError
@@ -22,7 +23,8 @@ def test_from_sensor_uses_scale_and_statistics() -> None:
     out = Normalize.from_sensor(sensor)({"image": raw})["image"]
     mean = torch.tensor(sensor.mean)[:, None, None]
     std = torch.tensor(sensor.std)[:, None, None]
-    want = (raw.float() / sensor.scale - mean) / std
+    divisor = torch.tensor(sensor.scaling.divisor)[:, None, None]
+    want = (raw.float() / divisor - mean) / std
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, want)
 
@@ -41,7 +43,7 @@ def test_sensor_without_statistics_raises_clear_error() -> None:
 
 def test_scaling_only_follows_the_sensor_rule() -> None:
     sensor = get_sensor("satlas_sentinel2_ms")
-    rule = sensor.value_scaling
+    rule = sensor.scaling
     raw = torch.rand(sensor.num_bands, 3, 3) * 10000
     out = Normalize.from_sensor(sensor, standardize=False)({"image": raw})["image"]
     offset = torch.tensor(rule.offset)[:, None, None]
@@ -68,3 +70,38 @@ def test_follows_module_device_and_keeps_other_keys() -> None:
     out = norm({"image": torch.ones(1, 1, 1), "label": torch.tensor(3)})
     assert out["image"].item() == 0.0
     assert out["label"].item() == 3
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5)])
+def test_tensor_and_sample_paths_give_the_same_numbers(shape: tuple[int, ...]) -> None:
+    norm = Normalize.from_sensor("rgb")
+    raw = torch.randint(0, 256, shape, dtype=torch.uint8)
+    out = norm(raw)
+    assert isinstance(out, torch.Tensor) and out.shape == raw.shape
+    torch.testing.assert_close(out, norm({"image": raw})["image"])
+    want = TF.normalize(raw.float() / 255, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    torch.testing.assert_close(out, want)
+
+
+def test_in_front_of_a_model_in_sequential_with_state_dict_and_dtype() -> None:
+    norm = Normalize([10.0, 20.0], [2.0, 4.0], divisor=10.0, clip=(0.0, 5.0))
+    conv = nn.Conv2d(2, 1, 1, bias=False)
+    model = nn.Sequential(norm, conv)
+    x = torch.rand(3, 2, 4, 4) * 100
+    torch.testing.assert_close(model(x), conv(norm({"image": x})["image"]))
+    assert {"0.mean", "0.std", "0.offset", "0.divisor"} <= set(model.state_dict())
+    # the statistics load from the state dict (clip is a constructor argument)
+    fresh = nn.Sequential(Normalize([0.0] * 2, [1.0] * 2, clip=(0.0, 5.0)), nn.Identity())
+    fresh[0].load_state_dict(norm.state_dict())
+    torch.testing.assert_close(fresh[0](x), norm(x))
+    model.double()  # buffers follow .to(dtype) / .to(device)
+    assert model[0].mean.dtype == torch.float64
+    assert model(x.double()).dtype == torch.float64
+
+
+def test_tensor_band_mismatch_raises() -> None:
+    norm = Normalize([0.0] * 4, [1.0] * 4)
+    with pytest.raises(ShapeError, match=r"4 bands .* got shape \(2, 3, 4, 4\)"):
+        norm(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ShapeError, match=r"got shape \(4, 4\)"):
+        norm(torch.zeros(4, 4))

@@ -75,3 +75,40 @@ def test_bad_view_configuration_raises() -> None:
         DINOTransform(num_local_views=-1)
     with pytest.raises(ValueError, match="at least one view"):
         MultiViewTransform([])
+
+
+def _normalizers(transform: MultiViewTransform) -> list[Normalize]:
+    found = [_modules(view, Normalize) for view in transform.views]
+    assert all(len(f) == len(found[0]) for f in found)  # every view alike
+    return found[0]
+
+
+def test_normalize_none_always_skips_and_the_defaults_are_explicit() -> None:
+    for transform in (
+        VICRegTransform(size=8, normalize=None),
+        MoCoTransform(size=8),
+        MoCoTransform(size=8, normalize=None),
+        DINOTransform(global_size=8, local_size=4, num_local_views=1, normalize=None),
+    ):
+        assert _normalizers(transform) == []
+    # VICReg's default is ImageNet mean/std, spelled out
+    for transform in (VICRegTransform(size=8), VICRegTransform(size=8, normalize="imagenet")):
+        (norm,) = _normalizers(transform)
+        torch.testing.assert_close(norm.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+        torch.testing.assert_close(norm.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
+    custom = Normalize([0.5] * 3, [0.1] * 3)
+    assert _normalizers(VICRegTransform(size=8, normalize=custom)) == [custom]
+    assert _normalizers(DINOTransform(global_size=8, normalize=custom)) == [custom]
+
+
+def test_normalize_none_leaves_values_unnormalised() -> None:
+    # bilinear crops, Gaussian blur and flips average or move values: [0, 1] stays [0, 1]
+    sample = {"image": torch.rand(2, 4, 16, 16)}
+    for transform in (MoCoTransform(size=8), DINOTransform(global_size=8)):
+        for view in transform(sample, generator=torch.Generator().manual_seed(0)):
+            assert view["image"].min() >= 0.0 and view["image"].max() <= 1.0
+
+
+def test_vicreg_rejects_an_unknown_normalize() -> None:
+    with pytest.raises(ValueError, match="normalize='imagenet1k'.*or None"):
+        VICRegTransform(normalize="imagenet1k")  # type: ignore[arg-type]

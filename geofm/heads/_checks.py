@@ -1,0 +1,36 @@
+"""Input checks shared by the task models (private module, public helpers)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["check_backbone"]
+
+
+def check_backbone(backbone: object, protocol: type, *, owner: str, needs: str) -> None:
+    """Raise unless ``backbone`` is an ``nn.Module`` that satisfies ``protocol``.
+
+    Args:
+        backbone: The object passed as a task model's backbone.
+        protocol: A ``runtime_checkable`` protocol the backbone must satisfy.
+        owner: Name of the task model, for the message.
+        needs: What the protocol asks for, for the message (e.g. ``"feature_info"``).
+
+    Raises:
+        TypeError: If ``backbone`` is not such a module.
+
+    Example:
+        >>> from typing import Protocol, runtime_checkable
+        >>> @runtime_checkable
+        ... class HasEmbed(Protocol):
+        ...     def embed(self, x): ...
+        >>> check_backbone(nn.Identity(), HasEmbed, owner="PooledModel", needs="embed()")
+        Traceback (most recent call last):
+        ...
+        TypeError: PooledModel needs an nn.Module backbone with embed(), got Identity. ...
+    """
+    if not isinstance(backbone, nn.Module) or not isinstance(backbone, protocol):
+        raise TypeError(
+            f"{owner} needs an nn.Module backbone with {needs}, got {type(backbone).__name__}. "
+            f"Use geofm.create_backbone(...) or add {needs} to your module."
+        )
