@@ -61,6 +61,16 @@ class GlobalBatchNorm(_BatchNorm):
         True
     """
 
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+
     def _check_input_dim(self, input: Tensor) -> None:
         if input.dim() < 2:
             raise ShapeError(
