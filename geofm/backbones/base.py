@@ -687,7 +687,7 @@ def create_backbone(
         >>> vit = geofm.create_backbone("vit_small_patch16", depth=2, img_size=32)
         >>> [f.shape for f in vit(torch.randn(1, 3, 32, 32))]
         [torch.Size([1, 384, 2, 2]), torch.Size([1, 384, 2, 2])]
-        >>> dofa = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=["B04", "B08"])
+        >>> dofa = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=[664.6, 832.8])
         >>> dofa.in_chans
         2
     """
