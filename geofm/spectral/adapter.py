@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import torch  # noqa: F401  (doctests use it)
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError

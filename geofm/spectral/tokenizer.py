@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import torch  # noqa: F401  (doctests use it)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
