@@ -43,7 +43,7 @@ from geofm.backbones.base import register_backbone
 from geofm.backbones.vit import ViTBackbone, build_vit, create_timm_vit
 from geofm.errors import ShapeError
 from geofm.sensors import get_sensor
-from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weights
 from geofm.weights.convert import register_converter
 from geofm.weights.load import LoadReport, StateDict
 
@@ -150,10 +150,6 @@ def dofa(state_dict: StateDict, report: LoadReport) -> StateDict:
 
 
 # --- weights --------------------------------------------------------------------------------
-_TORCHGEO_HASH = (
-    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
-    "check it; geofm does)."
-)
 # --- DOFA (torchgeo re-host) -----------------------------------------------------------
 _DOFA_NOTES = (
     "torchgeo's DOFABase16_Weights / DOFALarge16_Weights.DOFA_MAE (torchgeo/models/dofa.py). "
@@ -161,7 +157,7 @@ _DOFA_NOTES = (
     "head / fc_norm / norm keys, if present, are listed as ignored. Wavelength-conditioned: "
     "any band set, wavelengths in nm (DOFA's API takes micrometres), so no sensor is fixed. "
     "Normalisation is sensor-dependent (DOFA's normalize_dataset.py) and not recorded. "
-    + _TORCHGEO_HASH
+    + TORCHGEO_HASH_NOTE
 )
 for _size, _file in (
     ("base", "dofa_base_patch16_224-a0275954.pth"),

@@ -27,7 +27,7 @@ import torch
 from timm.models.resnet import ResNet
 
 from geofm.backbones.base import FeatureInfo, TimmBackbone, normalize_out_indices, register_backbone
-from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weights
 
 __all__ = ["ResNetBackbone"]
 
@@ -127,9 +127,7 @@ for _tag, _rev, _file, _default in (
             default=_default,
             notes=(
                 "SSL4EO-S12 weights as torchgeo hosts them: plain timm keys; inputs are the "
-                "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. sha256 is the hash "
-                "prefix torchgeo encodes in the file name (torchgeo itself does not check it; "
-                "geofm does)."
+                "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. " + TORCHGEO_HASH_NOTE
             ),
         )
     )

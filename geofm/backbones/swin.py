@@ -40,7 +40,7 @@ from geofm.backbones.base import (
     normalize_out_indices,
     register_backbone,
 )
-from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weights
 from geofm.weights.convert import register_converter
 from geofm.weights.load import LoadReport, StateDict
 
@@ -351,10 +351,6 @@ def satlas_fpn(state_dict: StateDict, report: LoadReport) -> StateDict:
 
 # --- weights --------------------------------------------------------------------------------
 _SATLAS_CITATION = "Bastani et al., SatlasPretrain, ICCV 2023 (arXiv 2211.15660)."
-_TORCHGEO_HASH = (
-    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
-    "check it; geofm does)."
-)
 # --- SatlasPretrain Swin-B, single image (original files) -------------------------------
 _SATLAS_NOTES = (
     "Original SatlasPretrain file: torchvision swin_v2_b keys under 'backbone.backbone.' "
@@ -411,7 +407,7 @@ for _tag, _file, _sensor, _chans in (
             notes=(
                 "torchgeo's re-host of the SatlasPretrain backbone: plain torchvision "
                 "swin_v2_b keys (incl. the unused classifier 'head.*', dropped on load). "
-                + _TORCHGEO_HASH
+                + TORCHGEO_HASH_NOTE
             ),
         )
     )

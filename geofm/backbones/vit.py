@@ -45,7 +45,7 @@ from geofm.backbones.base import FeatureInfo, TimmBackbone, normalize_out_indice
 from geofm.errors import ShapeError
 from geofm.spectral import WavelengthPatchEmbed
 from geofm.spectral.wavelength import KernelGenerator
-from geofm.weights.catalog import WeightsSpec, register_weights
+from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weights
 from geofm.weights.load import LoadReport, StateDict
 
 __all__ = ["ViTBackbone", "build_vit", "default_out_indices", "resample_pos_embed"]
@@ -427,10 +427,6 @@ _DINOV2_CITATION = (
     "(arXiv 2304.07193)."
 )
 _SSL4EO_CITATION = "Wang et al., SSL4EO-S12, IEEE GRSM 2023 (arXiv 2211.07044)."
-_TORCHGEO_HASH = (
-    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
-    "check it; geofm does)."
-)
 
 # --- DINOv2 (timm hub copies of Meta's LVD-142M weights) --------------------------------
 _DINOV2_REVISIONS = {
@@ -475,7 +471,7 @@ register_weights(
         default=True,
         notes=(
             "SSL4EO-S12 MoCo weights as torchgeo hosts them: plain timm keys; inputs are the "
-            "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. " + _TORCHGEO_HASH
+            "13 L1C bands B01-B12 (with B8A, B10) divided by 10000. " + TORCHGEO_HASH_NOTE
         ),
     )
 )

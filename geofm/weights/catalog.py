@@ -34,6 +34,7 @@ from geofm.weights.download import fetch_weights
 from geofm.weights.load import CHECKPOINT_SUFFIXES
 
 __all__ = [
+    "TORCHGEO_HASH_NOTE",
     "WEIGHTS",
     "ResolvedWeights",
     "WeightsSpec",
@@ -44,6 +45,13 @@ __all__ = [
     "resolve_weights",
     "weights_for_backbone",
 ]
+
+
+TORCHGEO_HASH_NOTE = (
+    "sha256 is the hash prefix torchgeo encodes in the file name (torchgeo itself does not "
+    "check it; geofm does)."
+)
+"""Provenance note shared by every entry whose ``sha256`` is a torchgeo file-name prefix."""
 
 
 @dataclass(frozen=True)
