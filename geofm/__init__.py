@@ -21,14 +21,25 @@ from geofm._version import __version__
 
 if TYPE_CHECKING:
     from geofm.backbones import Backbone, create_backbone, list_backbones, register_backbone
+    from geofm.input_spec import InputSpec, OutputSpec
 
-__all__ = ["Backbone", "__version__", "create_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "Backbone",
+    "InputSpec",
+    "OutputSpec",
+    "__version__",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+]
 
 _LAZY = {
     "Backbone": "geofm.backbones",
     "create_backbone": "geofm.backbones",
     "list_backbones": "geofm.backbones",
     "register_backbone": "geofm.backbones",
+    "InputSpec": "geofm.input_spec",
+    "OutputSpec": "geofm.input_spec",
 }
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import inspect
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from geofm.errors import UnknownNameError
 
-__all__ = ["Registry"]
+__all__ = ["INIT_ARGS_ATTR", "MODULES", "Registry", "register_module"]
 
 T = TypeVar("T")
 
@@ -196,3 +198,78 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry(kind={self.kind!r}, size={len(self._items)})"
+
+
+# ---------------------------------------------------------------------------
+# Rebuildable modules: classes whose instances record their constructor arguments
+# ---------------------------------------------------------------------------
+
+#: Module classes that :func:`geofm.hub.save_pretrained` can name in ``config.json``,
+#: by registered name. Filled by :func:`register_module`.
+MODULES: Registry[type] = Registry("module class")
+
+#: Attribute under which an instance of a registered class keeps its constructor
+#: arguments (a plain ``dict``: not a submodule, not in the state dict).
+INIT_ARGS_ATTR = "init_args"
+
+C = TypeVar("C", bound=type)
+
+
+def register_module(name: str | None = None) -> Callable[[C], C]:
+    """Register a module class so saved models can name it and rebuild it.
+
+    Instances of a registered class record the arguments they were built with
+    in ``instance.init_args`` (a ``dict`` bound through the constructor's
+    signature, defaults applied; ``*args`` under ``"*args"``). Only instances of
+    exactly the registered class record them: a subclass must be registered
+    itself. :func:`geofm.hub.register_module` is the public name of this call.
+
+    Args:
+        name: Registered name (default: the class name). Must be unique.
+
+    Returns:
+        A class decorator returning the class itself (its ``__init__`` wrapped).
+
+    Raises:
+        ValueError: If the name is already registered.
+
+    Example:
+        >>> import torch
+        >>> @register_module("DocTiny")
+        ... class DocTiny(torch.nn.Module):
+        ...     def __init__(self, width: int, scale: float = 2.0) -> None:
+        ...         super().__init__()
+        ...         self.proj = torch.nn.Linear(width, width)
+        >>> DocTiny(4).init_args
+        {'width': 4, 'scale': 2.0}
+    """
+
+    def decorator(cls: C) -> C:
+        key = name or cls.__name__
+        original = cls.__init__  # type: ignore[misc]
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            if type(self) is not cls:
+                return
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            recorded: dict[str, Any] = {}
+            for param, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[param].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    recorded["*args"] = list(value)
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    recorded.update(value)
+                else:
+                    recorded[param] = value
+            object.__setattr__(self, INIT_ARGS_ATTR, recorded)
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        MODULES.add(key, cls)
+        cls.registered_name = key  # type: ignore[attr-defined]
+        return cls
+
+    return decorator

@@ -32,7 +32,8 @@ from torch.utils.checkpoint import checkpoint
 from geofm._registry import Registry
 from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
 from geofm.errors import ShapeError, UnknownNameError
-from geofm.sensors import Sensor, resolve_bands, resolve_wavelengths
+from geofm.input_spec import InputSpec
+from geofm.sensors import Sensor, get_sensor, resolve_bands, resolve_wavelengths
 from geofm.weights.catalog import resolve_pretrained, weights_for_backbone
 from geofm.weights.load import LoadReport, StateDict, load_weights
 
@@ -42,6 +43,7 @@ __all__ = [
     "TimmBackbone",
     "BackboneEntry",
     "FeatureInfo",
+    "FeatureInfoList",
     "create_backbone",
     "get_backbone_entry",
     "list_backbones",
@@ -111,6 +113,42 @@ class FeatureInfo:
     channels: int
     reduction: int
     module: str = ""
+
+
+class FeatureInfoList(list[FeatureInfo]):
+    """The :class:`FeatureInfo` of each map a backbone returns, with timm's accessors.
+
+    A plain list (indexing, iteration, ``len``) plus timm's ``FeatureInfo``
+    queries: ``channels()`` and ``reduction()`` give every map's value as a list,
+    ``channels(i)`` and ``reduction(i)`` the value of map ``i``.
+
+    Example:
+        >>> info = FeatureInfoList([FeatureInfo(64, 4), FeatureInfo(128, 8)])
+        >>> info.channels(), info.reduction(1)
+        ([64, 128], 8)
+    """
+
+    def channels(self, idx: int | None = None) -> Any:
+        """Channel count of map ``idx``, or of every map when ``idx`` is ``None``.
+
+        Args:
+            idx: Map position, or ``None``.
+
+        Returns:
+            An ``int``, or a ``list[int]`` for ``idx=None``.
+        """
+        return [f.channels for f in self] if idx is None else self[idx].channels
+
+    def reduction(self, idx: int | None = None) -> Any:
+        """Stride of map ``idx`` with respect to the input, or of every map.
+
+        Args:
+            idx: Map position, or ``None``.
+
+        Returns:
+            An ``int``, or a ``list[int]`` for ``idx=None``.
+        """
+        return [f.reduction for f in self] if idx is None else self[idx].reduction
 
 
 @dataclass(frozen=True)
@@ -196,7 +234,12 @@ class Backbone(nn.Module):
     Attributes:
         embed_dim: Size ``D`` of :meth:`embed`'s output.
         in_chans: Number of input bands ``C``.
-        feature_info: One :class:`FeatureInfo` per returned map.
+        feature_info: One :class:`FeatureInfo` per returned map, as a
+            :class:`FeatureInfoList` (timm's ``.channels()`` / ``.reduction()``).
+        input_spec: The :class:`~geofm.InputSpec` the backbone expects: from its
+            catalog weights, from ``bands=`` at creation, or unknown (only the
+            band count and :attr:`size_divisor`). Settable, e.g. after
+            fine-tuning with other statistics; the band count must match.
         out_indices: Which blocks / stages :meth:`forward` returns.
         size_divisor: Input height and width must be multiples of this.
         stem_weight_key: State-dict key of the first layer's kernel (for
@@ -236,18 +279,46 @@ class Backbone(nn.Module):
     key_renames: tuple[tuple[str, str], ...] = ()
     embed_dim: int
     in_chans: int
-    feature_info: list[FeatureInfo]
     out_indices: tuple[int, ...]
     size_divisor: int = 1
 
     def __init__(self) -> None:
         super().__init__()
+        self._feature_info = FeatureInfoList()
+        self._input_spec: InputSpec | None = None
         self.load_report: LoadReport | None = None
         self.adaptation_report: AdaptationReport | None = None
         self.pretrained_bands: BandInfo | None = None
         self.bands: BandInfo | None = None
         self.config: BackboneConfig | None = None
         self.grad_checkpointing = False
+
+    @property
+    def feature_info(self) -> FeatureInfoList:
+        """One :class:`FeatureInfo` per map :meth:`forward` returns."""
+        return self._feature_info
+
+    @feature_info.setter
+    def feature_info(self, value: Iterable[FeatureInfo]) -> None:
+        self._feature_info = FeatureInfoList(value)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the backbone expects as input (see the class docstring)."""
+        if self._input_spec is None:
+            return InputSpec.unknown(self.in_chans, multiple=self.size_divisor)
+        return self._input_spec
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec) -> None:
+        if not isinstance(spec, InputSpec):
+            raise TypeError(f"input_spec must be a geofm.InputSpec, got {type(spec).__name__}.")
+        if spec.num_bands != self.in_chans:
+            raise ShapeError(
+                f"input_spec describes {spec.num_bands} bands but the backbone takes "
+                f"{self.in_chans}."
+            )
+        self._input_spec = spec
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`~geofm.errors.ShapeError` unless ``x`` fits this backbone.
@@ -376,10 +447,13 @@ class Backbone(nn.Module):
         Aligns key prefixes (:attr:`source_prefixes`, :attr:`key_prefix`),
         applies :attr:`key_renames`, drops :attr:`classifier_prefixes` (listed
         as ignored), and adapts the stem kernel when the checkpoint's input
-        channel count differs from :attr:`in_chans` (see
-        :func:`~geofm.backbones.adapt.adapt_input_weight`), recording it in
-        ``report.adapted`` and :attr:`adaptation_report`. Families extend it
-        with position-embedding resampling.
+        channel count differs from :attr:`in_chans`, or when both band sets are
+        known and the model's bands are another order or selection of the
+        file's (see :func:`~geofm.backbones.adapt.adapt_input_weight`), recording
+        it in ``report.adapted`` and :attr:`adaptation_report`.
+        :attr:`pretrained_bands` describes the file only when its band count is
+        the kernel's channel count; otherwise the file's bands count as unknown.
+        Families extend it with position-embedding resampling.
 
         Args:
             state_dict: Checkpoint tensors.
@@ -387,6 +461,12 @@ class Backbone(nn.Module):
 
         Returns:
             The adapted state dict.
+
+        Raises:
+            ShapeError: If the channel counts differ and, with no band information
+                to map them, the file's kernel is not RGB (the message names
+                ``bands=`` and ``pretrained_bands=``).
+            UnknownNameError: If a band name of the model matches no band of the file.
         """
         state_dict = self._align_prefixes(state_dict, report)
         if self.classifier_prefixes:
@@ -398,18 +478,23 @@ class Backbone(nn.Module):
             return state_dict
         weight = state_dict[key]
         own = self.state_dict()[key]
-        if weight.ndim != own.ndim or weight.shape[1] == own.shape[1]:
+        if weight.ndim != own.ndim:
             return state_dict
         source = self.pretrained_bands
         if source is not None and _band_count(source) != weight.shape[1]:
-            source = None  # the file is not in the default band layout: no names known
+            source = None  # pretrained_bands does not describe this file: its bands are unknown
+        if weight.shape[1] == own.shape[1] and (source is None or self.bands is None):
+            return state_dict  # same count, nothing to map the channels by: taken as stored
         new, adaptation = adapt_input_weight(
             weight, target_in_chans=own.shape[1], source_bands=source, target_bands=self.bands
         )
+        if adaptation.is_identity:
+            return state_dict
         self.adaptation_report = adaptation
         report.adapted.append(
             f"{key}: input channels {weight.shape[1]} -> {own.shape[1]} "
-            f"({len(adaptation.copied)} copied, {len(adaptation.new_channels)} new)"
+            f"({len(adaptation.copied)} copied, {len(adaptation.new_channels)} new); "
+            f"{adaptation.summary()}"
         )
         out = dict(state_dict)
         out[key] = new
@@ -768,6 +853,13 @@ def create_backbone(
             converter=resolved.converter,
         )
         logger.info("loaded %s", model.load_report.summary())
+    model.input_spec = _input_spec_for(
+        model,
+        bands=bands,
+        target_bands=target_bands,
+        wavelengths=wavelengths,
+        pretrained=resolved is not None,
+    )
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
     kwargs.pop("wavelengths", None)  # recorded through bands
@@ -788,6 +880,60 @@ def create_backbone(
         weights = resolved.spec.name if resolved.spec is not None else resolved.path.name
     model.config = BackboneConfig(name=name, kwargs=recorded, weights=weights)
     return model
+
+
+def _registered(sensor: Sensor) -> bool:
+    try:
+        return get_sensor(sensor.name) == sensor
+    except LookupError:
+        return False
+
+
+def _spec_of_sensor(sensor: Sensor, multiple: int, names: Sequence[str] | None = None) -> InputSpec:
+    """The spec of ``sensor``'s bands (or of ``names`` among them), naming a registered parent."""
+    if names is None and not _registered(sensor):
+        parent = sensor.name.partition("[")[0]  # "sentinel2_l2a[B04,B03]" from Sensor.select
+        try:
+            base = get_sensor(parent)
+        except LookupError:
+            base = None
+        if base is not None:
+            return InputSpec.from_sensor(base, bands=sensor.bands, multiple=multiple)
+    return InputSpec.from_sensor(sensor, bands=names, multiple=multiple)
+
+
+def _input_spec_for(
+    model: Backbone,
+    *,
+    bands: object,
+    target_bands: BandInfo | None,
+    wavelengths: tuple[float, ...],
+    pretrained: bool,
+) -> InputSpec:
+    """What ``model`` expects, from ``bands=`` or from the weights it loaded.
+
+    Band names without a sensor are read as bands of the weights' sensor (with
+    its statistics) when the model loaded pretrained weights; otherwise only the
+    names (or wavelengths) are known. Without ``bands=`` a pretrained model
+    expects its weights' bands, and a randomly initialised one is unknown.
+    """
+    multiple, count = model.size_divisor, model.in_chans
+    source = model.pretrained_bands if pretrained else None
+    if bands is None:
+        if isinstance(source, Sensor) and source.num_bands == count:
+            return _spec_of_sensor(source, multiple)
+        return InputSpec.unknown(count, multiple=multiple)
+    if isinstance(target_bands, Sensor):
+        return _spec_of_sensor(target_bands, multiple)
+    if target_bands is not None:
+        names = tuple(target_bands)
+        if isinstance(source, Sensor):
+            try:
+                return _spec_of_sensor(source, multiple, names)
+            except LookupError:
+                pass  # names of another sensor: known by name only
+        return InputSpec(num_bands=count, bands=names, multiple=multiple)
+    return InputSpec(num_bands=count, wavelengths=wavelengths, multiple=multiple)
 
 
 def _resolve_input_bands(

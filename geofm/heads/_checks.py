@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["check_backbone"]
+from geofm.input_spec import InputSpec
+
+__all__ = ["backbone_input_spec", "check_backbone"]
 
 
 def check_backbone(backbone: object, protocol: type, *, owner: str, needs: str) -> None:
@@ -34,3 +36,32 @@ def check_backbone(backbone: object, protocol: type, *, owner: str, needs: str) 
             f"{owner} needs an nn.Module backbone with {needs}, got {type(backbone).__name__}. "
             f"Use geofm.create_backbone(...) or add {needs} to your module."
         )
+
+
+def backbone_input_spec(backbone: nn.Module, owner: str) -> InputSpec:
+    """The ``input_spec`` of a task model's backbone.
+
+    Args:
+        backbone: The task model's backbone.
+        owner: Name of the task model, for the message.
+
+    Returns:
+        The backbone's :class:`~geofm.InputSpec`.
+
+    Raises:
+        AttributeError: If the backbone has none (not built by ``create_backbone``
+            and no ``input_spec`` set).
+
+    Example:
+        >>> backbone_input_spec(nn.Identity(), "PooledModel")
+        Traceback (most recent call last):
+        ...
+        AttributeError: PooledModel's backbone Identity has no input_spec. ...
+    """
+    spec = getattr(backbone, "input_spec", None)
+    if not isinstance(spec, InputSpec):
+        raise AttributeError(
+            f"{owner}'s backbone {type(backbone).__name__} has no input_spec. Build it with "
+            "geofm.create_backbone(...), or set backbone.input_spec = geofm.InputSpec(...)."
+        )
+    return spec

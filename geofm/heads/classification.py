@@ -13,11 +13,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = ["ClassificationHead"]
 
 
+@register_module()
 class ClassificationHead(nn.Module):
     """Linear classifier on pooled embeddings or on feature maps.
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = ["ConvHead", "FCNHead"]
@@ -31,6 +32,7 @@ def _last_map(name: str, features: Sequence[Tensor], channels: int) -> Tensor:
     return x
 
 
+@register_module()
 class ConvHead(nn.Module):
     """SpectralEarth's upsampling conv head for ViT feature maps.
 
@@ -89,6 +91,7 @@ class ConvHead(nn.Module):
         return out
 
 
+@register_module()
 class FCNHead(nn.Module):
     """FCN head as SpectralEarth uses it on dilated (output-stride 1) ResNets.
 

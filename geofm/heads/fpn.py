@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = [
@@ -68,6 +69,7 @@ def _conv_block(
     return nn.Sequential(*layers)
 
 
+@register_module()
 class FPN(nn.Module):
     """Top-down feature pyramid with torchvision's state-dict layout.
 
@@ -139,6 +141,7 @@ class FPN(nn.Module):
         return outputs
 
 
+@register_module()
 class FPNSegmentationHead(nn.Module):
     """ML4Earth's segmentation head on FPN outputs.
 
@@ -202,6 +205,7 @@ class FPNSegmentationHead(nn.Module):
         return out
 
 
+@register_module()
 class SatlasUpsample(nn.Module):
     """SatlasPretrain's ``Upsample``: bring the finest FPN level to input resolution.
 
@@ -254,6 +258,7 @@ class SatlasUpsample(nn.Module):
         return [self.layers(features[0]), *features]
 
 
+@register_module()
 class SimpleSegmentationHead(nn.Module):
     """SatlasPretrain's ``SimpleHead`` for segmentation: two 3x3 convs on the first map.
 
@@ -294,6 +299,7 @@ class SimpleSegmentationHead(nn.Module):
         return out
 
 
+@register_module()
 class SimpleClassificationHead(nn.Module):
     """SatlasPretrain's ``SimpleHead`` for (multi-label) classification.
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = ["LayerNorm2d", "ViTFeaturePyramid"]
@@ -27,6 +28,7 @@ __all__ = ["LayerNorm2d", "ViTFeaturePyramid"]
 _SCALES = (4.0, 2.0, 1.0, 0.5)
 
 
+@register_module()
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel dimension of an NCHW map.
 
@@ -79,6 +81,7 @@ def _scale_branch(
     return nn.MaxPool2d(2, stride=2), channels
 
 
+@register_module()
 class ViTFeaturePyramid(nn.Module):
     """ViTDet's simple feature pyramid from single-scale ViT maps.
 

@@ -16,8 +16,10 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
-from geofm.heads._checks import check_backbone
+from geofm.heads._checks import backbone_input_spec, check_backbone
+from geofm.input_spec import InputSpec, OutputSpec
 
 __all__ = ["EmbeddingBackbone", "PooledModel"]
 
@@ -42,6 +44,7 @@ class EmbeddingBackbone(Protocol):
         ...
 
 
+@register_module()
 class PooledModel(nn.Module):
     """Backbone pooled embedding followed by a head: ``head(backbone.embed(x))``.
 
@@ -53,10 +56,14 @@ class PooledModel(nn.Module):
     Args:
         backbone: Module with ``embed(x) -> (N, D)`` (see :class:`EmbeddingBackbone`).
         head: Module mapping ``(N, D)`` embeddings to the task outputs.
+        output_spec: What the output means (kind, class names, units), saved
+            with the model; or ``None``.
 
     Attributes:
         backbone: The backbone.
         head: The head.
+        input_spec: The backbone's :class:`~geofm.InputSpec`.
+        output_spec: The :class:`~geofm.OutputSpec` given, or ``None``.
 
     Shape:
         - Input: ``(N, C, H, W)``.
@@ -82,7 +89,9 @@ class PooledModel(nn.Module):
         torch.Size([2, 5])
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, *, output_spec: OutputSpec | None = None
+    ) -> None:
         super().__init__()
         check_backbone(
             backbone, EmbeddingBackbone, owner="PooledModel", needs="an embed(x) -> (N, D) method"
@@ -94,21 +103,20 @@ class PooledModel(nn.Module):
             )
         self.backbone = backbone
         self.head = head
+        self.output_spec = output_spec
 
     @property
-    def input_spec(self) -> Any:
-        """The backbone's ``input_spec``.
+    def input_spec(self) -> InputSpec:
+        """The backbone's ``input_spec`` (setting it sets the backbone's).
 
         Raises:
             AttributeError: If the backbone has no ``input_spec``.
         """
-        spec = getattr(self.backbone, "input_spec", None)
-        if spec is None:
-            raise AttributeError(
-                f"PooledModel's backbone {type(self.backbone).__name__} has no input_spec. "
-                f"Build it with geofm.create_backbone(...) to get one."
-            )
-        return spec
+        return backbone_input_spec(self.backbone, "PooledModel")
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec) -> None:
+        cast(Any, self.backbone).input_spec = spec
 
     def embed(self, x: Tensor) -> Tensor:
         """The backbone's pooled embeddings of a batch.

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = ["RegressionHead"]
 
 
+@register_module()
 class RegressionHead(nn.Module):
     """Linear or MLP head that maps pooled embeddings to regression outputs.
 

@@ -13,13 +13,15 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
-from geofm.heads._checks import check_backbone
+from geofm.heads._checks import backbone_input_spec, check_backbone
+from geofm.input_spec import InputSpec, OutputSpec
 
 __all__ = ["FeatureBackbone", "SegmentationModel"]
 
@@ -76,6 +78,7 @@ class FeatureBackbone(Protocol):
         ...
 
 
+@register_module()
 class SegmentationModel(nn.Module):
     """Backbone, optional neck and dense head, returning logits at input resolution.
 
@@ -86,6 +89,13 @@ class SegmentationModel(nn.Module):
             :class:`~geofm.heads.FPN`, :class:`~geofm.heads.ViTFeaturePyramid`),
             or ``None`` to feed the backbone maps to the head directly.
         head: Module mapping a list of maps to ``(N, K, h, w)`` logits.
+        output_spec: What the output means (class names, colours), saved with
+            the model and used for map colours; or ``None``.
+
+    Attributes:
+        input_spec: The backbone's :class:`~geofm.InputSpec` (what
+            :func:`geofm.geo.predict_raster` prepares input for).
+        output_spec: The :class:`~geofm.OutputSpec` given, or ``None``.
 
     Shape:
         - Input: ``(N, C, H, W)``.
@@ -118,12 +128,33 @@ class SegmentationModel(nn.Module):
         torch.Size([2, 5, 32, 32])
     """
 
-    def __init__(self, backbone: FeatureBackbone, neck: nn.Module | None, head: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: FeatureBackbone,
+        neck: nn.Module | None,
+        head: nn.Module,
+        *,
+        output_spec: OutputSpec | None = None,
+    ) -> None:
         super().__init__()
         check_backbone(backbone, FeatureBackbone, owner="SegmentationModel", needs="feature_info")
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        self.output_spec = output_spec
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The backbone's ``input_spec`` (setting it sets the backbone's).
+
+        Raises:
+            AttributeError: If the backbone has no ``input_spec``.
+        """
+        return backbone_input_spec(cast(nn.Module, self.backbone), "SegmentationModel")
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec) -> None:
+        self.backbone.input_spec = spec  # type: ignore[attr-defined]
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits at the resolution of ``x``."""

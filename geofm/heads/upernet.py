@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 
 __all__ = ["UPerNetHead"]
@@ -32,6 +33,7 @@ def _resize(x: Tensor, size: torch.Size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+@register_module()
 class UPerNetHead(nn.Module):
     """UPerNet head for multi-scale features (CNN stages or a ViT pyramid).
 

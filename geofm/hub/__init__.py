@@ -31,6 +31,7 @@ from geofm.hub.rebuild import (
     build_segmentation_model,
     from_pretrained,
     push_to_hub,
+    register_module,
     save_pretrained,
 )
 from geofm.weights import LoadReport, WeightsSpec, get_weights, list_weights, load_weights
@@ -46,5 +47,6 @@ __all__ = [
     "list_weights",
     "load_weights",
     "push_to_hub",
+    "register_module",
     "save_pretrained",
 ]

@@ -63,7 +63,14 @@ def test_input_spec_only_when_the_backbone_has_one() -> None:
     assert not hasattr(model, "input_spec")
     backbone = TinyEmbedder()
     backbone.input_spec = "spec"  # type: ignore[assignment]
-    assert PooledModel(backbone, nn.Linear(8, 1)).input_spec == "spec"
+    assert not hasattr(PooledModel(backbone, nn.Linear(8, 1)), "input_spec")  # not an InputSpec
+    spec = geofm.InputSpec.unknown(3, multiple=4)
+    backbone.input_spec = spec  # type: ignore[assignment]
+    model = PooledModel(backbone, nn.Linear(8, 1))
+    assert model.input_spec is spec
+    other = spec.replace(multiple=8)
+    model.input_spec = other
+    assert backbone.input_spec is other
 
 
 def test_registry_backbone() -> None:

@@ -20,7 +20,7 @@ from geofm.hub import (
     rebuild,
     save_pretrained,
 )
-from geofm.lora import LoRAConfig, apply_lora, get_lora_config, merge_lora
+from geofm.lora import LoRAConfig, apply_lora, get_lora_config, merge_lora, unmerge_lora
 
 from .conftest import OfflineHub
 
@@ -57,13 +57,15 @@ def test_backbone_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
         "model.safetensors",
     ]
     config = json.loads((folder / "config.json").read_text())
-    assert config["library"] == "geofm" and config["kind"] == "backbone"
-    assert config["backbone"] == {
-        "name": "vit_small_patch16",
-        "kwargs": {"depth": 1, "img_size": 32, "in_chans": 4, "out_indices": [0]},
-        "weights": None,
-        "lora": None,
+    assert config["library"] == "geofm" and config["format"] == 2
+    assert config["model"] == {
+        "backbone": {
+            "name": "vit_small_patch16",
+            "kwargs": {"depth": 1, "img_size": 32, "in_chans": 4, "out_indices": [0]},
+            "weights": None,
+        }
     }
+    assert config["input_spec"] == geofm.InputSpec.unknown(4, multiple=16).to_dict()
     assert load_file(folder / "model.safetensors").keys() == model.state_dict().keys()
     again = from_pretrained(folder)
     assert isinstance(again, geofm.Backbone) and not again.training
@@ -77,7 +79,7 @@ def test_lora_backbone_round_trip_restores_config_and_adapters(tmp_path: Path) -
     _perturb_lora(model)
     save_pretrained(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["backbone"]["lora"]["rank"] == 2
+    assert config["model"]["lora"]["rank"] == 2
     again = from_pretrained(tmp_path)
     assert isinstance(again, geofm.Backbone)
     assert get_lora_config(again) == LoRAConfig(rank=2, alpha=4.0, targets=("qkv", "fc1"))
@@ -86,10 +88,23 @@ def test_lora_backbone_round_trip_restores_config_and_adapters(tmp_path: Path) -
     assert not torch.equal(model.embed(x), _vit().embed(x))
 
 
-def test_merged_lora_is_refused(tmp_path: Path) -> None:
-    model = merge_lora(apply_lora(_vit(), LoRAConfig(rank=2, targets=("qkv",))))
-    with pytest.raises(GeofmError, match="unmerge_lora"):
-        save_pretrained(model, tmp_path)
+def test_merged_lora_round_trips_and_unmerges_to_the_original(tmp_path: Path) -> None:
+    model = apply_lora(_vit(), LoRAConfig(rank=2, targets=("qkv",)))
+    _perturb_lora(model)
+    x = torch.randn(2, 4, 32, 48)
+    unmerged_out = model.embed(x)
+    base = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+    merge_lora(model)
+    save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["merged_lora"] == {"model.blocks.0.attn.qkv": "default"}
+    again = from_pretrained(tmp_path)
+    torch.testing.assert_close(again.embed(x), model.embed(x), rtol=0, atol=0)
+    unmerge_lora(again)  # the saved base weight holds the update once: unmerging recovers W0
+    torch.testing.assert_close(again.embed(x), unmerged_out, rtol=1e-5, atol=1e-5)
+    for key, value in again.state_dict().items():
+        if key in base:
+            torch.testing.assert_close(value, base[key], rtol=1e-5, atol=1e-6)
 
 
 def test_segmentation_model_round_trip_with_lora_in_the_backbone(tmp_path: Path) -> None:
@@ -104,8 +119,10 @@ def test_segmentation_model_round_trip_with_lora_in_the_backbone(tmp_path: Path)
     ).eval()
     save_pretrained(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["kind"] == "segmentation" and config["neck"]["name"] == "FPN"
-    assert config["backbone"]["lora"]["targets"] == ["layer4.*.conv2"]
+    root = config["model"]
+    assert root["module"] == "SegmentationModel"
+    assert root["args"]["neck"]["@module"]["module"] == "FPN"
+    assert root["args"]["backbone"]["@module"]["lora"]["targets"] == ["layer4.*.conv2"]
     again = from_pretrained(tmp_path)
     assert isinstance(again, SegmentationModel)
     x = torch.randn(2, 5, 64, 64)
@@ -127,14 +144,19 @@ def test_model_card_records_architecture_weights_and_licence(
     save_pretrained(model, tmp_path)
     card = (tmp_path / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: geofm\nlicense: apache-2.0\n")
-    assert "geofm.create_backbone('dinov2_vit_small_patch14', depth=1, in_chans=3" in card
+    assert '"name": "dinov2_vit_small_patch14"' in card
     assert "catalog entry `dinov2_vit_small_patch14.lvd142m`" in card
+    assert "bands: 3 of rgb: red, green, blue" in card  # the input spec of the weights
+    assert "raw / 255" in card
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["backbone"]["weights"] == "dinov2_vit_small_patch14.lvd142m"
-    assert config["backbone"]["kwargs"]["pretrained_bands"] == "rgb"
+    assert config["model"]["backbone"]["weights"] == "dinov2_vit_small_patch14.lvd142m"
+    assert config["model"]["backbone"]["kwargs"]["pretrained_bands"] == "rgb"
+    assert config["input_spec"]["multiple"] == 14
+    assert config["input_spec"]["mean"] == [0.485, 0.456, 0.406]
     again = from_pretrained(tmp_path)  # rebuilt without fetching the catalog weights again
     assert isinstance(again, geofm.Backbone)
     assert again.config is not None and again.config.weights == spec.name
+    assert again.input_spec == model.input_spec
     x = torch.randn(1, 3, 28, 28)
     assert torch.equal(model.eval().embed(x), again.embed(x))
 
@@ -193,18 +215,39 @@ def test_push_to_hub_uploads_exactly_the_saved_folder(
 
 
 # --- errors ------------------------------------------------------------------------------
-def test_models_geofm_cannot_rebuild_are_refused(tmp_path: Path) -> None:
+class _Unregistered(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(512, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def test_models_geofm_cannot_rebuild_are_refused_naming_the_class_and_the_call(
+    tmp_path: Path,
+) -> None:
+    from geofm.heads import PooledModel
+
+    model = PooledModel(geofm.create_backbone("resnet18"), _Unregistered())
+    with pytest.raises(WeightsError, match=r"test_rebuild\._Unregistered.*register_module"):
+        save_pretrained(model, tmp_path)
+    assert not (tmp_path / "config.json").exists()
     backbone = geofm.create_backbone("resnet18", out_indices=[3])
-    plain = SegmentationModel(backbone, None, FCNHead(in_channels=512, num_classes=2))
-    with pytest.raises(WeightsError, match="build_segmentation_model"):
-        save_pretrained(plain, tmp_path)
     backbone.config = None
     with pytest.raises(WeightsError, match="not built by geofm.create_backbone"):
         save_pretrained(backbone, tmp_path)
-    with pytest.raises(
-        WeightsError, match="supports geofm backbones, SegmentationModel and PooledModel"
-    ):
-        save_pretrained(torch.nn.Linear(2, 2), tmp_path)
+    with pytest.raises(WeightsError, match="torch.nn.modules.rnn.LSTM"):
+        save_pretrained(torch.nn.LSTM(2, 2), tmp_path)
+
+
+def test_a_part_changed_after_construction_is_refused(tmp_path: Path) -> None:
+    model = SegmentationModel(
+        geofm.create_backbone("resnet18", out_indices=[3]), None, FCNHead(512, num_classes=2)
+    )
+    model.head.conv = torch.nn.Conv2d(512, 7, 1)  # type: ignore[assignment]
+    with pytest.raises(WeightsError, match="would differ"):
+        save_pretrained(model, tmp_path)
 
 
 def test_arguments_that_are_not_json_are_refused_and_sensors_are_saved_by_name(
@@ -215,7 +258,7 @@ def test_arguments_that_are_not_json_are_refused_and_sensors_are_saved_by_name(
     model = geofm.create_backbone("resnet18", bands=get_sensor("sentinel2_l2a"))
     save_pretrained(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["backbone"]["kwargs"]["bands"] == "sentinel2_l2a"
+    assert config["model"]["backbone"]["kwargs"]["bands"] == "sentinel2_l2a"
     assert from_pretrained(tmp_path).in_chans == 12
     odd = Sensor("my_sensor", bands=("a", "b"), wavelengths=(500.0, 600.0))
     with pytest.raises(WeightsError, match="Sensor value .* is not JSON-serialisable"):
@@ -236,7 +279,8 @@ def test_from_pretrained_rejects_foreign_or_incomplete_folders(tmp_path: Path) -
 def test_from_pretrained_is_strict_about_the_tensors(tmp_path: Path) -> None:
     save_pretrained(geofm.create_backbone("resnet18"), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    config["backbone"]["kwargs"]["in_chans"] = 4
+    config["model"]["backbone"]["kwargs"]["in_chans"] = 4
+    config["input_spec"] = None
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(WeightsError, match="Strict loading failed.*shape-mismatched"):
         from_pretrained(tmp_path)
@@ -267,8 +311,9 @@ def test_pooled_model_round_trip_gives_identical_outputs(
     apply_lora(model, LoRAConfig(rank=2, targets=("model.layer4.0.conv1",)))
     save_pretrained(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["kind"] == "pooled" and config["head"]["name"] == head
-    assert config["lora"]["rank"] == 2
+    assert config["model"]["module"] == "PooledModel"
+    assert config["model"]["args"]["head"]["@module"]["module"] == head
+    assert config["model"]["lora"]["rank"] == 2
     again = from_pretrained(tmp_path)
     assert isinstance(again, PooledModel)
     x = torch.randn(2, 4, 32, 32)
@@ -276,11 +321,3 @@ def test_pooled_model_round_trip_gives_identical_outputs(
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
 
 
-def test_pooled_model_built_without_its_parts_is_refused(tmp_path: Path) -> None:
-    from geofm.heads import ClassificationHead, PooledModel
-
-    model = PooledModel(
-        geofm.create_backbone("resnet18"), ClassificationHead(in_features=512, num_classes=2)
-    )
-    with pytest.raises(WeightsError, match="build_pooled_model"):
-        save_pretrained(model, tmp_path)
