@@ -2,11 +2,14 @@
 
 What it shows, in the fewest lines: read the Landsat 7 window that ships with
 geofm (CC0, EPSG:32618), build a backbone by name, add LoRA adapters, put an
-FPN head on it, train the adapters and the head on random crops (targets:
-brightness terciles, since the scene has no labels), save the model with
-``save_pretrained``, reload it with ``from_pretrained`` and evaluate the reloaded
-model on held-out rows. ``geofm demo`` runs the same pipeline and also writes
-a georeferenced map and a plot (``geofm.demo.run_demo``).
+FPN head on it, record how the model expects its input (an ``InputSpec`` with
+the scene's band statistics), train the adapters and the head on random crops
+(targets: brightness terciles, since the scene has no labels), save the model
+with ``save_pretrained``, reload it with ``from_pretrained``, evaluate the
+reloaded model on held-out rows and write a georeferenced map of the scene with
+``predict_raster``. The saved model carries its input spec, so
+``geofm predict runs/quickstart/model scene.tif map.tif`` writes the same map.
+``geofm demo`` runs the same pipeline and also writes a plot (``geofm.demo.run_demo``).
 
 Run (about 20-40 s on a 2-core CPU)::
 
@@ -30,8 +33,9 @@ from _cli import run
 
 import geofm
 from geofm.data import sample_raster
-from geofm.geo import read_raster
-from geofm.hub import ModuleSpec, build_segmentation_model, from_pretrained, save_pretrained
+from geofm.geo import predict_raster, read_raster
+from geofm.heads import FPN, FPNSegmentationHead, SegmentationModel
+from geofm.hub import from_pretrained, save_pretrained
 from geofm.lora import LoRAConfig, apply_lora, mark_only_lora_trainable
 from geofm.metrics import iou
 
@@ -57,22 +61,25 @@ def main(cfg: Config) -> dict[str, float]:
     brightness = pixels.mean(axis=0)
     labels = np.digitize(brightness, np.quantile(brightness[valid], [1 / 3, 2 / 3]))
     labels[~valid] = 255  # ignore_index
-    mean, std = pixels[:, valid].mean(axis=1), pixels[:, valid].std(axis=1)
-    image = torch.from_numpy((pixels - mean[:, None, None]) / std[:, None, None])
+    backbone = geofm.create_backbone(cfg.backbone, in_chans=3)
+    # What the model expects: raw scene values, standardised with the scene's statistics.
+    backbone.input_spec = geofm.InputSpec(
+        num_bands=3,
+        mean=tuple(pixels[:, valid].mean(axis=1).tolist()),
+        std=tuple(pixels[:, valid].std(axis=1).tolist()),
+        multiple=backbone.input_spec.multiple,
+    )
+    image = backbone.input_spec.prepare(torch.from_numpy(pixels))  # (3, H, W)
     target = torch.from_numpy(labels.astype(np.int64))
     train_rows = image.shape[1] - 64  # the bottom 64 rows are held out
 
-    backbone = geofm.create_backbone(cfg.backbone, in_chans=3)
     apply_lora(
         backbone, LoRAConfig(rank=4, alpha=8.0, targets=("layer3.*.conv2", "layer4.*.conv2"))
     )
-    channels = [f.channels for f in backbone.feature_info]
-    model = build_segmentation_model(
+    model = SegmentationModel(
         backbone,
-        neck=ModuleSpec("FPN", {"in_channels": channels, "out_channels": 64}),
-        head=ModuleSpec(
-            "FPNSegmentationHead", {"in_channels": 64, "num_classes": 3, "fuse": "sum"}
-        ),
+        FPN(backbone.feature_info.channels(), out_channels=64),
+        FPNSegmentationHead(64, num_classes=3, fuse="sum"),
     )
     mark_only_lora_trainable(model, also=("neck", "head"))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -108,6 +115,7 @@ def main(cfg: Config) -> dict[str, float]:
         "reloaded_identical": float(same),
         "trainable_parameters": float(sum(p.numel() for p in params)),
     }
+    predict_raster(reloaded, sample_raster(), out / "map.tif", overwrite=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

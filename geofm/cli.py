@@ -119,6 +119,22 @@ def _cmd_tile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_bands(text: str | None) -> list[int | str] | None:
+    """``--bands``: comma-separated 1-based indices or band names (not a mix)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise ValueError(
+            f"--bands has an empty entry: {text!r}. Use e.g. --bands 3,2,1 or B04,B03,B02."
+        )
+    if all(t.isdigit() for t in items):
+        return [int(t) for t in items]
+    if any(t.isdigit() for t in items):
+        raise ValueError(f"--bands mixes indices and names: {text!r}. Use one kind.")
+    return list(items)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import os
 
@@ -128,7 +144,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from geofm.geo import predict_raster
     from geofm.hub.rebuild import from_pretrained
 
-    bands = [int(b) for b in args.bands.split(",")] if args.bands else None
+    bands = _parse_bands(args.bands)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if distributed:
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
@@ -147,6 +163,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             output=args.output,
             device=args.device,
             bands=bands,
+            input_spec="model" if args.input_spec else None,
             progress=not args.no_progress,
             overwrite=args.overwrite,
         )
@@ -214,13 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("model", help="folder written by save_pretrained, or a hub repo id")
     p_pred.add_argument("src")
     p_pred.add_argument("dst")
-    p_pred.add_argument("--tile", type=int, default=256)
+    p_pred.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile edge in pixels (default: 256 rounded down to the model's multiple, 252 for "
+        "DINOv2)",
+    )
     p_pred.add_argument("--overlap", type=int, default=32)
     p_pred.add_argument("--batch-size", type=int, default=8)
     p_pred.add_argument("--blend", choices=get_args(BlendMode), default="cosine")
     p_pred.add_argument("--output", choices=get_args(OutputMode), default="class")
     p_pred.add_argument("--device", default="cpu")
-    p_pred.add_argument("--bands", default=None, help="1-based band list, e.g. 1,2,3")
+    p_pred.add_argument(
+        "--bands",
+        default=None,
+        help="bands fed to the model: 1-based indices (3,2,1) or names from the raster's band "
+        "descriptions (B04,B03,B02); default: the model's bands by name, else all",
+    )
+    p_pred.add_argument(
+        "--input-spec",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="prepare input with the model's saved input spec (value scaling, mean/std); "
+        "--no-input-spec feeds stored values as float32",
+    )
     p_pred.add_argument("--overwrite", action="store_true")
     p_pred.add_argument("--no-progress", action="store_true")
     p_pred.set_defaults(func=_cmd_predict)

@@ -8,14 +8,17 @@ ships with geofm (CC0, EPSG:32618, 300 m pixels):
    pixel brightness: the scene has no labels, so this stands in for them);
 3. build ``create_backbone`` + :func:`geofm.lora.apply_lora` (convolution
    adapters in ``layer3`` / ``layer4``) + ``FPN`` + ``FPNSegmentationHead``
-   through :func:`geofm.hub.build_segmentation_model`, and train the adapters
-   and the head on random crops of the upper rows;
+   as a :class:`~geofm.heads.SegmentationModel` whose backbone carries an
+   :class:`~geofm.InputSpec` (the scene's per-band mean and std), and train the
+   adapters and the head on random crops of the upper rows, normalised by that spec;
 4. evaluate on the bottom rows (mean IoU and pixel accuracy against the
    majority-class baseline);
 5. save with :func:`geofm.hub.save_pretrained`, reload with
    :func:`geofm.hub.from_pretrained` and check the outputs are identical;
 6. write a georeferenced class map of the whole scene with
-   :func:`geofm.geo.predict_raster`, ``metrics.json`` and ``demo.png``.
+   :func:`geofm.geo.predict_raster` on the reloaded model, which prepares the raw
+   scene from the saved spec (so ``geofm predict model/ scene.tif map.tif`` gives
+   the same map), ``metrics.json`` and ``demo.png``.
 
 Runs in well under a minute on a laptop CPU with the defaults.
 """
@@ -32,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from geofm.errors import MissingDependencyError
 
@@ -41,21 +43,6 @@ __all__ = ["run_demo"]
 logger = logging.getLogger(__name__)
 
 _VAL_ROWS = 64  # bottom rows of the 224 px scene held out for evaluation
-
-
-class _Standardize(nn.Module):
-    """Per-band ``(x - mean) / std`` so :func:`predict_raster` can feed raw values."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean.view(1, -1, 1, 1))  # (1, C, 1, 1)
-        self.register_buffer("std", std.view(1, -1, 1, 1))  # (1, C, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 def _reference_labels(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -146,7 +133,9 @@ def run_demo(
     from geofm.backbones import create_backbone
     from geofm.data import sample_raster
     from geofm.geo import predict_raster, read_raster
-    from geofm.hub import ModuleSpec, build_segmentation_model, from_pretrained, save_pretrained
+    from geofm.heads import FPN, FPNSegmentationHead, SegmentationModel
+    from geofm.hub import from_pretrained, save_pretrained
+    from geofm.input_spec import InputSpec, OutputSpec
     from geofm.lora import LoRAConfig, apply_lora, mark_only_lora_trainable
 
     if steps < 1:
@@ -170,21 +159,27 @@ def run_demo(
     if crop % 32 or not 32 <= crop <= train_rows:
         raise ValueError(f"crop must be a multiple of 32 in [32, {train_rows}], got {crop}.")
     pixels = raster.array.astype(np.float32)
-    mean = torch.from_numpy(pixels[:, valid].mean(axis=1))
-    std = torch.from_numpy(pixels[:, valid].std(axis=1) + 1e-6)
-    norm = _Standardize(mean, std)
-    image = norm(torch.from_numpy(pixels)[None])[0]  # (C, H, W)
+    net = create_backbone(backbone, in_chans=pixels.shape[0])
+    # The model's input contract: the scene's own per-band statistics (raw values in).
+    net.input_spec = InputSpec(
+        num_bands=pixels.shape[0],
+        mean=tuple(float(m) for m in pixels[:, valid].mean(axis=1)),
+        std=tuple(float(s) + 1e-6 for s in pixels[:, valid].std(axis=1)),
+        multiple=net.input_spec.multiple,
+    )
+    image = net.input_spec.prepare(torch.from_numpy(pixels))  # (C, H, W)
     target = torch.from_numpy(labels)
 
-    net = create_backbone(backbone, in_chans=image.shape[0])
     apply_lora(net, LoRAConfig(rank=4, alpha=8.0, targets=("layer3.*.conv2", "layer4.*.conv2")))
-    channels = [f.channels for f in net.feature_info]
-    model = build_segmentation_model(
+    model = SegmentationModel(
         net,
-        neck=ModuleSpec("FPN", {"in_channels": channels, "out_channels": 64}),
-        head=ModuleSpec(
-            "FPNSegmentationHead",
-            {"in_channels": 64, "num_classes": 3, "hidden_channels": 64, "fuse": "sum"},
+        FPN(net.feature_info.channels(), out_channels=64),
+        FPNSegmentationHead(64, num_classes=3, hidden_channels=64, fuse="sum"),
+        output_spec=OutputSpec(
+            "segmentation",
+            3,
+            class_names=("dark", "medium", "bright"),
+            colors=((38, 70, 83), (233, 196, 106), (231, 111, 81)),
         ),
     )
     mark_only_lora_trainable(model, also=("neck", "head"))
@@ -223,18 +218,13 @@ def run_demo(
         "total_parameters": sum(p.numel() for p in model.parameters()),
     }
 
-    model_dir = save_pretrained(model, out / "model")
+    model_dir = save_pretrained(model, out / "model", metrics={"val_miou": metrics["val_miou"]})
     reloaded = from_pretrained(model_dir)
     with torch.no_grad():
         metrics["reload_max_abs_diff"] = float((reloaded(val_x) - model(val_x)).abs().max())
+    # predict_raster's defaults, so `geofm predict model/ scene.tif map.tif` gives this map.
     map_path = predict_raster(
-        nn.Sequential(norm, reloaded).eval(),
-        sample_raster(),
-        out / "landcover_map.tif",
-        tile=crop,
-        overlap=crop // 4,
-        output="class",
-        overwrite=True,
+        reloaded, sample_raster(), out / "landcover_map.tif", output="class", overwrite=True
     )
     predicted = read_raster(map_path).array[0].astype(np.int64)
     metrics["outputs"] = {
