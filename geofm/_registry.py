@@ -22,13 +22,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from geofm.errors import UnknownNameError
 
-__all__ = ["INIT_ARGS_ATTR", "MODULES", "Registry", "register_module"]
+__all__ = ["INIT_ARGS_ATTR", "MODULES", "HubMixin", "Registry", "register_module"]
 
 T = TypeVar("T")
 
@@ -250,7 +251,7 @@ def register_module(name: str | None = None) -> Callable[[C], C]:
         signature = inspect.signature(original)
 
         @functools.wraps(original)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
             if type(self) is not cls:
                 return
@@ -267,9 +268,108 @@ def register_module(name: str | None = None) -> Callable[[C], C]:
                     recorded[param] = value
             object.__setattr__(self, INIT_ARGS_ATTR, recorded)
 
-        cls.__init__ = __init__  # type: ignore[misc]
+        cls.__init__ = recording_init  # type: ignore[misc]
         MODULES.add(key, cls)
         cls.registered_name = key  # type: ignore[attr-defined]
         return cls
 
     return decorator
+
+
+def _hub_function(name: str) -> Callable[..., Any]:
+    # geofm.hub sits above every model class; it is bound at call time, never imported here.
+    module = importlib.import_module("geofm.hub.rebuild")
+    function: Callable[..., Any] = getattr(module, name)
+    return function
+
+
+class HubMixin:
+    """Hugging Face-style ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` methods.
+
+    Mixed into geofm's backbones and task models; each method forwards to the
+    function of the same name in :mod:`geofm.hub` (bound when first called, so
+    the lower layers never import the hub layer).
+
+    Example:
+        >>> import tempfile, torch, geofm
+        >>> model = geofm.create_backbone("resnet18", in_chans=2).eval()
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = model.save_pretrained(tmp)
+        ...     again = geofm.Backbone.from_pretrained(tmp)
+        >>> x = torch.randn(1, 2, 32, 32)
+        >>> torch.equal(model.embed(x), again.embed(x))
+        True
+    """
+
+    def save_pretrained(self, directory: Any, *, metrics: Any = None) -> Any:
+        """Save this model with :func:`geofm.hub.save_pretrained`.
+
+        Args:
+            directory: Output folder.
+            metrics: Evaluation results for the model card, or ``None``.
+
+        Returns:
+            The folder (a :class:`~pathlib.Path`).
+        """
+        return _hub_function("save_pretrained")(self, directory, metrics=metrics)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool = False,
+        revision: str | None = None,
+        commit_message: str = "Upload geofm model",
+        metrics: Any = None,
+    ) -> str:
+        """Upload this model with :func:`geofm.hub.push_to_hub`.
+
+        Args:
+            repo_id: ``"org/name"`` on the Hugging Face Hub.
+            token: Hub token (default: the one huggingface_hub finds).
+            private: Create the repo as private.
+            revision: Branch to push to.
+            commit_message: Commit message.
+            metrics: Evaluation results for the model card.
+
+        Returns:
+            The commit URL.
+        """
+        url: str = _hub_function("push_to_hub")(
+            self,
+            repo_id,
+            token=token,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            metrics=metrics,
+        )
+        return url
+
+    @classmethod
+    def from_pretrained(
+        cls, repo_id_or_directory: Any, *, revision: str | None = None, cache_dir: Any = None
+    ) -> Any:
+        """Rebuild a saved model with :func:`geofm.hub.from_pretrained`, checking its class.
+
+        Args:
+            repo_id_or_directory: Local folder or hub repo id.
+            revision: Hub revision (branch, tag or commit).
+            cache_dir: huggingface_hub cache directory.
+
+        Returns:
+            The model, in eval mode.
+
+        Raises:
+            TypeError: If the saved model is not an instance of this class.
+        """
+        model = _hub_function("from_pretrained")(
+            repo_id_or_directory, revision=revision, cache_dir=cache_dir
+        )
+        if not isinstance(model, cls):
+            raise TypeError(
+                f"{repo_id_or_directory} holds a {type(model).__name__}, not a {cls.__name__}. "
+                "Load it with geofm.hub.from_pretrained to get whatever it holds."
+            )
+        return model

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from geofm._registry import Registry
+from geofm._registry import HubMixin, Registry
 from geofm.backbones.adapt import AdaptationReport, BandInfo, adapt_input_weight
 from geofm.errors import ShapeError, UnknownNameError
 from geofm.input_spec import InputSpec
@@ -223,7 +223,7 @@ class BackboneEntry:
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")
 
 
-class Backbone(nn.Module):
+class Backbone(HubMixin, nn.Module):
     """Base class of every geofm backbone.
 
     Subclasses set :attr:`embed_dim`, :attr:`in_chans`, :attr:`feature_info`

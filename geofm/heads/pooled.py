@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 from torch import Tensor, nn
 
-from geofm._registry import register_module
+from geofm._registry import HubMixin, register_module
 from geofm.errors import ShapeError
 from geofm.heads._checks import backbone_input_spec, check_backbone
 from geofm.input_spec import InputSpec, OutputSpec
@@ -45,7 +45,7 @@ class EmbeddingBackbone(Protocol):
 
 
 @register_module()
-class PooledModel(nn.Module):
+class PooledModel(HubMixin, nn.Module):
     """Backbone pooled embedding followed by a head: ``head(backbone.embed(x))``.
 
     Works with any head on ``(N, D)`` embeddings:

@@ -18,7 +18,7 @@ from typing import Protocol, cast, runtime_checkable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geofm._registry import register_module
+from geofm._registry import HubMixin, register_module
 from geofm.errors import ShapeError
 from geofm.heads._checks import backbone_input_spec, check_backbone
 from geofm.input_spec import InputSpec, OutputSpec
@@ -79,7 +79,7 @@ class FeatureBackbone(Protocol):
 
 
 @register_module()
-class SegmentationModel(nn.Module):
+class SegmentationModel(HubMixin, nn.Module):
     """Backbone, optional neck and dense head, returning logits at input resolution.
 
     Args:

@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -307,7 +307,21 @@ def _module_node(module: nn.Module, where: str) -> dict[str, Any]:
     return node
 
 
+def _check_single_adapter(model: nn.Module) -> None:
+    several = [
+        n for n, m in model.named_modules() if isinstance(m, LoRALayer) and len(m.adapters) > 1
+    ]
+    if several:
+        raise WeightsError(
+            f"Cannot save a model whose LoRA layers hold several named adapters ({several[0]}: "
+            f"{', '.join(cast(LoRALayer, dict(model.named_modules())[several[0]]).adapters)}). "
+            "save_pretrained records one adapter: delete the others with "
+            "geofm.lora.delete_adapter, or save each with geofm.lora.save_lora(adapter_name=...)."
+        )
+
+
 def _model_json(model: nn.Module) -> dict[str, Any]:
+    _check_single_adapter(model)
     spec = getattr(model, "input_spec", None) if hasattr(model, "input_spec") else None
     output = getattr(model, "output_spec", None)
     return {

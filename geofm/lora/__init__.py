@@ -1,11 +1,20 @@
 """LoRA for vision backbones: fused-qkv aware, conv aware, exact merge, PEFT-compatible files.
 
 ``apply_lora(model, LoRAConfig(...))`` wraps the selected ``nn.Linear`` /
-``nn.Conv2d`` layers of any model in place (keeping every state-dict key),
-:func:`mark_only_lora_trainable` freezes the rest, :func:`merge_lora` folds the
-adapters in for inference, :func:`save_lora` / :func:`load_lora` store them as
-safetensors and :func:`to_peft` / :func:`from_peft` exchange them with PEFT.
-:func:`get_lora_config` reads back the config an adapted model was built with.
+``nn.Conv2d`` layers (grouped and depthwise convolutions included) of any model
+in place (keeping every state-dict key), :func:`mark_only_lora_trainable`
+freezes the rest, :func:`merge_lora` folds the adapters in for inference (safe:
+a NaN/inf adapter raises before any weight is written), :func:`merge_and_unload`
+and :func:`unload` give back plain layers, :func:`save_lora` / :func:`load_lora`
+store adapters as safetensors and :func:`to_peft` / :func:`from_peft` exchange
+them with PEFT. :func:`get_lora_config` reads back the config an adapted model
+was built with.
+
+PEFT's habits: named adapters (``adapter_name=`` of :func:`apply_lora`,
+:func:`load_lora`, :func:`from_peft`; :func:`set_adapter`,
+:func:`delete_adapter`, :func:`list_adapters`, :func:`get_active_adapter`) and
+the context manager :func:`disable_adapters`. ``LoRAConfig`` defaults to
+``alpha=16`` (scaling 2 at rank 8); PEFT's default is ``lora_alpha=8``.
 
 The ``weight`` contract: a wrapper takes over the base layer's own ``weight`` and
 ``bias`` Parameters (same objects, same state-dict keys) instead of holding the
@@ -36,9 +45,16 @@ from __future__ import annotations
 from geofm.lora.config import LoRAConfig, QKVPart, ecovision_config, fusion_lora_config
 from geofm.lora.inject import (
     apply_lora,
+    delete_adapter,
+    disable_adapters,
+    get_active_adapter,
     get_lora_config,
+    list_adapters,
     mark_only_lora_trainable,
+    merge_and_unload,
     merge_lora,
+    set_adapter,
+    unload,
     unmerge_lora,
 )
 from geofm.lora.io import from_peft, load_lora, lora_state_dict, save_lora, to_peft
@@ -50,15 +66,22 @@ __all__ = [
     "LoRALinear",
     "QKVPart",
     "apply_lora",
+    "delete_adapter",
+    "disable_adapters",
     "ecovision_config",
     "from_peft",
     "fusion_lora_config",
+    "get_active_adapter",
     "get_lora_config",
+    "list_adapters",
     "load_lora",
     "lora_state_dict",
     "mark_only_lora_trainable",
+    "merge_and_unload",
     "merge_lora",
     "save_lora",
+    "set_adapter",
     "to_peft",
+    "unload",
     "unmerge_lora",
 ]

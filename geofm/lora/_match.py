@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from torch import nn
 
@@ -54,6 +54,7 @@ def match_modules(
     field_name: str,
     exclude: Sequence[str] = (),
     types: tuple[type[nn.Module], ...] = (),
+    skip_inside: Collection[str] = (),
 ) -> dict[str, nn.Module]:
     """The submodules of ``model`` selected by ``patterns``, in model order.
 
@@ -67,6 +68,8 @@ def match_modules(
         field_name: The config field the patterns come from, named in errors.
         exclude: Globs of modules never selected.
         types: Keep only instances of these types (empty: any type).
+        skip_inside: Names of modules whose submodules are never candidates (the
+            inner ``lora_A``/``lora_B`` of existing LoRA layers).
 
     Returns:
         ``{dotted name: module}``.
@@ -80,7 +83,8 @@ def match_modules(
         >>> list(match_modules(model, ("*",), field_name="targets", types=(nn.Linear,)))
         ['0', '2']
     """
-    named = [(n, m) for n, m in model.named_modules() if n]
+    hidden = tuple(f"{h}." for h in skip_inside)
+    named = [(n, m) for n, m in model.named_modules() if n and not n.startswith(hidden)]
     names = [n for n, _ in named]
     selected: dict[str, nn.Module] = {}
     for pattern in patterns:

@@ -249,3 +249,20 @@ def test_format_1_folders_still_load(tmp_path: Path) -> None:
     x = torch.randn(1, 4, 64, 32)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+def test_several_named_adapters_are_refused_not_half_saved(tmp_path: Path) -> None:
+    from geofm.lora import delete_adapter
+
+    model = _pooled_with_lora_on_the_model()
+    apply_lora(
+        model,
+        LoRAConfig(rank=2, targets=("backbone.model.layer4.0.conv1",)),
+        adapter_name="second",
+    )
+    with pytest.raises(WeightsError, match="several named adapters.*delete_adapter"):
+        save_pretrained(model, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+    delete_adapter(model, "second")
+    save_pretrained(model, tmp_path)
+    assert type(from_pretrained(tmp_path)) is PooledModel

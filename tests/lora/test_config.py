@@ -116,9 +116,14 @@ def test_fusion_lora_wraps_every_linear_of_stages_2_and_3() -> None:
     assert math.isclose(config.scaling, 2.0)
 
 
-def test_fusion_lora_rejects_bad_stages() -> None:
-    with pytest.raises(ValueError, match="non-negative stage indices"):
-        fusion_lora_config(stages=(-1,))
+@pytest.mark.parametrize(
+    ("stages", "match"),
+    [((-1,), "non-negative stage indices"), ((), "non-negative stage indices"),
+     ((2, 2), "repeated indices")],
+)  # fmt: skip
+def test_fusion_lora_rejects_bad_stages(stages: tuple[int, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fusion_lora_config(stages=stages)
 
 
 def test_fusion_lora_count_on_swinv2_base() -> None:

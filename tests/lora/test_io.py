@@ -14,7 +14,15 @@ from safetensors.torch import save_file
 from torch import nn
 
 from geofm.errors import GeofmError, WeightsError
-from geofm.lora import LoRAConfig, apply_lora, load_lora, lora_state_dict, merge_lora, save_lora
+from geofm.lora import (
+    LoRAConfig,
+    apply_lora,
+    list_adapters,
+    load_lora,
+    lora_state_dict,
+    merge_lora,
+    save_lora,
+)
 
 Factory = Callable[..., Any]
 Randomize = Callable[[nn.Module], None]
@@ -74,7 +82,9 @@ def test_load_rejects_other_architecture(
     path = save_lora(model, tmp_path / "a.safetensors")
     with pytest.raises(WeightsError, match=r"missing 2 \[blocks.2.attn.qkv.lora_A.weight"):
         load_lora(tiny_vit(depth=3), path)
-    with pytest.raises(WeightsError, match=r"head.weight .* has shape \(3, 192\)"):
+    with pytest.raises(
+        WeightsError, match=r"another shape .*head.weight: file \(3, 192\), model \(5, 192\)"
+    ):
         load_lora(tiny_vit(num_classes=5), path)
 
 
@@ -84,7 +94,7 @@ def test_load_rejects_dtype_mismatch(
     base, model = _trained(tiny_vit, randomize)
     path = save_lora(model, tmp_path / "a.safetensors")
     with pytest.raises(
-        WeightsError, match="dtype torch.float32, the model expects .* torch.float64"
+        WeightsError, match="another dtype .*: file torch.float32, model torch.float64"
     ):
         load_lora(copy.deepcopy(base).double(), path)
 
@@ -99,3 +109,36 @@ def test_load_rejects_foreign_file(tmp_path: Path, tiny_vit: Factory) -> None:
 def test_save_needs_apply_lora(tmp_path: Path, tiny_vit: Factory) -> None:
     with pytest.raises(GeofmError, match="has no LoRA config"):
         save_lora(tiny_vit(), tmp_path / "a.safetensors")
+
+
+def test_failed_load_injects_nothing(
+    tmp_path: Path, tiny_vit: Factory, randomize: Randomize
+) -> None:
+    _, model = _trained(tiny_vit, randomize)
+    path = save_lora(model, tmp_path / "a.safetensors")
+    for target in (tiny_vit(num_classes=5), tiny_vit(depth=3), tiny_vit().double()):
+        modules = list(target.modules())
+        state = {k: v.clone() for k, v in target.state_dict().items()}
+        with pytest.raises(WeightsError):
+            load_lora(target, path)
+        assert list(target.modules()) == modules  # the same plain modules, no wrapper left
+        assert list_adapters(target) == []
+        for key, value in target.state_dict().items():
+            assert torch.equal(value, state[key]), key
+
+
+def test_unreadable_paths_name_the_file(tmp_path: Path, tiny_vit: Factory) -> None:
+    model = apply_lora(tiny_vit(), CONFIG)
+    good = save_lora(model, tmp_path / "good.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases = [
+        (tmp_path, "is a directory"),
+        (tmp_path / "missing.safetensors", "not found"),
+        (truncated, "cannot be read as safetensors .*truncated or corrupt"),
+    ]
+    for path, reason in cases:
+        target = tiny_vit()
+        with pytest.raises(WeightsError, match=rf"LoRA adapter file {path} {reason}"):
+            load_lora(target, path)
+        assert list_adapters(target) == []

@@ -70,15 +70,19 @@ def _layers() -> list[LoRALinear | LoRAConv2d]:
     return [
         LoRALinear(nn.Linear(6, 9), rank=2, alpha=3.0),
         LoRALinear(nn.Linear(6, 9), rank=2, alpha=3.0, chunks=(False, True, True)),
-        LoRAConv2d(nn.Conv2d(3, 5, 3, stride=2, padding=1), rank=2, alpha=3.0),
+        LoRAConv2d(nn.Conv2d(3, 5, (3, 1), stride=(2, 1), padding=(1, 0)), rank=2, alpha=3.0),
+        LoRAConv2d(nn.Conv2d(4, 6, 3, padding=1, groups=2), rank=4, alpha=3.0),
     ]
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["linear", "qkv-parts", "conv"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["linear", "qkv-parts", "conv", "grouped"])
 def test_merged_equals_unmerged_and_unmerge_restores(index: int) -> None:
     layer = _layers()[index]
     _randomize(layer)
-    x = torch.randn(2, 6) if isinstance(layer, LoRALinear) else torch.randn(2, 3, 8, 8)
+    if isinstance(layer, LoRALinear):
+        x = torch.randn(3, 6)
+    else:
+        x = torch.randn(2, layer.in_channels, 8, 5)
     original = layer.base_weight.detach().clone()
     with torch.no_grad():
         unmerged = layer(x)
@@ -92,7 +96,7 @@ def test_merged_equals_unmerged_and_unmerge_restores(index: int) -> None:
 
 
 def test_merge_runs_in_float32_and_casts_back() -> None:
-    layer = LoRALinear(nn.Linear(16, 16).to(torch.bfloat16), rank=4, alpha=8.0)
+    layer = LoRALinear(nn.Linear(16, 12).to(torch.bfloat16), rank=4, alpha=8.0)
     _randomize(layer)
     w0 = layer.base_weight.detach().clone()
     delta32 = (layer.lora_B.weight.float() @ layer.lora_A.weight.float()) * 2.0
@@ -102,13 +106,15 @@ def test_merge_runs_in_float32_and_casts_back() -> None:
 
 
 def test_conv_matches_two_convolutions() -> None:
-    base = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    # Non-square kernel, stride and input: swapping H and W anywhere changes the result.
+    base = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0))
     layer = LoRAConv2d(base, rank=2, alpha=4.0)
-    x = torch.randn(2, 3, 9, 9)
+    x = torch.randn(2, 3, 9, 7)
     assert torch.equal(layer(x), base(x))
     _randomize(layer)
     a, b = layer.lora_A.weight, layer.lora_B.weight
-    expected = base(x) + 2.0 * F.conv2d(F.conv2d(x, a, stride=2, padding=1), b)
+    assert a.shape == (2, 3, 3, 2)
+    expected = base(x) + 2.0 * F.conv2d(F.conv2d(x, a, stride=(2, 1), padding=(1, 0)), b)
     torch.testing.assert_close(layer(x), expected)
     assert list(layer.state_dict()) == ["weight", "bias", "lora_A.weight", "lora_B.weight"]
 
@@ -138,10 +144,17 @@ def test_weight_property_is_differentiable() -> None:
 
 
 def test_dropout_touches_only_the_adapter_path() -> None:
-    base = nn.Linear(6, 6)
-    layer = LoRALinear(base, rank=2, dropout=0.5).train()  # B is zero: output is the base's
+    base = nn.Linear(6, 5)
+    layer = LoRALinear(base, rank=2, alpha=4.0, dropout=0.5).train()
+    _randomize(layer)  # a zero B would hide where the dropout acts
     x = torch.randn(4, 6)
-    assert torch.equal(layer(x), base(x))
+    torch.manual_seed(0)
+    out = layer(x)
+    torch.manual_seed(0)
+    dropped = F.dropout(x, p=0.5, training=True)  # the same mask
+    a, b = layer.lora_A.weight, layer.lora_B.weight
+    torch.testing.assert_close(out, base(x) + 2.0 * (dropped @ a.T) @ b.T)
+    assert not torch.allclose(out, layer.eval()(x))  # the mask did change the adapter path
 
 
 def test_linear_rejects_wrong_type() -> None:
@@ -152,18 +165,20 @@ def test_linear_rejects_wrong_type() -> None:
         LoRALinear(nn.Conv2d(3, 3, 1))  # type: ignore[arg-type]
 
 
-def test_conv_rejects_wrong_type_and_groups() -> None:
+def test_conv_rejects_wrong_type_padding_mode_and_rank_not_split_by_groups() -> None:
     with pytest.raises(
         UnsupportedModuleError,
         match=r"LoRAConv2d wraps torch.nn.Conv2d, got Linear.*torch.nn.Linear -> LoRALinear",
     ):
         LoRAConv2d(nn.Linear(3, 3))  # type: ignore[arg-type]
-    with pytest.raises(UnsupportedModuleError, match="groups=2"):
-        LoRAConv2d(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(UnsupportedModuleError, match="padding_mode='reflect'"):
+        LoRAConv2d(nn.Conv2d(4, 6, 3, padding_mode="reflect"))
+    with pytest.raises(ValueError, match="groups=4: .* multiple of 4, got rank=6. Use rank=8"):
+        LoRAConv2d(nn.Conv2d(4, 8, 3, groups=4), rank=6)
 
 
 def test_chunks_must_split_evenly_and_select_something() -> None:
-    with pytest.raises(ShapeError, match="Cannot split 10 output features into 3"):
+    with pytest.raises(ShapeError, match="Cannot split 10 output features of .* into 3"):
         LoRALinear(nn.Linear(4, 10), chunks=(True, False, True))
     with pytest.raises(ValueError, match="adapts nothing"):
         LoRALinear(nn.Linear(4, 9), chunks=(False, False, False))
