@@ -4,7 +4,9 @@ Sub-commands:
 
 - ``geofm list [PATTERN] [--weights | --sensors]``: registered backbones (or
   weights, or sensors) matching an ``fnmatch`` glob;
-- ``geofm info NAME``: what a backbone / weights / sensor name is;
+- ``geofm info NAME``: what a backbone / weights / sensor name is, or, for a
+  raster file, its size, bands, dtype, CRS, resolution, nodata and the catalog
+  sensors with its band count;
 - ``geofm demo``: train a registry backbone + LoRA + head on the embedded
   Landsat 7 scene, save and reload it, and write metrics, a map and a plot;
 - ``geofm tile SRC OUT_DIR``: split a raster into georeferenced tiles plus an index;
@@ -51,12 +53,41 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_raster(path: Path) -> None:
+    from geofm.geo._rio import import_rasterio
+    from geofm.sensors import SENSORS
+
+    rasterio = import_rasterio("geofm info")
+    try:
+        dataset = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as err:
+        raise ValueError(f"{path} is not a raster GDAL can read ({err}).") from None
+    with dataset:
+        res = dataset.res
+        print(f"raster      {path}")
+        print(f"size        {dataset.width} x {dataset.height} pixels, {dataset.count} bands")
+        print(f"dtype       {', '.join(sorted(set(dataset.dtypes)))}")
+        print(f"crs         {dataset.crs.to_string() if dataset.crs else 'none'}")
+        print(f"resolution  {res[0]:g} x {res[1]:g} (CRS units)")
+        print(f"nodata      {dataset.nodata}")
+        for i, desc in enumerate(dataset.descriptions, start=1):
+            print(f"  band {i:<3} {dataset.dtypes[i - 1]:<8} {desc or '(no description)'}")
+    matches = [n for n, s in SENSORS.items() if s.num_bands == dataset.count]
+    print(
+        f"sensors     {', '.join(sorted(matches)) or 'none'} "
+        f"(catalog sensors with {dataset.count} bands)"
+    )
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from geofm.backbones.base import BACKBONES
     from geofm.sensors import SENSORS
     from geofm.weights.catalog import WEIGHTS
 
     name = args.name
+    if Path(name).is_file():
+        _describe_raster(Path(name))
+        return 0
     if name in BACKBONES:
         entry = BACKBONES.get(name)
         print(f"backbone  {name}")
@@ -82,8 +113,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    print(f"Unknown name {name!r}.{hint} See `geofm list`.", file=sys.stderr)
-    return 2
+    raise ValueError(
+        f"{name!r} is neither a registered name nor a raster file.{hint} See `geofm list`."
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -107,6 +139,9 @@ def _cmd_tile(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out_dir)
     index = Path(args.index) if args.index else out_dir / "index.geojson"
+    if not Path(args.src).is_file():
+        raise ValueError(f"the input raster {args.src} does not exist.")
+    out_dir.mkdir(parents=True, exist_ok=True)
     tiles = tile_raster(
         args.src,
         size=args.size,
@@ -114,6 +149,7 @@ def _cmd_tile(args: argparse.Namespace) -> int:
         pad=args.pad,
         out_dir=out_dir,
         index_path=index,
+        overwrite=args.overwrite,
     )
     print(f"{len(tiles)} tiles in {out_dir}, index {index}")
     return 0
@@ -135,6 +171,39 @@ def _parse_bands(text: str | None) -> list[int | str] | None:
     return list(items)
 
 
+def _check_device(text: str) -> str:
+    """``--device``: a device string torch knows and that this machine has."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {text!r} is not a device name; use cpu, cuda, cuda:1 or mps."
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: no CUDA GPU is available here; use --device cpu.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text}: MPS is not available here; use --device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {text}: geofm predict runs on cpu, cuda or mps.")
+    return text
+
+
+def _check_output_folder(dst: str) -> None:
+    import os
+
+    folder = Path(dst).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"the output folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"the output folder {folder} is not writable.")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import os
 
@@ -145,6 +214,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from geofm.hub.rebuild import from_pretrained
 
     bands = _parse_bands(args.bands)
+    _check_device(args.device)
+    if not Path(args.src).is_file():
+        raise ValueError(f"the input raster {args.src} does not exist.")
+    _check_output_folder(args.dst)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if distributed:
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
@@ -166,6 +239,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             input_spec="model" if args.input_spec else None,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            allow_ungeoreferenced=args.allow_ungeoreferenced,
         )
     finally:
         if distributed:
@@ -195,8 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--sensors", action="store_true", help="list the sensor catalog")
     p_list.set_defaults(func=_cmd_list)
 
-    p_info = sub.add_parser("info", help="describe a backbone, weights or sensor name")
-    p_info.add_argument("name")
+    p_info = sub.add_parser(
+        "info", help="describe a backbone, weights or sensor name, or a raster file"
+    )
+    p_info.add_argument(
+        "name", help="registered name (see `geofm list`) or path of a raster (GeoTIFF, ...)"
+    )
     p_info.set_defaults(func=_cmd_info)
 
     p_demo = sub.add_parser(
@@ -219,18 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     from geofm.geo import BlendMode, OutputMode, TilePadding
 
     p_tile = sub.add_parser("tile", help="split a raster into georeferenced tiles + an index")
-    p_tile.add_argument("src")
-    p_tile.add_argument("out_dir")
+    p_tile.add_argument("src", help="raster to split")
+    p_tile.add_argument("out_dir", help="folder for the tiles (created if needed)")
     p_tile.add_argument("--size", type=int, default=256)
     p_tile.add_argument("--stride", type=int, default=None, help="default: --size")
     p_tile.add_argument("--pad", choices=get_args(TilePadding), default="zero")
     p_tile.add_argument("--index", default=None, help="default: OUT_DIR/index.geojson")
+    p_tile.add_argument(
+        "--overwrite", action="store_true", help="replace tiles of an earlier run in OUT_DIR"
+    )
     p_tile.set_defaults(func=_cmd_tile)
 
     p_pred = sub.add_parser("predict", help="sliding-window prediction of a saved model")
     p_pred.add_argument("model", help="folder written by save_pretrained, or a hub repo id")
-    p_pred.add_argument("src")
-    p_pred.add_argument("dst")
+    p_pred.add_argument("src", help="input raster (GeoTIFF or any GDAL raster)")
+    p_pred.add_argument("dst", help="output GeoTIFF; its folder must exist")
     p_pred.add_argument(
         "--tile",
         type=int,
@@ -256,8 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepare input with the model's saved input spec (value scaling, mean/std); "
         "--no-input-spec feeds stored values as float32",
     )
-    p_pred.add_argument("--overwrite", action="store_true")
-    p_pred.add_argument("--no-progress", action="store_true")
+    p_pred.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="forward pass precision (autocast; blending stays float32); default fp32",
+    )
+    p_pred.add_argument(
+        "--channels-last", action="store_true", help="channels_last tiles (convolutional models)"
+    )
+    p_pred.add_argument(
+        "--allow-ungeoreferenced",
+        action="store_true",
+        help="accept an input without CRS or geotransform (the map then has none)",
+    )
+    p_pred.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p_pred.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_pred.set_defaults(func=_cmd_predict)
     return parser
 
@@ -277,15 +374,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...
         0
     """
+    import os
+
     from geofm.errors import GeofmError
 
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (GeofmError, ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"geofm {args.command}: {err}", file=sys.stderr)
+    except (GeofmError, ValueError, TypeError, OSError, RuntimeError) as err:
+        if os.environ.get("GEOFM_DEBUG"):
+            raise
+        print(f"geofm {args.command}: error: {_cli_words(str(err))}", file=sys.stderr)
         return 1
     return code
+
+
+# Library argument spellings in messages, as the command line spells them.
+_CLI_WORDS = (
+    ("overwrite=True", "--overwrite"),
+    ("allow_ungeoreferenced=True", "--allow-ungeoreferenced"),
+    ("input_spec=None", "--no-input-spec"),
+    ("batch_size", "--batch-size"),
+    ("bands=", "--bands "),
+    ("tile=", "--tile "),
+    ("overlap=", "--overlap "),
+    ("precision=", "--precision "),
+)
+
+
+def _cli_words(message: str) -> str:
+    """``message`` on one line, with keyword-argument spellings replaced by the flags."""
+    for library, flag in _CLI_WORDS:
+        message = message.replace(library, flag)
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,11 @@ def test_info_describes_a_backbone_and_a_sensor(capsys: pytest.CaptureFixture[st
 
 
 def test_info_on_an_unknown_name_suggests_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["info", "resnet5"]) == 2
-    assert "Did you mean resnet50" in capsys.readouterr().err
+    assert main(["info", "resnet5"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("geofm info: error: 'resnet5' is neither") and "Did you mean resnet50" in err
+    )
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
