@@ -117,7 +117,7 @@ def test_info_describes_a_raster(capsys: pytest.CaptureFixture[str]) -> None:
     assert "crs         EPSG:32618" in out
     assert "dtype       uint8" in out
     sensors = next(line for line in out.splitlines() if line.startswith("sensors"))
-    assert "rgb" in sensors.split()  # a 3-band catalog sensor matches
+    assert "rgb," in sensors.split()  # a 3-band catalog sensor matches
 
 
 def test_help_documents_every_positional_argument() -> None:
