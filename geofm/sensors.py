@@ -15,6 +15,12 @@ Units, used everywhere in geofm:
 Band names are the sensor's own identifiers (``"B04"`` for Sentinel-2);
 ``common_names`` follow the STAC ``eo:common_name`` vocabulary (``"red"``,
 ``"nir"``, ``"swir16"``, ...) so bands of different sensors can be matched.
+One resolver, :meth:`Sensor.band_index`, turns any spelling users meet into a
+catalog band: the identifier, its common name, the record's ``aliases``
+(Landsat Collection-2 ``SR_B4`` / ``ST_B10``, Earth Search ``rededge1``), all
+case-insensitive and with or without zero padding (``B4``, ``b04``, ``B8a``:
+torchgeo and Google Earth Engine spellings). An unknown or ambiguous name is an
+error, never a guess.
 
 References:
     Sentinel-2 MSI spectral response (ESA, S2-PDGS-TAS-DI-PSD, S2A values);
@@ -36,7 +42,8 @@ import difflib
 import io
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -47,6 +54,7 @@ from geofm.errors import ShapeError, UnknownNameError
 __all__ = [
     "Sensor",
     "ValueScaling",
+    "band_name_key",
     "get_sensor",
     "list_sensors",
     "register_sensor",
@@ -217,6 +225,39 @@ def _check_wavelengths(values: tuple[float, ...], where: str) -> tuple[float, ..
     return values
 
 
+_BAND_NUMBER = re.compile(r"([a-z_]*?)(\d+)([a-z]?)")
+
+
+def band_name_key(name: str) -> str:
+    """The spelling-insensitive key under which band names are matched.
+
+    Lower-cases the name and drops the zero padding of its band number, so
+    ``"B04"``, ``"B4"`` and ``"b04"`` share the key ``"b4"``, and ``"B8A"`` /
+    ``"B8a"`` / ``"B08A"`` share ``"b8a"``. Prefixes are kept (``"SR_B4"`` gives
+    ``"sr_b4"``); names without a trailing number are only lower-cased.
+
+    Args:
+        name: A band name in any spelling.
+
+    Returns:
+        The key.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+
+    Example:
+        >>> [band_name_key(n) for n in ("B04", "b4", "B8a", "SR_B4", "Red")]
+        ['b4', 'b4', 'b8a', 'sr_b4', 'red']
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Band names must be strings, got {name!r} ({type(name).__name__}).")
+    key = name.strip().lower()
+    match = _BAND_NUMBER.fullmatch(key)
+    if match is not None:
+        key = f"{match[1]}{int(match[2])}{match[3]}"
+    return key
+
+
 @dataclass(frozen=True)
 class Sensor:
     """Typed description of one sensor's band set.
@@ -238,12 +279,15 @@ class Sensor:
         std: Per-band standard deviation after :attr:`scaling`, or ``None``.
         description: One line on what the record describes.
         citation: Where the numbers come from.
+        aliases: Further names of each band (a tuple per band, possibly empty),
+            e.g. Landsat Collection-2 product names ``("SR_B4",)``, or ``None``.
 
     Raises:
         ShapeError: If any per-band field (``scaling`` included, unless it has one
             band) has a length other than ``len(bands)``.
-        ValueError: If a wavelength is not in ``[100, 20000]`` nm, or a bandwidth or
-            std is not positive.
+        ValueError: If a wavelength is not in ``[100, 20000]`` nm, a bandwidth or
+            std is not positive, or two bands have the same identifier in another
+            spelling (``"B4"`` and ``"B04"``).
 
     Example:
         >>> s = Sensor("toy", bands=("a", "b"), wavelengths=(500.0, 600.0))
@@ -262,7 +306,10 @@ class Sensor:
     std: tuple[float, ...] | None = None
     description: str = ""
     citation: str = ""
-    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    aliases: tuple[tuple[str, ...], ...] | None = None
+    _by_key: dict[str, tuple[int, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         n = len(self.bands)
@@ -270,7 +317,7 @@ class Sensor:
             raise ShapeError(f"Sensor {self.name!r} has no bands; expected at least one.")
         if len(set(self.bands)) != n:
             raise ValueError(f"Sensor {self.name!r} has duplicate band names: {self.bands}.")
-        for label in ("wavelengths", "bandwidths", "common_names", "mean", "std"):
+        for label in ("wavelengths", "bandwidths", "common_names", "mean", "std", "aliases"):
             values = getattr(self, label)
             if values is not None and len(values) != n:
                 raise ShapeError(
@@ -293,68 +340,148 @@ class Sensor:
                 f"Sensor {self.name!r} has {n} bands but its scaling rule covers "
                 f"{rule.num_bands}. Give one offset and divisor per band, or one for all."
             )
-        index = {b: i for i, b in enumerate(self.bands)}
-        if self.common_names is not None:
-            for i, c in enumerate(self.common_names):
-                if c is not None and c not in index:
-                    index[c] = i
-        object.__setattr__(self, "_index", index)
+        if len({band_name_key(b) for b in self.bands}) != n:
+            raise ValueError(
+                f"Sensor {self.name!r} has band identifiers that differ only in case or "
+                f"zero padding: {self.bands}. Give every band a distinct name."
+            )
+        by_key: dict[str, list[int]] = {}
+        for i in range(n):
+            for alias in self.names_of(i):
+                hits = by_key.setdefault(band_name_key(alias), [])
+                if i not in hits:
+                    hits.append(i)
+        object.__setattr__(self, "_by_key", {k: tuple(v) for k, v in by_key.items()})
 
     @property
     def num_bands(self) -> int:
         """Number of bands."""
         return len(self.bands)
 
-    def band_index(self, name: str) -> int:
-        """Position of a band given its identifier or its STAC common name.
+    def names_of(self, index: int) -> tuple[str, ...]:
+        """Every name band ``index`` answers to: identifier, common name, aliases.
 
         Args:
-            name: Band identifier (``"B04"``) or common name (``"red"``).
+            index: Zero-based band position.
+
+        Returns:
+            The names, identifier first.
+
+        Example:
+            >>> get_sensor("landsat89_oli_tirs").names_of(3)
+            ('B4', 'red', 'SR_B4')
+        """
+        names = [self.bands[index]]
+        if self.common_names is not None and self.common_names[index] is not None:
+            names.append(str(self.common_names[index]))
+        if self.aliases is not None:
+            names.extend(self.aliases[index])
+        return tuple(dict.fromkeys(names))
+
+    def band_index(self, name: str) -> int:
+        """Position of a band given any of its names: the one band resolver of geofm.
+
+        Accepts the identifier (``"B04"``), its STAC common name (``"red"``), the
+        record's aliases (``"SR_B4"`` for Landsat, ``"rededge1"`` for Sentinel-2),
+        case-insensitively and with or without zero padding (``"B4"``, ``"b04"``,
+        ``"B8a"``), as torchgeo and Google Earth Engine spell them. The exact
+        identifier always wins; a name shared by several bands (``"rededge"`` for
+        Sentinel-2 B05, B06 and B07) is refused rather than guessed.
+
+        Args:
+            name: Band identifier, common name or alias, in any spelling.
 
         Returns:
             Zero-based index into :attr:`bands`.
 
         Raises:
-            UnknownNameError: If no band has that name (with suggestions).
+            UnknownNameError: If no band has that name (with close names), or
+                several bands do (naming them).
+            TypeError: If ``name`` is not a string.
 
         Example:
-            >>> get_sensor("sentinel2_l2a").band_index("nir")
-            7
+            >>> s2 = get_sensor("sentinel2_l2a")
+            >>> s2.band_index("nir"), s2.band_index("B4"), s2.band_index("b8a")
+            (7, 3, 8)
+            >>> s2.band_index("rededge")
+            Traceback (most recent call last):
+            ...
+            geofm.errors.UnknownNameError: Band 'rededge' is ambiguous ... B05, B06, B07. ...
         """
-        if name not in self._index:
-            close = difflib.get_close_matches(name, list(self._index), n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        if name in self.bands:
+            return self.bands.index(name)
+        hits = self._by_key.get(band_name_key(name), ())
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
             raise UnknownNameError(
-                f"Band {name!r} is not a band of sensor {self.name!r}.{hint} "
-                f"Expected one of: {', '.join(self.bands)} (or their common names)."
+                f"Band {name!r} is ambiguous in sensor {self.name!r}: it names "
+                f"{', '.join(self.bands[i] for i in hits)}. Pass one of those identifiers."
             )
-        return self._index[name]
+        every = [n for i in range(self.num_bands) for n in self.names_of(i)]
+        lowered = {n.lower(): n for n in reversed(every)}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=3)
+        hint = f" Did you mean {', '.join(repr(lowered[c]) for c in close)}?" if close else ""
+        raise UnknownNameError(
+            f"Band {name!r} is not a band of sensor {self.name!r}.{hint} "
+            f"Expected one of: {', '.join(self.bands)} (or their common names and aliases)."
+        )
+
+    def canonical(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The catalog identifiers of ``names`` (any spelling :meth:`band_index` takes).
+
+        Args:
+            names: Band names, common names or aliases.
+
+        Returns:
+            One identifier of :attr:`bands` per name, in the given order.
+
+        Raises:
+            UnknownNameError: If a name is unknown or ambiguous.
+            TypeError: If ``names`` is a single string.
+
+        Example:
+            >>> get_sensor("sentinel2_l2a").canonical(["red", "B3", "b02", "B8a"])
+            ('B04', 'B03', 'B02', 'B8A')
+            >>> get_sensor("landsat89_oli_tirs").canonical(["SR_B4", "ST_B10"])
+            ('B4', 'B10')
+        """
+        if isinstance(names, str):
+            raise TypeError(
+                f"canonical() takes a sequence of band names, got the string {names!r}. "
+                f"Wrap it in a list: [{names!r}]."
+            )
+        return tuple(self.bands[self.band_index(n)] for n in names)
 
     def select(self, bands: Sequence[str], name: str | None = None) -> Sensor:
         """A new sensor record holding only ``bands``, in the given order.
 
         Args:
-            bands: Band identifiers or common names of this sensor.
-            name: Name of the new record (default: ``"<name>[b1,b2,...]"``).
+            bands: Band names of this sensor, in any spelling :meth:`band_index` takes.
+            name: Name of the new record (default: ``"<name>[b1,b2,...]"`` with
+                the canonical identifiers).
 
         Returns:
-            The subset sensor, with every per-band field sliced alike.
+            The subset sensor, with every per-band field sliced alike and
+            canonical band identifiers.
 
         Raises:
-            UnknownNameError: If a band is not part of this sensor.
+            UnknownNameError: If a band is unknown or ambiguous in this sensor.
 
         Example:
-            >>> get_sensor("sentinel2_l2a").select(["B04", "B03", "B02"]).wavelengths
-            (664.6, 559.8, 492.4)
+            >>> sub = get_sensor("sentinel2_l2a").select(["red", "B3", "b02"])
+            >>> sub.name, sub.wavelengths
+            ('sentinel2_l2a[B04,B03,B02]', (664.6, 559.8, 492.4))
         """
         idx = [self.band_index(b) for b in bands]
 
         def pick(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
             return None if values is None else tuple(values[i] for i in idx)
 
+        picked = tuple(self.bands[i] for i in idx)
         return Sensor(
-            name=name or f"{self.name}[{','.join(bands)}]",
-            bands=tuple(self.bands[i] for i in idx),
+            name=name or f"{self.name}[{','.join(picked)}]",
+            bands=picked,
             wavelengths=tuple(self.wavelengths[i] for i in idx),
             bandwidths=pick(self.bandwidths),  # type: ignore[arg-type]
             common_names=pick(self.common_names),  # type: ignore[arg-type]
@@ -364,6 +491,7 @@ class Sensor:
             std=pick(self.std),  # type: ignore[arg-type]
             description=self.description,
             citation=self.citation,
+            aliases=pick(self.aliases),  # type: ignore[arg-type]
         )
 
 
@@ -423,32 +551,48 @@ def list_sensors(pattern: str = "*") -> list[str]:
     return SENSORS.list(pattern)
 
 
-def resolve_bands(bands: str | Sensor | Sequence[str]) -> Sensor | tuple[str, ...]:
+def resolve_bands(
+    bands: str | Sensor | Sequence[str], *, sensor: str | Sensor | None = None
+) -> Sensor | tuple[str, ...]:
     """Turn a sensor name, a sensor record or a list of band names into band info.
 
-    A string is looked up as a sensor name; a sequence of strings is returned
-    as a tuple of band names (whose wavelengths are unknown).
+    A string is looked up as a sensor name. A sequence of band names becomes,
+    with ``sensor``, that sensor's record of those bands (canonical identifiers,
+    wavelengths and statistics; any spelling :meth:`Sensor.band_index` takes);
+    without ``sensor`` it is returned as a tuple of names whose wavelengths are
+    unknown.
 
     Args:
         bands: Sensor name, :class:`Sensor`, or sequence of band names.
+        sensor: Sensor (or its name) the band names belong to, or ``None``.
 
     Returns:
         The :class:`Sensor` or the tuple of names.
 
     Raises:
-        UnknownNameError: If a string is not a registered sensor name.
+        UnknownNameError: If a string is not a registered sensor name, or a band
+            name is unknown or ambiguous in ``sensor``.
+        ValueError: If ``sensor`` is given with a sensor name or record as ``bands``.
 
     Example:
         >>> resolve_bands(["B04", "B03"])
         ('B04', 'B03')
+        >>> resolve_bands(["SR_B4", "nir08"], sensor="landsat89_oli").bands
+        ('B4', 'B5')
         >>> resolve_bands("rgb").name
         'rgb'
     """
-    if isinstance(bands, Sensor):
-        return bands
-    if isinstance(bands, str):
-        return get_sensor(bands)
-    return tuple(bands)
+    if isinstance(bands, (str, Sensor)):
+        if sensor is not None:
+            raise ValueError(
+                f"resolve_bands got a sensor as bands ({bands!r}) and sensor={sensor!r}. "
+                "Pass band names with sensor=, or the sensor alone."
+            )
+        return bands if isinstance(bands, Sensor) else get_sensor(bands)
+    if sensor is None:
+        return tuple(bands)
+    record = get_sensor(sensor) if isinstance(sensor, str) else sensor
+    return record.select(list(bands))
 
 
 def resolve_wavelengths(
@@ -518,32 +662,88 @@ _S2_BANDWIDTHS = (21.0, 66.0, 36.0, 31.0, 15.0, 15.0, 20.0, 106.0, 21.0, 20.0, 3
 _S2_COMMON: tuple[str | None, ...] = ("coastal", "blue", "green", "red", "rededge", "rededge",
                                        "rededge", "nir", "nir08", "nir09", "cirrus", "swir16",
                                        "swir22")  # fmt: skip
+# The three red-edge bands share the STAC common name "rededge"; Earth Search's
+# asset keys (also Clay's and Awesome Spectral Indices' names) tell them apart.
+_S2_ALIASES: tuple[tuple[str, ...], ...] = ((), (), (), (), ("rededge1",), ("rededge2",),
+                                            ("rededge3",), (), (), (), (), (), ())  # fmt: skip
 
-register_sensor(
+# SSL4EO-S12 band statistics (Wang et al., "SSL4EO-S12", IEEE GRSM 2023), computed on
+# 50k of its patches and published in zhu-xlab/SSL4EO-S12
+# src/benchmark/pretrain_ssl/datasets/SSL4EO/ssl4eo_dataset.py (commit 1dc0c83), the
+# file torchgeo's SSL4EO-S12 code cites. Units: stored DN (reflectance x 10000); the
+# catalog divides them by 10000 to match the records' scaling. Band order B01-B12 with
+# B8A after B08 (L1C with B10, L2A without), as in the catalog.
+_SSL4EO_S12_CITATION = (
+    "Statistics: SSL4EO-S12 (Wang et al. 2023), zhu-xlab/SSL4EO-S12 "
+    "src/benchmark/pretrain_ssl/datasets/SSL4EO/ssl4eo_dataset.py (S2C_* for L1C, S2A_* "
+    "for L2A; 50k patches), divided by 10000."
+)
+_SSL4EO_L1C_MEAN_DN = (1605.57504906, 1390.78157673, 1314.8729939, 1363.52445545, 1549.44374991,
+                       2091.74883118, 2371.7172463, 2299.90463006, 2560.29504086, 830.06605044,
+                       22.10351321, 2177.07172323, 1524.06546312)  # fmt: skip
+_SSL4EO_L1C_STD_DN = (786.78685367, 850.34818441, 875.06484736, 1138.84957046, 1122.17775652,
+                      1161.59187054, 1274.39184232, 1248.42891965, 1345.52684884, 577.31607053,
+                      51.15431158, 1336.09932639, 1136.53823676)  # fmt: skip
+_SSL4EO_L2A_MEAN_DN = (752.40087073, 884.29673756, 1144.16202635, 1297.47289228, 1624.90992062,
+                       2194.6423161, 2422.21248945, 2517.76053101, 2581.64687018, 2645.51888987,
+                       2368.51236873, 1805.06846033)  # fmt: skip
+_SSL4EO_L2A_STD_DN = (1108.02887453, 1155.15170768, 1183.6292542, 1368.11351514, 1370.265037,
+                      1355.55390699, 1416.51487101, 1474.78900051, 1439.3086061, 1582.28010962,
+                      1455.52084939, 1343.48379601)  # fmt: skip
+
+
+def _per_reflectance(values: tuple[float, ...]) -> tuple[float, ...]:
+    """Sentinel-2 DN statistics in reflectance units (the records' ``/10000`` scaling)."""
+    return tuple(v / 10000.0 for v in values)
+
+
+_S2_L1C = register_sensor(
     Sensor(
         name="sentinel2_l1c",
         bands=_S2_BANDS,
         wavelengths=_S2_WAVELENGTHS,
         bandwidths=_S2_BANDWIDTHS,
         common_names=_S2_COMMON,
+        aliases=_S2_ALIASES,
         gsd=10.0,
         scaling=ValueScaling.uniform(divisor=10000.0),
-        description="Sentinel-2 MSI Level-1C top-of-atmosphere reflectance, 13 bands.",
-        citation="ESA Sentinel-2 MSI spectral response functions (S2A).",
+        mean=_per_reflectance(_SSL4EO_L1C_MEAN_DN),
+        std=_per_reflectance(_SSL4EO_L1C_STD_DN),
+        description=(
+            "Sentinel-2 MSI Level-1C top-of-atmosphere reflectance, 13 bands, /10000; "
+            "SSL4EO-S12 statistics."
+        ),
+        citation="ESA Sentinel-2 MSI spectral response functions (S2A). " + _SSL4EO_S12_CITATION,
     )
 )
-_L2A = [i for i, b in enumerate(_S2_BANDS) if b != "B10"]
+# torchgeo's SSL4EO-S12 weights (MoCo, DINO; ResNet and ViT) take L1C divided by 10000
+# and nothing else (torchgeo/models/resnet.py, _ssl4eo_s12_transforms_s2_10k): weights
+# entries name this record so their input spec does not standardise.
 register_sensor(
-    Sensor(
-        name="sentinel2_l2a",
-        bands=tuple(_S2_BANDS[i] for i in _L2A),
-        wavelengths=tuple(_S2_WAVELENGTHS[i] for i in _L2A),
-        bandwidths=tuple(_S2_BANDWIDTHS[i] for i in _L2A),
-        common_names=tuple(_S2_COMMON[i] for i in _L2A),
-        gsd=10.0,
-        scaling=ValueScaling.uniform(divisor=10000.0),
-        description="Sentinel-2 MSI Level-2A surface reflectance, 12 bands (no B10 cirrus).",
-        citation="ESA Sentinel-2 MSI spectral response functions (S2A).",
+    replace(
+        _S2_L1C,
+        name="ssl4eo_s12_sentinel2_l1c",
+        mean=None,
+        std=None,
+        description=(
+            "Sentinel-2 L1C, 13 bands, as torchgeo's SSL4EO-S12 weights take it: /10000, "
+            "no standardisation."
+        ),
+        citation=(
+            "ESA Sentinel-2 MSI spectral response functions (S2A). Input rule: torchgeo "
+            "torchgeo/models/resnet.py _ssl4eo_s12_transforms_s2_10k (Normalize(0, 10000))."
+        ),
+    )
+)
+register_sensor(
+    replace(
+        _S2_L1C.select([b for b in _S2_BANDS if b != "B10"], name="sentinel2_l2a"),
+        mean=_per_reflectance(_SSL4EO_L2A_MEAN_DN),
+        std=_per_reflectance(_SSL4EO_L2A_STD_DN),
+        description=(
+            "Sentinel-2 MSI Level-2A surface reflectance, 12 bands (no B10 cirrus), /10000; "
+            "SSL4EO-S12 statistics."
+        ),
     )
 )
 register_sensor(
@@ -575,6 +775,12 @@ _LANDSAT_BANDWIDTHS = (15.98, 60.04, 57.33, 37.47, 28.25, 84.72, 186.66, 172.40,
 _LANDSAT_COMMON: tuple[str | None, ...] = ("coastal", "blue", "green", "red", "nir08", "swir16",
                                             "swir22", "pan", "cirrus", "lwir11",
                                             "lwir12")  # fmt: skip
+# Collection-2 product names (Level-2 surface reflectance SR_B1-SR_B7, surface
+# temperature ST_B10; also torchgeo's and Google Earth Engine's band names).
+_LANDSAT_ALIASES: tuple[tuple[str, ...], ...] = tuple(
+    (f"SR_{b}",) if i < 7 else (("ST_B10",) if b == "B10" else ())
+    for i, b in enumerate(_LANDSAT_BANDS)
+)
 _LANDSAT_CITATION = (
     "Barsi et al. 2014, Remote Sens. 6(10):10232 (OLI); USGS Landsat 8/9 band designations (TIRS)."
 )
@@ -585,6 +791,7 @@ _LANDSAT = register_sensor(
         wavelengths=_LANDSAT_WAVELENGTHS,
         bandwidths=_LANDSAT_BANDWIDTHS,
         common_names=_LANDSAT_COMMON,
+        aliases=_LANDSAT_ALIASES,
         gsd=15.0,
         description=(
             "Landsat 8 OLI/TIRS and Landsat 9 OLI-2/TIRS-2, bands B1-B11 as stored "
@@ -600,6 +807,41 @@ register_sensor(
     )
 )
 
+# Landsat 8/9 Collection-2 Level-2 surface reflectance, the six bands Clay v1 trains
+# on (its only published Landsat 8/9 statistics). USGS scaling of the stored uint16
+# values: reflectance = DN * 2.75e-5 - 0.2, i.e. (DN - 7272.72...) / 36363.63...
+# Clay publishes mean/std on the stored DN (Clay-foundation/model configs/metadata.yaml,
+# "landsat-c2l2-sr"); the catalog maps them linearly to reflectance units.
+_C2L2_SR_GAIN, _C2L2_SR_ADD = 2.75e-5, -0.2
+_CLAY_LANDSAT_SR_DN = {  # band: (mean, std) in stored DN
+    "B2": (12474.0, 10144.0),  # blue
+    "B3": (13310.0, 9408.0),  # green
+    "B4": (13705.0, 9578.0),  # red
+    "B5": (17801.0, 8277.0),  # nir08
+    "B6": (14615.0, 5300.0),  # swir16
+    "B7": (12701.0, 4522.0),  # swir22
+}
+register_sensor(
+    replace(
+        _LANDSAT.select(tuple(_CLAY_LANDSAT_SR_DN), name="landsat89_c2l2_sr"),
+        gsd=30.0,
+        scaling=ValueScaling.uniform(
+            divisor=1 / _C2L2_SR_GAIN, offset=-_C2L2_SR_ADD / _C2L2_SR_GAIN
+        ),
+        mean=tuple(m * _C2L2_SR_GAIN + _C2L2_SR_ADD for m, _ in _CLAY_LANDSAT_SR_DN.values()),
+        std=tuple(s * _C2L2_SR_GAIN for _, s in _CLAY_LANDSAT_SR_DN.values()),
+        description=(
+            "Landsat 8/9 Collection-2 Level-2 surface reflectance, bands B2-B7 (SR_B2-SR_B7) "
+            "as stored (uint16); USGS scale DN * 2.75e-5 - 0.2; Clay v1 statistics."
+        ),
+        citation=(
+            _LANDSAT_CITATION + " Scaling: USGS Landsat Collection 2 Level-2 Science Product "
+            "Guide. Statistics: Clay-foundation/model configs/metadata.yaml "
+            "(landsat-c2l2-sr; Clay v1 training data, Landsat 8 and 9), mapped to reflectance."
+        ),
+    )
+)
+
 # --- SpectralEarth hyperspectral sensors ----------------------------------------
 _SE_CITATION = (
     "SpectralEarth (Braham et al., arXiv 2408.08447); statistics from "
@@ -608,6 +850,29 @@ _SE_CITATION = (
 _SE_STATS: dict[str, dict[str, list[float]]] = _read_package_json("spectral_earth_stats.json")[
     "sensors"
 ]
+
+
+def _band_table(filename: str) -> dict[str, Any]:
+    """``bands``, ``wavelengths`` and ``bandwidths`` of a packaged band table (CSV).
+
+    Rows carry ``center_nm`` and ``fwhm_nm`` and name the band either directly
+    (``band``) or by its zero-based position in the sensor (``original_idx``,
+    named ``B<1-based, 3 digits>``).
+    """
+    rows = _read_package_csv(filename)
+    return {
+        "bands": tuple(
+            r["band"] if "band" in r else f"B{int(r['original_idx']) + 1:03d}" for r in rows
+        ),
+        "wavelengths": tuple(float(r["center_nm"]) for r in rows),
+        "bandwidths": tuple(float(r["fwhm_nm"]) for r in rows),
+    }
+
+
+def _numbered_bands(wavelengths: Iterable[float]) -> dict[str, Any]:
+    """``bands`` ``B001``, ``B002``, ... and ``wavelengths`` of a sensor without a band table."""
+    centres = tuple(wavelengths)
+    return {"bands": tuple(f"B{i + 1:03d}" for i in range(len(centres))), "wavelengths": centres}
 
 
 def _register_spectral_earth(
@@ -638,13 +903,10 @@ def _register_spectral_earth(
     )
 
 
-_ENMAP_ROWS = _read_package_csv("enmap_spectral_earth_bands.csv")
 _register_spectral_earth(
     "enmap_spectral_earth",
     "enmap",
-    bands=tuple(f"B{int(r['original_idx']) + 1:03d}" for r in _ENMAP_ROWS),
-    wavelengths=tuple(float(r["center_nm"]) for r in _ENMAP_ROWS),
-    bandwidths=tuple(float(r["fwhm_nm"]) for r in _ENMAP_ROWS),
+    **_band_table("enmap_spectral_earth_bands.csv"),
     description=(
         "EnMAP L2A, the 202 of 224 bands SpectralEarth keeps (names are 1-based "
         "EnMAP band numbers); statistics on raw int16 reflectance DN."
@@ -658,8 +920,7 @@ _register_spectral_earth(
 _register_spectral_earth(
     "desis_spectral_earth",
     "desis",
-    bands=tuple(f"B{i + 1:03d}" for i in range(235)),
-    wavelengths=tuple(round(401.275 + 2.553 * i, 3) for i in range(235)),
+    **_numbered_bands(round(401.275 + 2.553 * i, 3) for i in range(235)),
     description=(
         "DESIS (ISS) 235 VNIR bands with SpectralEarth's statistics on raw DN; "
         "centre wavelengths are nominal (401.275 nm + 2.553 nm per band)."
@@ -673,13 +934,10 @@ _register_spectral_earth(
 # the USGS table, in L1 band order. SpectralEarth does not publish its band
 # list; 198 is the USGS calibrated count and the statistics' absorption dips
 # (near 1400 and 1900 nm) fall on these positions.
-_HYPERION_ROWS = _read_package_csv("hyperion_usgs_bands.csv")
 _register_spectral_earth(
     "eo1_hyperion_spectral_earth",
     "eo1",
-    bands=tuple(r["band"] for r in _HYPERION_ROWS),
-    wavelengths=tuple(float(r["center_nm"]) for r in _HYPERION_ROWS),
-    bandwidths=tuple(float(r["fwhm_nm"]) for r in _HYPERION_ROWS),
+    **_band_table("hyperion_usgs_bands.csv"),
     description=(
         "EO-1 Hyperion, the 198 USGS-calibrated bands in L1 order (VNIR B008-B057, "
         "then SWIR B077-B224), with SpectralEarth's statistics on raw DN."
@@ -693,8 +951,7 @@ _register_spectral_earth(
 _register_spectral_earth(
     "hyperview_spectral_earth",
     "hyperview",
-    bands=tuple(f"B{i + 1:03d}" for i in range(150)),
-    wavelengths=tuple(round(462.0 + i * (942.0 - 462.0) / 149, 3) for i in range(150)),
+    **_numbered_bands(round(462.0 + i * (942.0 - 462.0) / 149, 3) for i in range(150)),
     gsd=None,
     description=(
         "HYPERVIEW challenge airborne hyperspectral data, 150 bands 462-942 nm "
@@ -797,7 +1054,6 @@ register_sensor(
 
 # --- Satlas input rules ---------------------------------------------------------------
 _SATLAS_CITATION = "allenai/satlaspretrain_models README and allenai/satlas Normalization.md."
-_S2_L1C = get_sensor("sentinel2_l1c")
 _TCI = ("B04", "B03", "B02")
 _SATLAS_S2_MS_SOURCE = _S2_L1C.select((*_TCI, "B05", "B06", "B07", "B08", "B11", "B12"))
 register_sensor(
@@ -808,6 +1064,8 @@ register_sensor(
         scaling=ValueScaling(
             offset=(0.0,) * 9, divisor=(255.0,) * 3 + (8160.0,) * 6, clip=(0.0, 1.0)
         ),
+        mean=None,  # Satlas standardises nothing: the SSL4EO-S12 statistics do not apply
+        std=None,
         description=(
             "Satlas Sentinel-2 multispectral input: 8-bit true-colour image (TCI R, G, B) "
             "/255, then B05, B06, B07, B08, B11, B12 /8160, all clipped to [0, 1]."
@@ -821,6 +1079,8 @@ register_sensor(
         name="satlas_sentinel2_rgb",
         bands=("TCI_B04", "TCI_B03", "TCI_B02"),
         scaling=ValueScaling.uniform(divisor=255.0, clip=(0.0, 1.0)),
+        mean=None,
+        std=None,
         description="Satlas Sentinel-2 RGB input: 8-bit true-colour image (TCI) /255.",
         citation=_SATLAS_CITATION,
     )

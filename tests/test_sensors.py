@@ -13,6 +13,7 @@ from geofm.errors import ShapeError, UnknownNameError
 from geofm.sensors import (
     Sensor,
     ValueScaling,
+    band_name_key,
     get_sensor,
     list_sensors,
     resolve_bands,
@@ -22,9 +23,11 @@ from geofm.sensors import (
 EXPECTED_SENSORS = {
     "sentinel2_l1c": 13,
     "sentinel2_l2a": 12,
+    "ssl4eo_s12_sentinel2_l1c": 13,
     "rgb": 3,
     "landsat89_oli": 9,
     "landsat89_oli_tirs": 11,
+    "landsat89_c2l2_sr": 6,
     "enmap_spectral_earth": 202,
     "desis_spectral_earth": 235,
     "eo1_hyperion_spectral_earth": 198,
@@ -230,9 +233,157 @@ def test_resolve_wavelengths_errors(
 
 def test_band_index_names_the_sensor_and_suggests() -> None:
     with pytest.raises(
-        UnknownNameError, match="not a band of sensor 'sentinel2_l2a'. Did you mean"
+        UnknownNameError, match="'B13' is not a band of sensor 'sentinel2_l2a'. Did you mean"
     ):
-        get_sensor("sentinel2_l2a").band_index("B8")
+        get_sensor("sentinel2_l2a").band_index("B13")
+    with pytest.raises(UnknownNameError, match="Did you mean 'nir08'"):
+        get_sensor("sentinel2_l2a").band_index("nir8x")
+
+
+@pytest.mark.parametrize(
+    ("sensor", "spellings", "canonical"),
+    [
+        ("sentinel2_l2a", ["B4", "B04", "b04", "b4", "red", "RED", " B04 "], "B04"),
+        ("sentinel2_l2a", ["B8A", "B8a", "b08a", "nir08"], "B8A"),
+        ("sentinel2_l2a", ["B8", "B08", "nir"], "B08"),
+        ("sentinel2_l2a", ["B5", "rededge1", "RedEdge1"], "B05"),
+        ("sentinel2_l1c", ["B10", "cirrus"], "B10"),
+        ("landsat89_oli_tirs", ["SR_B4", "sr_b4", "B4", "B04", "red"], "B4"),
+        ("landsat89_oli_tirs", ["ST_B10", "B10", "lwir11"], "B10"),
+        ("landsat89_oli", ["B8", "pan"], "B8"),
+        ("enmap_spectral_earth", ["B001", "B1", "b01"], "B001"),
+        ("satlas_sentinel2_ms", ["TCI_B04", "tci_b4", "red"], "TCI_B04"),
+    ],
+)
+def test_one_resolver_takes_every_spelling(
+    sensor: str, spellings: list[str], canonical: str
+) -> None:
+    record = get_sensor(sensor)
+    want = record.bands.index(canonical)
+    assert [record.band_index(n) for n in spellings] == [want] * len(spellings)
+    assert record.canonical(spellings) == (canonical,) * len(spellings)
+
+
+def test_ambiguous_names_raise_naming_every_candidate() -> None:
+    s2 = get_sensor("sentinel2_l2a")
+    with pytest.raises(UnknownNameError, match="'rededge' is ambiguous .* B05, B06, B07"):
+        s2.band_index("rededge")
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        s2.select(["B04", "rededge"])
+    # WorldView-3 has one red-edge band, so the same common name resolves there.
+    assert get_sensor("worldview3_spacenet2_ms").band_index("rededge") == 5
+
+
+def test_landsat_numbers_are_not_sentinel2_numbers() -> None:
+    # B5 / B8 are red edge / NIR on Sentinel-2 but NIR / pan on Landsat 8/9.
+    s2, landsat = get_sensor("sentinel2_l2a"), get_sensor("landsat89_oli")
+    assert s2.wavelengths[s2.band_index("B5")] == 704.1
+    assert landsat.wavelengths[landsat.band_index("B5")] == 864.67
+    assert landsat.common_names is not None
+    assert landsat.common_names[landsat.band_index("B8")] == "pan"
+    with pytest.raises(UnknownNameError, match="not a band of sensor 'landsat89_oli'"):
+        landsat.band_index("B8A")
+
+
+def test_canonical_and_select_return_catalog_identifiers() -> None:
+    s2 = get_sensor("sentinel2_l2a")
+    sub = s2.select(["red", "b3", "B2", "nir08"])
+    assert sub.bands == ("B04", "B03", "B02", "B8A")
+    assert sub.name == "sentinel2_l2a[B04,B03,B02,B8A]"
+    assert sub.aliases == ((), (), (), ())
+    edge = s2.select(["rededge2"])
+    assert edge.aliases == (("rededge2",),) and edge.band_index("rededge2") == 0
+    with pytest.raises(TypeError, match="sequence of band names"):
+        s2.canonical("B04")
+    with pytest.raises(TypeError, match="must be strings"):
+        s2.band_index(4)  # type: ignore[arg-type]
+
+
+def test_band_name_key_folds_case_and_zero_padding_only() -> None:
+    assert band_name_key("B04") == band_name_key("b4") == band_name_key("B004") == "b4"
+    assert band_name_key("B8A") == band_name_key("b08a") == "b8a"
+    assert band_name_key("B8") != band_name_key("B8A")
+    assert band_name_key("SR_B4") == "sr_b4" != band_name_key("B4")
+    assert band_name_key("swir16") == "swir16" and band_name_key("nir") == "nir"
+
+
+def test_sensor_rejects_names_that_differ_only_in_spelling() -> None:
+    with pytest.raises(ValueError, match="differ only in case or zero padding"):
+        Sensor("toy_pad", bands=("B4", "B04"), wavelengths=(500.0, 600.0))
+    with pytest.raises(ShapeError, match="2 bands but 1 aliases"):
+        Sensor("toy_alias", bands=("a", "b"), wavelengths=(500.0, 600.0), aliases=(("x",),))
+
+
+def test_resolve_bands_with_a_sensor_gives_the_canonical_record() -> None:
+    record = resolve_bands(["SR_B4", "nir08", "b3"], sensor="landsat89_oli")
+    assert isinstance(record, Sensor)
+    assert record.bands == ("B4", "B5", "B3")
+    assert record.wavelengths == (654.59, 864.67, 561.41)
+    assert resolve_bands(["B4"]) == ("B4",)  # no sensor: names only
+    with pytest.raises(ValueError, match="Pass band names with sensor="):
+        resolve_bands("rgb", sensor="rgb")
+    with pytest.raises(UnknownNameError, match="ambiguous"):
+        resolve_bands(["rededge"], sensor="sentinel2_l1c")
+    assert resolve_wavelengths(["SR_B4", "ST_B10"], sensor="landsat89_oli_tirs") == (
+        654.59,
+        10895.0,
+    )
+
+
+# SSL4EO-S12 statistics in stored DN, as published in zhu-xlab/SSL4EO-S12
+# src/benchmark/pretrain_ssl/datasets/SSL4EO/ssl4eo_dataset.py (first, B04 and last band).
+@pytest.mark.parametrize(
+    ("name", "band", "mean_dn", "std_dn"),
+    [
+        ("sentinel2_l1c", "B01", 1605.57504906, 786.78685367),
+        ("sentinel2_l1c", "B04", 1363.52445545, 1138.84957046),
+        ("sentinel2_l1c", "B10", 22.10351321, 51.15431158),
+        ("sentinel2_l1c", "B12", 1524.06546312, 1136.53823676),
+        ("sentinel2_l2a", "B01", 752.40087073, 1108.02887453),
+        ("sentinel2_l2a", "B04", 1297.47289228, 1368.11351514),
+        ("sentinel2_l2a", "B8A", 2581.64687018, 1439.3086061),
+        ("sentinel2_l2a", "B12", 1805.06846033, 1343.48379601),
+    ],
+)
+def test_sentinel2_statistics_are_ssl4eo_s12s(
+    name: str, band: str, mean_dn: float, std_dn: float
+) -> None:
+    sensor = get_sensor(name)
+    i = sensor.band_index(band)
+    assert sensor.mean is not None and sensor.std is not None
+    # Statistics are on the scaled values: DN / 10000.
+    assert sensor.scaling.divisor[i] == 10000.0 and sensor.scaling.offset[i] == 0.0
+    assert sensor.mean[i] == pytest.approx(mean_dn / 10000.0, rel=1e-12)
+    assert sensor.std[i] == pytest.approx(std_dn / 10000.0, rel=1e-12)
+    assert "SSL4EO-S12" in sensor.citation
+
+
+def test_landsat_surface_reflectance_follows_usgs_scaling_and_clay_statistics() -> None:
+    sr = get_sensor("landsat89_c2l2_sr")
+    assert sr.bands == ("B2", "B3", "B4", "B5", "B6", "B7")
+    assert sr.canonical(["SR_B4", "SR_B7"]) == ("B4", "B7")
+    # USGS Collection 2 Level-2: reflectance = DN * 0.0000275 - 0.2.
+    dn = [7273.0, 10000.0, 20000.0, 43636.0, 0.0, 65535.0]
+    assert _apply(sr.scaling, dn) == pytest.approx([v * 0.0000275 - 0.2 for v in dn])
+    # Clay's published mean/std of the stored DN (red: 13705 / 9578, swir22: 12701 / 4522)
+    # give the same standardised value as the catalog's reflectance statistics.
+    assert sr.mean is not None and sr.std is not None
+    for band, mean_dn, std_dn in (("B4", 13705.0, 9578.0), ("B7", 12701.0, 4522.0)):
+        i = sr.band_index(band)
+        raw = 15000.0
+        scaled = _apply(sr.scaling, [raw] * 6)[i]
+        assert (scaled - sr.mean[i]) / sr.std[i] == pytest.approx((raw - mean_dn) / std_dn)
+    assert "Clay" in sr.citation and "Landsat Collection 2 Level-2" in sr.citation
+
+
+def test_records_of_unstandardised_inputs_do_not_inherit_sentinel2_statistics() -> None:
+    assert get_sensor("satlas_sentinel2_ms").mean is None
+    assert get_sensor("satlas_sentinel2_rgb").std is None
+    # torchgeo's SSL4EO-S12 weights take L1C / 10000 only.
+    ssl4eo = get_sensor("ssl4eo_s12_sentinel2_l1c")
+    l1c = get_sensor("sentinel2_l1c")
+    assert ssl4eo.mean is None and ssl4eo.std is None
+    assert ssl4eo.bands == l1c.bands and ssl4eo.scaling == l1c.scaling
 
 
 def test_unknown_sensor_suggests_close_names() -> None:

@@ -215,7 +215,7 @@ def test_embed_matches_per_band_reference() -> None:
     with torch.no_grad():
         embed.bias.normal_()  # type: ignore[union-attr]
         embed.kernel_generator.bias.normal_()
-    x = torch.randn(2, 3, 8, 8)
+    x = torch.randn(2, 3, 8, 12)
     waves = [490.0, 842.0, 2190.0]
     torch.testing.assert_close(
         embed(x, wavelengths=waves), _reference_embed(embed, x, waves), atol=1e-4, rtol=1e-4
@@ -314,7 +314,7 @@ def test_embed_rejects_missing_or_bad_spectral_metadata() -> None:
     embed = WavelengthPatchEmbed(embed_dim=8, patch_size=2)
     with pytest.raises(ValueError, match="has no wavelengths"):
         embed(torch.randn(1, 1, 2, 2))
-    with pytest.raises(ValueError, match="positive, finite wavelengths"):
+    with pytest.raises(ValueError, match=r"in \[100, 20000\] nm.*got \(490.0, -1.0\)\.$"):
         embed(torch.randn(1, 2, 2, 2), wavelengths=[490.0, -1.0])
     with pytest.raises(ValueError, match="use_bandwidth=False"):
         embed(torch.randn(1, 1, 2, 2), wavelengths=[490.0], bandwidths=[10.0])
@@ -325,12 +325,81 @@ def test_embed_rejects_missing_or_bad_spectral_metadata() -> None:
         bw(torch.randn(1, 1, 2, 2), wavelengths=[490.0])
     with pytest.raises(ShapeError, match="2 wavelengths but 1 bandwidths"):
         WavelengthPatchEmbed(
-            embed_dim=8, patch_size=2, wavelengths=[1.0, 2.0], bandwidths=[1.0], use_bandwidth=True
+            embed_dim=8,
+            patch_size=2,
+            wavelengths=[490.0, 560.0],
+            bandwidths=[10.0],
+            use_bandwidth=True,
         )
     with pytest.raises(ValueError, match="band_reduction"):
         WavelengthPatchEmbed(embed_dim=8, patch_size=2, band_reduction="max")  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match=r"\(N, C, H, W\)"):
         embed(torch.randn(1, 2, 2), wavelengths=[490.0])
+
+
+MICROMETRES = [0.4924, 0.5598, 0.6646]  # Sentinel-2 B02-B04 in um: 1000x too small
+
+
+def _embed(**kwargs: object) -> WavelengthPatchEmbed:
+    return WavelengthPatchEmbed(embed_dim=8, patch_size=2, **kwargs)  # type: ignore[arg-type]
+
+
+UM_HINT = r"centre wavelengths in nanometres, in \[100, 20000\] nm.*micrometres: multiply by 1000"
+
+
+def test_constructor_refuses_micrometre_wavelengths() -> None:
+    with pytest.raises(ValueError, match=f"^WavelengthPatchEmbed: .*{UM_HINT}"):
+        _embed(wavelengths=MICROMETRES)
+
+
+def test_forward_refuses_micrometre_wavelengths_as_list_and_tensor() -> None:
+    embed = _embed(wavelengths=[490.0, 560.0, 665.0])
+    x = torch.randn(2, 3, 4, 6)
+    with pytest.raises(ValueError, match=UM_HINT):
+        embed(x, wavelengths=MICROMETRES)
+    with pytest.raises(ValueError, match=UM_HINT):
+        embed(x, wavelengths=torch.tensor(MICROMETRES))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_accelerator_tensors_are_checked_too() -> None:
+    embed = _embed(wavelengths=[490.0, 560.0, 665.0]).cuda()
+    x = torch.randn(2, 3, 4, 6, device="cuda")
+    with pytest.raises(ValueError, match=UM_HINT):
+        embed(x, wavelengths=torch.tensor(MICROMETRES, device="cuda"))
+    good = embed(x, wavelengths=torch.tensor([490.0, 560.0, 665.0], device="cuda"))
+    torch.testing.assert_close(good, embed(x))
+
+
+def test_generate_and_generate_kernel_refuse_micrometre_wavelengths() -> None:
+    with pytest.raises(ValueError, match=UM_HINT):
+        _embed().generate(MICROMETRES)
+    with pytest.raises(ValueError, match=UM_HINT):
+        _embed(generator="dofa").generate_kernel(MICROMETRES)
+
+
+@pytest.mark.parametrize("bad", [99.0, 20001.0, float("nan"), float("inf")])
+def test_wavelengths_outside_100_to_20000_nm_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"nanometres, in \[100, 20000\] nm") as info:
+        _embed().generate([490.0, bad])
+    assert "micrometres" not in str(info.value)  # only one value is off: no unit hint
+
+
+def test_range_ends_are_accepted() -> None:
+    kernel = _embed().generate_kernel([100.0, 20000.0])
+    assert kernel.shape == (8, 2, 2, 2) and torch.isfinite(kernel).all()
+
+
+def test_micrometre_bandwidths_are_refused_with_the_unit() -> None:
+    embed = _embed(use_bandwidth=True)
+    with pytest.raises(ValueError, match=r"bandwidths must be full widths at half maximum in nano"):
+        embed.generate([490.0, 560.0], [0.066, 0.036])
+    with pytest.raises(ValueError, match="micrometres: multiply by 1000"):
+        embed.generate([490.0, 560.0], [0.066, 0.036])
+    with pytest.raises(ValueError, match=r"in \[1, 20000\] nm"):
+        _embed(use_bandwidth=True, wavelengths=[490.0], bandwidths=[0.0])
+    with pytest.raises(ValueError, match=r"got \(66.0, 25000.0\)\.$"):
+        embed.generate([490.0, 560.0], [66.0, 25000.0])
 
 
 def test_sincos_embedding_formula_and_errors() -> None:

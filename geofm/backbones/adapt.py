@@ -1,21 +1,35 @@
 """Adapt a pretrained first layer to another input band set.
 
-timm only adapts from a 3-channel source and otherwise leaves the stem random
-(timm issue #2445). geofm adapts from **any** source channel count:
+Two regimes, chosen by what is known about the bands:
 
-1. When band names (or STAC common names) of source and target are known,
-   a target band that exists in the source copies that source slice exactly.
-2. A target band with a known centre wavelength that has no match is
-   linearly interpolated between the two source bands whose wavelengths
-   bracket it (the nearest source band outside the source range).
-3. A target band with no name match and no wavelength gets the mean of the
-   source slices.
-4. When no band information is available at all, channels are repeated
-   cyclically and the kernel is rescaled by ``C_src / C_dst`` (timm's rule),
-   so the response to an input with equal values in every band is preserved.
+**Band information on both sides** (a :class:`~geofm.sensors.Sensor` or band
+names for the pretrained kernel *and* for the new input). Names go through the
+one band resolver of :mod:`geofm.sensors` (``B4``, ``B04``, ``red``, ``SR_B4``
+... all name the same band, so they pick the same kernel):
+
+1. A target band that is a band of the source copies that source slice exactly.
+   Between two sensor records a band counts as the same when it answers to the
+   same identifier with centre wavelengths within 5 nm, or when its STAC
+   common name names exactly one source band.
+2. A target band of a sensor record (so with a known centre wavelength) that
+   has no counterpart is linearly interpolated between the two source bands
+   whose wavelengths bracket it, or copies the nearest source band outside the
+   source range. Every such channel is listed in the report
+   (``"interpolate"`` / ``"nearest"``).
+3. A target band given only by name that matches no source band is an error
+   (with close names). Nothing is averaged or guessed.
+
+**No band information on one side**: timm's ``adapt_input_conv`` exactly,
+which needs a 3-channel (RGB) source: one target channel gets the sum of the
+three kernels; any other count repeats them cyclically and rescales by
+``3 / C_dst``. Any other source channel count is an error that says which band
+information to pass.
 
 Every choice is recorded in an :class:`AdaptationReport`; nothing is ever
 re-initialised silently. Wavelengths are in nanometres (see :mod:`geofm.sensors`).
+
+Reference: timm ``timm/models/_manipulate.py`` ``adapt_input_conv``
+(https://github.com/huggingface/pytorch-image-models).
 
 Example:
     >>> import torch
@@ -32,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,15 +54,21 @@ from typing import Literal
 
 import torch
 
-from geofm.errors import ShapeError
-from geofm.sensors import Sensor
+from geofm.errors import ShapeError, UnknownNameError
+from geofm.sensors import Sensor, band_name_key
 
 __all__ = ["AdaptationReport", "BandInfo", "ChannelOrigin", "adapt_input_weight"]
 
 BandInfo = Sensor | Sequence[str]
 """Band information: a :class:`~geofm.sensors.Sensor` or a sequence of band names."""
 
-Method = Literal["copy", "interpolate", "nearest", "mean", "repeat"]
+Method = Literal["copy", "interpolate", "nearest", "sum", "repeat"]
+
+# Centre wavelengths of "the same band" in two sensor records differ by less than
+# this (S2A vs S2B differ by < 5 nm; different bands of one sensor by far more).
+_SAME_BAND_NM = 5.0
+# timm's adapt_input_conv knows only RGB sources.
+_TIMM_SOURCE_CHANS = 3
 
 
 @dataclass(frozen=True)
@@ -59,8 +80,8 @@ class ChannelOrigin:
         band: Target band name, if known.
         method: ``"copy"`` (same band in the source), ``"interpolate"``
             (between two source bands by wavelength), ``"nearest"`` (outside
-            the source wavelength range), ``"mean"`` (no information), or
-            ``"repeat"`` (no band information at all; cyclic repeat).
+            the source wavelength range), ``"sum"`` (timm: one channel from RGB),
+            or ``"repeat"`` (timm: cyclic repeat, rescaled).
         sources: ``(source_index, weight)`` pairs combined for this channel.
 
     Example:
@@ -87,14 +108,14 @@ class AdaptationReport:
         source_in_chans: Channel count of the pretrained layer.
         target_in_chans: Channel count after adaptation.
         channels: One :class:`ChannelOrigin` per target channel.
-        rescale: Factor the whole kernel was multiplied by (``1.0`` unless
-            the cyclic-repeat rule applied).
+        rescale: Factor the repeated kernels were multiplied by (``1.0`` unless
+            timm's cyclic-repeat rule applied).
 
     Example:
         >>> import torch
         >>> _, r = adapt_input_weight(torch.ones(2, 3, 1, 1), target_in_chans=6)
-        >>> r.new_channels
-        (0, 1, 2, 3, 4, 5)
+        >>> r.new_channels, r.rescale
+        ((0, 1, 2, 3, 4, 5), 0.5)
     """
 
     source_in_chans: int
@@ -112,6 +133,38 @@ class AdaptationReport:
         """Target channels that did not exist in the source."""
         return tuple(c.index for c in self.channels if c.is_new)
 
+    @property
+    def is_identity(self) -> bool:
+        """True when every channel copies the source channel of the same index."""
+        return self.source_in_chans == self.target_in_chans and self.copied == {
+            i: i for i in range(self.target_in_chans)
+        }
+
+    def summary(self) -> str:
+        """One line: how many channels each method produced.
+
+        Returns:
+            E.g. ``"3 copied, 8 interpolated by wavelength, 2 nearest by wavelength"``.
+
+        Example:
+            >>> import torch
+            >>> from geofm.sensors import get_sensor
+            >>> _, r = adapt_input_weight(torch.ones(1, 9, 1, 1), target_in_chans=12,
+            ...     source_bands=get_sensor("landsat89_oli"),
+            ...     target_bands=get_sensor("sentinel2_l2a"))
+            >>> r.summary()
+            '7 copied, 5 interpolated by wavelength'
+        """
+        labels = {
+            "copy": "copied",
+            "interpolate": "interpolated by wavelength",
+            "nearest": "nearest by wavelength",
+            "sum": "summed (timm)",
+            "repeat": "repeated (timm)",
+        }
+        counts = {m: sum(c.method == m for c in self.channels) for m in labels}
+        return ", ".join(f"{n} {labels[m]}" for m, n in counts.items() if n)
+
     def __str__(self) -> str:
         rows = [f"input channels {self.source_in_chans} -> {self.target_in_chans}"]
         for c in self.channels:
@@ -122,23 +175,14 @@ class AdaptationReport:
         return "\n".join(rows)
 
 
-def _names(info: BandInfo | None) -> list[tuple[str, ...]] | None:
-    """Per band, the set of names it answers to (identifier + common name)."""
-    if info is None:
-        return None
-    if isinstance(info, Sensor):
-        common = info.common_names or (None,) * info.num_bands
-        return [tuple(n for n in (b, c) if n) for b, c in zip(info.bands, common, strict=True)]
-    return [(str(b),) for b in info]
-
-
-def _wavelengths(info: BandInfo | None) -> list[float] | None:
-    return list(info.wavelengths) if isinstance(info, Sensor) else None
+def _count(info: BandInfo) -> int:
+    return info.num_bands if isinstance(info, Sensor) else len(info)
 
 
 def _interpolation(
     target_wl: float, source_wl: Sequence[float]
 ) -> tuple[Method, tuple[tuple[int, float], ...]]:
+    """Linear interpolation weights of ``target_wl`` between the bracketing source bands."""
     order = sorted(range(len(source_wl)), key=lambda i: source_wl[i])
     lo, hi = order[0], order[-1]
     if target_wl <= source_wl[lo]:
@@ -153,6 +197,129 @@ def _interpolation(
     raise AssertionError("unreachable: target wavelength is inside the source range")
 
 
+def _same_band(source: Sensor, target: Sensor, i: int) -> int | None:
+    """The source band that is target band ``i``, or ``None`` (see the module docstring)."""
+    try:
+        j = source.band_index(target.bands[i])
+    except UnknownNameError:
+        pass
+    else:
+        if abs(source.wavelengths[j] - target.wavelengths[i]) <= _SAME_BAND_NM:
+            return j
+    common = target.common_names[i] if target.common_names is not None else None
+    if common is not None:
+        try:
+            return source.band_index(common)
+        except UnknownNameError:  # no such band, or several (e.g. "rededge"): by wavelength
+            return None
+    return None
+
+
+def _match_sensors(source: Sensor, target: Sensor) -> list[ChannelOrigin]:
+    channels: list[ChannelOrigin] = []
+    for i, band in enumerate(target.bands):
+        j = _same_band(source, target, i)
+        if j is not None:
+            channels.append(ChannelOrigin(i, band, "copy", ((j, 1.0),)))
+        else:
+            method, sources = _interpolation(target.wavelengths[i], source.wavelengths)
+            channels.append(ChannelOrigin(i, band, method, sources))
+    return channels
+
+
+def _match_names_to_sensor(source: Sensor, names: Sequence[str]) -> list[ChannelOrigin]:
+    channels = []
+    for i, name in enumerate(names):
+        try:
+            j = source.band_index(name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(
+                f"target_bands: {exc} Band names are looked up among the pretrained bands; "
+                "to interpolate a band the checkpoint lacks by wavelength, pass the bands as "
+                "a sensor record, e.g. get_sensor('sentinel2_l2a').select([...])."
+            ) from exc
+        channels.append(ChannelOrigin(i, source.bands[j], "copy", ((j, 1.0),)))
+    return channels
+
+
+def _match_names(source: Sequence[str], target: Sequence[str]) -> list[ChannelOrigin]:
+    """Match bare names by their spelling-insensitive key (no sensor known)."""
+    by_key: dict[str, list[int]] = {}
+    for j, name in enumerate(source):
+        by_key.setdefault(band_name_key(name), []).append(j)
+    channels = []
+    for i, name in enumerate(target):
+        hits = by_key.get(band_name_key(name), [])
+        if len(hits) > 1:
+            raise UnknownNameError(
+                f"target_bands: band {name!r} matches several pretrained bands "
+                f"({', '.join(source[j] for j in hits)}). Name the source bands distinctly."
+            )
+        if not hits:
+            close = difflib.get_close_matches(name, list(source), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise UnknownNameError(
+                f"target_bands: band {name!r} is not among the pretrained bands "
+                f"{', '.join(source)}.{hint} Give the bands as sensor records (with "
+                "wavelengths) to interpolate new bands."
+            )
+        channels.append(ChannelOrigin(i, name, "copy", ((hits[0], 1.0),)))
+    return channels
+
+
+def _match(source: BandInfo, target: BandInfo) -> list[ChannelOrigin]:
+    if isinstance(source, Sensor):
+        if isinstance(target, Sensor):
+            return _match_sensors(source, target)
+        return _match_names_to_sensor(source, list(target))
+    if isinstance(target, Sensor):
+        # The checkpoint's bands are named, the model's are a sensor record: read the
+        # names as bands of that sensor, which gives them wavelengths too.
+        try:
+            named = target.select(list(source), name=f"{target.name}[pretrained]")
+        except UnknownNameError as exc:
+            raise UnknownNameError(
+                f"source_bands: {exc} Describe the pretrained bands as a sensor record "
+                "(pretrained_bands= in create_backbone) to map them."
+            ) from exc
+        return _match_sensors(named, target)
+    return _match_names(list(source), list(target))
+
+
+def _timm_channels(
+    weight: torch.Tensor, target_in_chans: int, target_bands: BandInfo | None, missing: str
+) -> tuple[torch.Tensor, list[ChannelOrigin], float]:
+    """Apply timm's ``adapt_input_conv`` to a float32 kernel; also return the report rows."""
+    c_src = weight.shape[1]
+    if c_src != _TIMM_SOURCE_CHANS:
+        raise ShapeError(
+            f"Cannot map a pretrained first layer with {c_src} input channels to "
+            f"{target_in_chans} channels: the bands of {missing} are unknown, and without "
+            f"band information only a {_TIMM_SOURCE_CHANS}-channel (RGB) kernel can be "
+            "adapted (timm's rule). Pass the bands of both sides: source_bands= / "
+            "target_bands= here; in create_backbone, pretrained_bands= for the weights "
+            "file's bands and bands= for the model's bands."
+        )
+    names: list[str | None] = [None] * target_in_chans
+    if isinstance(target_bands, Sensor):
+        names = [*target_bands.bands]
+    elif target_bands is not None:
+        names = [*target_bands]
+    if target_in_chans == 1:
+        out = weight.sum(dim=1, keepdim=True)  # (O, 1, ...)
+        rows = [ChannelOrigin(0, names[0], "sum", tuple((j, 1.0) for j in range(c_src)))]
+        return out, rows, 1.0
+    repeat = -(-target_in_chans // c_src)
+    rescale = c_src / float(target_in_chans)
+    tiled = weight.repeat(1, repeat, *([1] * (weight.ndim - 2)))[:, :target_in_chans]
+    out = tiled * rescale  # (O, C_dst, ...)
+    rows = [
+        ChannelOrigin(i, names[i], "repeat", ((i % c_src, rescale),))
+        for i in range(target_in_chans)
+    ]
+    return out, rows, rescale
+
+
 def adapt_input_weight(
     weight: torch.Tensor,
     *,
@@ -161,6 +328,9 @@ def adapt_input_weight(
     target_bands: BandInfo | None = None,
 ) -> tuple[torch.Tensor, AdaptationReport]:
     """Build a first-layer kernel for ``target_in_chans`` inputs from a pretrained one.
+
+    See the module docstring for the rules. Without band information on one
+    side the result equals timm's ``adapt_input_conv(target_in_chans, weight)``.
 
     Args:
         weight: Pretrained kernel of shape ``(O, C_src, *k)`` (a conv or a
@@ -174,8 +344,10 @@ def adapt_input_weight(
         the :class:`AdaptationReport`.
 
     Raises:
-        ShapeError: If ``weight`` has fewer than 2 dimensions, or a band list's
-            length differs from the matching channel count.
+        ShapeError: If ``weight`` has fewer than 2 dimensions, a band list's
+            length differs from the matching channel count, or band information
+            is missing and the source is not a 3-channel kernel.
+        UnknownNameError: If a band name matches no band (or several) of the other side.
         ValueError: If ``target_in_chans`` is not positive.
 
     Shape:
@@ -187,9 +359,12 @@ def adapt_input_weight(
         >>> w = torch.arange(13.0).reshape(1, 13, 1, 1)
         >>> from geofm.sensors import get_sensor
         >>> new, r = adapt_input_weight(w, target_in_chans=3,
-        ...     source_bands=get_sensor("sentinel2_l1c"), target_bands=["B04", "B03", "B02"])
+        ...     source_bands=get_sensor("sentinel2_l1c"), target_bands=["B4", "green", "b02"])
         >>> new.flatten().tolist()
         [3.0, 2.0, 1.0]
+        >>> rgb = torch.tensor([[[[1.0]], [[2.0]], [[4.0]]]])  # (1, 3, 1, 1)
+        >>> adapt_input_weight(rgb, target_in_chans=1)[0].flatten().tolist()  # timm: sum
+        [7.0]
     """
     if weight.ndim < 2:
         raise ShapeError(
@@ -198,49 +373,37 @@ def adapt_input_weight(
     if target_in_chans <= 0:
         raise ValueError(f"target_in_chans must be positive, got {target_in_chans}.")
     c_src = weight.shape[1]
-    src_names, dst_names = _names(source_bands), _names(target_bands)
-    if src_names is not None and len(src_names) != c_src:
+    if source_bands is not None and _count(source_bands) != c_src:
         raise ShapeError(
-            f"source_bands lists {len(src_names)} bands but the pretrained kernel has {c_src} "
-            "input channels. Pass one band per pretrained channel."
+            f"source_bands lists {_count(source_bands)} bands but the pretrained kernel has "
+            f"{c_src} input channels. Pass one band per pretrained channel."
         )
-    if dst_names is not None and len(dst_names) != target_in_chans:
+    if target_bands is not None and _count(target_bands) != target_in_chans:
         raise ShapeError(
-            f"target_bands lists {len(dst_names)} bands but target_in_chans is "
+            f"target_bands lists {_count(target_bands)} bands but target_in_chans is "
             f"{target_in_chans}. Pass one band per input channel."
         )
-    src_wl, dst_wl = _wavelengths(source_bands), _wavelengths(target_bands)
     w32 = weight.detach().to(torch.float32)
-    channels: list[ChannelOrigin] = []
-    rescale = 1.0
 
-    if src_names is None or dst_names is None:
-        # No band information on one side: cyclic repeat with timm's rescale.
-        rescale = c_src / target_in_chans
-        for i in range(target_in_chans):
-            band = dst_names[i][0] if dst_names is not None else None
-            channels.append(ChannelOrigin(i, band, "repeat", ((i % c_src, rescale),)))
-    else:
-        lookup: dict[str, int] = {}
-        for j, names in enumerate(src_names):
-            for n in names:
-                lookup.setdefault(n, j)
-        for i, names in enumerate(dst_names):
-            match = next((lookup[n] for n in names if n in lookup), None)
-            if match is not None:
-                channels.append(ChannelOrigin(i, names[0], "copy", ((match, 1.0),)))
-            elif src_wl is not None and dst_wl is not None:
-                method, sources = _interpolation(dst_wl[i], src_wl)
-                channels.append(ChannelOrigin(i, names[0], method, sources))
+    if source_bands is None or target_bands is None:
+        if c_src == target_in_chans:
+            out = w32
+            rescale = 1.0
+            channels = [ChannelOrigin(i, None, "copy", ((i, 1.0),)) for i in range(c_src)]
+        else:
+            if source_bands is None and target_bands is None:
+                missing = "both sides"
+            elif source_bands is None:
+                missing = "the pretrained kernel (source_bands)"
             else:
-                share = 1.0 / c_src
-                channels.append(
-                    ChannelOrigin(i, names[0], "mean", tuple((j, share) for j in range(c_src)))
-                )
-
-    out = torch.zeros((w32.shape[0], target_in_chans, *w32.shape[2:]), dtype=torch.float32)
-    for c in channels:
-        for j, coeff in c.sources:
-            out[:, c.index] += coeff * w32[:, j]
+                missing = "the new input (target_bands)"
+            out, channels, rescale = _timm_channels(w32, target_in_chans, target_bands, missing)
+    else:
+        channels = _match(source_bands, target_bands)
+        rescale = 1.0
+        out = torch.zeros((w32.shape[0], target_in_chans, *w32.shape[2:]), dtype=torch.float32)
+        for c in channels:
+            for j, coeff in c.sources:
+                out[:, c.index] += coeff * w32[:, j]
     report = AdaptationReport(c_src, target_in_chans, tuple(channels), rescale)
     return out.to(dtype=weight.dtype, device=weight.device), report

@@ -120,7 +120,7 @@ for _tag, _rev, _file, _default in (
             filename=_file,
             revision=_rev,
             sha256=_file.rsplit("-", 1)[1].split(".")[0],
-            sensor="sentinel2_l1c",
+            sensor="ssl4eo_s12_sentinel2_l1c",
             in_chans=13,
             license="CC-BY-4.0",
             citation=_SSL4EO_CITATION,

@@ -1,16 +1,28 @@
 """Swin Transformer V2 backbones: timm SwinV2-B and the torchvision layout used by Satlas.
 
-Both return the four stage outputs as NCHW maps: 128 channels at stride 4,
-256 at 8, 512 at 16 and 1024 at 32 for the base size.
+Both return four maps as NCHW: 128 channels at stride 4, 256 at 8, 512 at 16
+and 1024 at 32 for the base size.
 
 ``tv_swin_v2_b`` keeps torchvision's ``swin_v2_b`` parameter names
 (``features.*``, ``norm.*``) so a SatlasPretrain checkpoint loads strictly
 once its ``backbone.backbone.`` prefix is stripped (done on load; the unused
-torchvision classifier ``head.*`` is dropped and listed in the report). Its
-maps are Satlas' ``features[1]``, ``[3]``, ``[5]``, ``[7]`` permuted to NCHW,
-without the final norm, as SatlasPretrain and ML4Earth use them. This file
-also owns the SatlasPretrain converters (``satlas_backbone``, ``satlas_fpn``)
-and weights entries.
+torchvision classifier ``head.*`` is dropped and listed in the report). A raw
+SatlasPretrain file passed by path (keys under ``backbone.backbone.`` next to
+its FPN ``intermediates.*`` and task ``heads.*``) is recognised from its keys
+and goes through the ``satlas_backbone`` converter, as the catalog entries do.
+It offers two tap sets (``taps=``), both without the final norm:
+
+- ``"satlas"`` (default): the outputs of the four stages' blocks,
+  ``features[1]``, ``[3]``, ``[5]``, ``[7]``, as SatlasPretrain's backbone
+  returns them;
+- ``"ml4earth"``: the torchvision nodes ``features.0.0`` (the patch-embedding
+  conv, before its LayerNorm), ``features.2``, ``features.4`` and
+  ``features.6`` (the three PatchMerging outputs), which the ML4Earth 2024
+  team took with ``create_feature_extractor``. Stage 4's blocks
+  (``features[7]``) never run in this mode.
+
+This file also owns the SatlasPretrain converters (``satlas_backbone``,
+``satlas_fpn``) and weights entries.
 
 References:
     Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution", CVPR 2022.
@@ -27,7 +39,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 import timm
 import torch
@@ -44,9 +56,25 @@ from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weig
 from geofm.weights.convert import register_converter
 from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["SwinBackbone", "TorchvisionSwinBackbone", "satlas_backbone", "satlas_fpn"]
+__all__ = [
+    "SwinBackbone",
+    "SwinTaps",
+    "TorchvisionSwinBackbone",
+    "is_satlas_checkpoint",
+    "satlas_backbone",
+    "satlas_fpn",
+]
+
+SwinTaps = Literal["satlas", "ml4earth"]
+"""Which maps ``tv_swin_v2_b`` returns: Satlas' stage outputs or ML4Earth's nodes."""
 
 _SATLAS_FPN = "intermediates.0.fpn."
+_SATLAS_OTHER = ("intermediates.", "heads.")
+# torchvision node names of the four maps per tap set (the modules whose outputs they are).
+_TAP_NODES: dict[str, tuple[str, ...]] = {
+    "satlas": ("features.1", "features.3", "features.5", "features.7"),
+    "ml4earth": ("features.0.0", "features.2", "features.4", "features.6"),
+}
 
 _BASE_DEPTHS = (2, 2, 18, 2)
 _BASE_HEADS = (4, 8, 16, 32)
@@ -54,6 +82,16 @@ _BASE_HEADS = (4, 8, 16, 32)
 
 def _stage_indices(out_indices: Sequence[int] | None) -> tuple[int, ...]:
     return normalize_out_indices(out_indices, 4, default=(0, 1, 2, 3), what="Swin with 4 stages")
+
+
+def _check_taps(taps: str) -> SwinTaps:
+    if taps not in _TAP_NODES:
+        raise ValueError(
+            f"taps must be one of {', '.join(map(repr, _TAP_NODES))}, got {taps!r}. "
+            "'satlas': stage-block outputs features[1,3,5,7]; 'ml4earth': nodes "
+            "features.0.0, features.2, features.4, features.6."
+        )
+    return cast(SwinTaps, taps)
 
 
 def _check_depths(depths: Sequence[int]) -> tuple[int, ...]:
@@ -105,24 +143,36 @@ class TorchvisionSwinBackbone(Backbone):
     """torchvision's ``swin_v2_b`` layout (SatlasPretrain / ML4Earth) as a :class:`Backbone`.
 
     Holds torchvision's ``features`` and ``norm`` under the same names, so
-    torchvision and Satlas state dicts load without renaming.
+    torchvision and Satlas state dicts load without renaming. A raw
+    SatlasPretrain file (see :func:`is_satlas_checkpoint`) is converted with
+    :func:`satlas_backbone` on load; its FPN and heads are listed as ignored.
 
     Args:
         in_chans: Input bands (the 4x4 patch-embedding conv takes them).
-        out_indices: Stages (0-3) to return: Satlas' ``features[1]``, ``[3]``,
-            ``[5]``, ``[7]``.
+        out_indices: Maps (0-3) to return, in the tap set ``taps``.
         depths: Blocks per stage (base: ``(2, 2, 18, 2)``).
         drop_path_rate: Stochastic depth (torchvision's ``swin_v2_b`` default 0.5).
+        taps: ``"satlas"``: the stage-block outputs ``features[1]``, ``[3]``,
+            ``[5]``, ``[7]`` (SatlasPretrain); ``"ml4earth"``: the outputs of
+            ``features.0.0`` (patch-embedding conv), ``features.2``,
+            ``features.4`` and ``features.6`` (PatchMerging), the nodes the
+            ML4Earth 2024 team extracted.
 
     Shape:
         - Input: ``(N, C, H, W)``, ``H`` and ``W`` multiples of 32.
-        - ``forward``: ``(N, 128, H/4, W/4)``, ``(N, 256, H/8, W/8)``,
+        - ``forward`` (both tap sets): ``(N, 128, H/4, W/4)``, ``(N, 256, H/8, W/8)``,
           ``(N, 512, H/16, W/16)``, ``(N, 1024, H/32, W/32)``.
-        - ``embed``: ``(N, 1024)``.
+        - ``embed``: ``(N, 1024)``, mean of the final-normed last stage (both tap sets).
+
+    Raises:
+        ValueError: If ``in_chans`` is not positive, ``depths`` are not four
+            positive counts or ``taps`` is unknown.
 
     Example:
         >>> import torch
-        >>> m = TorchvisionSwinBackbone(in_chans=9, depths=(1, 1, 1, 1))
+        >>> m = TorchvisionSwinBackbone(in_chans=9, depths=(1, 1, 1, 1), taps="ml4earth")
+        >>> [f.module for f in m.feature_info]
+        ['features.0.0', 'features.2', 'features.4', 'features.6']
         >>> m.embed(torch.randn(1, 9, 32, 32)).shape
         torch.Size([1, 1024])
     """
@@ -139,8 +189,10 @@ class TorchvisionSwinBackbone(Backbone):
         out_indices: Sequence[int] | None = None,
         depths: Sequence[int] = _BASE_DEPTHS,
         drop_path_rate: float = 0.5,
+        taps: SwinTaps = "satlas",
     ) -> None:
         super().__init__()
+        self.taps = _check_taps(taps)
         from torchvision.models.swin_transformer import (
             PatchMergingV2,
             SwinTransformer,
@@ -167,9 +219,27 @@ class TorchvisionSwinBackbone(Backbone):
         self.out_indices = _stage_indices(out_indices)
         self.in_chans = in_chans
         self.embed_dim = 1024
+        nodes = _TAP_NODES[self.taps]
         self.feature_info = [
-            FeatureInfo(128 * 2**i, 2 ** (i + 2), f"features.{2 * i + 1}") for i in self.out_indices
+            FeatureInfo(128 * 2**i, 2 ** (i + 2), nodes[i]) for i in self.out_indices
         ]
+
+    def adapt_state_dict(self, state_dict: StateDict, report: LoadReport) -> StateDict:
+        """Convert a raw SatlasPretrain file first, then align prefixes as every backbone does.
+
+        Args:
+            state_dict: Checkpoint tensors.
+            report: Report to append notes to.
+
+        Returns:
+            The adapted state dict.
+        """
+        if is_satlas_checkpoint(state_dict):
+            report.adapted.append(
+                "recognised a raw SatlasPretrain file from its keys: applied 'satlas_backbone'"
+            )
+            state_dict = satlas_backbone(state_dict, report)
+        return super().adapt_state_dict(state_dict, report)
 
     def _run(self, stage: nn.Module, x: torch.Tensor, is_blocks: bool) -> torch.Tensor:
         if is_blocks:  # odd entries of ``features`` are stages of Swin blocks
@@ -178,12 +248,27 @@ class TorchvisionSwinBackbone(Backbone):
         return out
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stage-block outputs at :attr:`out_indices`, permuted to NCHW."""
+        """The tapped maps at :attr:`out_indices`, NCHW."""
+        if self.taps == "ml4earth":
+            return self._ml4earth_maps(x)
         maps: list[torch.Tensor] = []
         last = 2 * max(self.out_indices) + 1
         for i, stage in enumerate(self.features[: last + 1]):
             x = self._run(stage, x, is_blocks=i % 2 == 1)  # (N, H', W', C) channels-last
             if i % 2 == 1 and (i - 1) // 2 in self.out_indices:
+                maps.append(x.permute(0, 3, 1, 2).contiguous())  # (N, C, H', W')
+        return maps
+
+    def _ml4earth_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of ``features.0.0`` and of the PatchMerging layers ``features.{2,4,6}``."""
+        stem = cast(nn.Sequential, self.features[0])  # Conv2d, Permute, LayerNorm
+        x = stem[0](x)  # (N, 128, H/4, W/4): features.0.0, before the norm
+        maps = [x] if 0 in self.out_indices else []
+        x = stem[2](stem[1](x))  # (N, H/4, W/4, 128) channels-last, normed
+        last = 2 * max(self.out_indices)
+        for i in range(1, last + 1):
+            x = self._run(self.features[i], x, is_blocks=i % 2 == 1)  # (N, H', W', C)
+            if i % 2 == 0 and i // 2 in self.out_indices:
                 maps.append(x.permute(0, 3, 1, 2).contiguous())  # (N, C, H', W')
         return maps
 
@@ -242,7 +327,10 @@ def swinv2_base_window8(
 @register_backbone(
     "tv_swin_v2_b",
     family="swinv2",
-    description="torchvision swin_v2_b layout used by SatlasPretrain (features[1,3,5,7], NCHW).",
+    description=(
+        "torchvision swin_v2_b layout of SatlasPretrain / ML4Earth, NCHW maps: "
+        "taps='satlas' features[1,3,5,7] or taps='ml4earth' features.0.0, .2, .4, .6."
+    ),
 )
 def tv_swin_v2_b(
     *,
@@ -250,14 +338,18 @@ def tv_swin_v2_b(
     out_indices: Sequence[int] | None = None,
     depths: Sequence[int] = _BASE_DEPTHS,
     drop_path_rate: float = 0.5,
+    taps: SwinTaps = "satlas",
 ) -> TorchvisionSwinBackbone:
-    """Build the torchvision ``swin_v2_b`` layout of SatlasPretrain as a backbone.
+    """Build the torchvision ``swin_v2_b`` layout of SatlasPretrain / ML4Earth as a backbone.
 
     Args:
         in_chans: Input bands (Satlas: 3 for RGB/aerial, 9 for Sentinel-2 MS).
-        out_indices: Stages to return (default all four).
+        out_indices: Maps to return (default all four).
         depths: Blocks per stage.
         drop_path_rate: Stochastic depth rate.
+        taps: ``"satlas"`` (stage-block outputs ``features[1,3,5,7]``) or
+            ``"ml4earth"`` (nodes ``features.0.0``, ``features.2``,
+            ``features.4``, ``features.6``); see :class:`TorchvisionSwinBackbone`.
 
     Returns:
         The backbone.
@@ -265,9 +357,15 @@ def tv_swin_v2_b(
     Example:
         >>> tv_swin_v2_b(depths=(1, 1, 1, 1)).feature_info[-1]
         FeatureInfo(channels=1024, reduction=32, module='features.7')
+        >>> tv_swin_v2_b(depths=(1, 1, 1, 1), taps="ml4earth").feature_info[-1]
+        FeatureInfo(channels=1024, reduction=32, module='features.6')
     """
     return TorchvisionSwinBackbone(
-        in_chans=in_chans, out_indices=out_indices, depths=depths, drop_path_rate=drop_path_rate
+        in_chans=in_chans,
+        out_indices=out_indices,
+        depths=depths,
+        drop_path_rate=drop_path_rate,
+        taps=taps,
     )
 
 
@@ -278,6 +376,34 @@ def _satlas_reason(key: str) -> str:
     if key.startswith("intermediates."):
         return "Satlas upsampling / intermediate module, not part of the backbone"
     return "task head, not part of the backbone"
+
+
+def is_satlas_checkpoint(state_dict: StateDict) -> bool:
+    """Whether ``state_dict`` is a raw SatlasPretrain file (not yet converted).
+
+    True when some key starts with ``backbone.backbone.`` (Satlas' Swin
+    models nest torchvision's keys twice), or when keys under ``backbone.``
+    sit next to Satlas' ``intermediates.*`` (FPN, upsampling) or ``heads.*``.
+
+    Args:
+        state_dict: Checkpoint tensors.
+
+    Returns:
+        Whether :func:`satlas_backbone` applies.
+
+    Example:
+        >>> import torch
+        >>> is_satlas_checkpoint({"backbone.backbone.norm.weight": torch.ones(2)})
+        True
+        >>> is_satlas_checkpoint({"features.0.0.weight": torch.ones(2)})
+        False
+    """
+    keys = list(state_dict)
+    if any(k.startswith("backbone.backbone.") for k in keys):
+        return True
+    return any(k.startswith("backbone.") for k in keys) and any(
+        k.startswith(_SATLAS_OTHER) for k in keys
+    )
 
 
 @register_converter("satlas_backbone")

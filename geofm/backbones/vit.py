@@ -464,7 +464,7 @@ register_weights(
         filename=_SSL4EO_VIT_FILE,
         revision="1cb683f6c14739634cdfaaceb076529adf898c74",
         sha256="67c9032d",
-        sensor="sentinel2_l1c",
+        sensor="ssl4eo_s12_sentinel2_l1c",
         in_chans=13,
         license="CC-BY-4.0",
         citation=_SSL4EO_CITATION,

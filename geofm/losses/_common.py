@@ -1,8 +1,15 @@
-"""Shared base class, input checks, gathering and precision handling for the losses (private)."""
+"""Shared base class, input checks, gathering and precision handling for the losses (private).
+
+Every loss that is undefined for an input (too few samples for negatives or
+for a variance, no pair of views, no masked patch) raises with the one wording
+of :func:`undefined_loss_message` instead of returning a constant without
+gradient.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, ClassVar, Literal, cast, get_args
 
 import torch
@@ -12,15 +19,19 @@ from geofm._dist import check_distributed_available, gather
 from geofm.errors import ShapeError
 
 __all__ = [
+    "BatchStatisticsLoss",
     "DistributedModule",
     "MatrixMethod",
     "check_batch_size",
     "check_embedding_pair",
     "check_matrix_method",
+    "check_positive",
     "full_precision",
     "gather_pair",
+    "gathered_pair",
     "off_diagonal",
     "off_diagonal_square_sum",
+    "undefined_loss_message",
     "upcast",
 ]
 
@@ -110,8 +121,58 @@ def check_matrix_method(method: str, *, owner: str, argument: str) -> None:
         )
 
 
-def check_embedding_pair(z_a: Tensor, z_b: Tensor, *, owner: str) -> None:
+def check_positive(value: float, *, owner: str, name: str, hint: str) -> None:
+    """Raise unless the hyperparameter ``value`` is finite and positive.
+
+    Args:
+        value: The value received.
+        owner: Class that received it, for the message.
+        name: Argument name, for the message.
+        hint: Typical value or why it must be positive, for the message.
+
+    Raises:
+        ValueError: If ``value`` is not a finite number ``> 0`` (NaN included).
+
+    Example:
+        >>> check_positive(0.5, owner="NTXentLoss", name="temperature", hint="0.5")
+        >>> check_positive(0.0, owner="NTXentLoss", name="temperature", hint="0.5")
+        Traceback (most recent call last):
+        ...
+        ValueError: NTXentLoss got temperature=0.0; expected a finite temperature > 0 (0.5).
+    """
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner} got {name}={value}; expected a finite {name} > 0 ({hint}).")
+
+
+def undefined_loss_message(owner: str, *, needs: str, got: str, fix: str) -> str:
+    """Return the one wording of every "this loss is undefined for this input" error.
+
+    Args:
+        owner: The loss, e.g. ``"InfoNCELoss"``.
+        needs: What the loss needs, e.g. ``"at least 2 samples in the batch for negatives"``.
+        got: What it received, e.g. ``"embeddings of shape (1, 8)"``.
+        fix: How to fix it, one sentence.
+
+    Returns:
+        The message.
+
+    Example:
+        >>> undefined_loss_message("DINOLoss", needs="2 views", got="1 view", fix="Pass 2 crops.")
+        'DINOLoss is undefined for this input: it needs 2 views, got 1 view. Pass 2 crops.'
+    """
+    return f"{owner} is undefined for this input: it needs {needs}, got {got}. {fix}"
+
+
+def check_embedding_pair(
+    z_a: Tensor, z_b: Tensor, *, owner: str, names: tuple[str, str] = ("z_a", "z_b")
+) -> None:
     """Raise unless ``z_a`` and ``z_b`` are 2-D and of the same shape.
+
+    Args:
+        z_a: First embeddings.
+        z_b: Second embeddings, paired row by row with ``z_a``.
+        owner: Class that received them, for the message.
+        names: The two argument names, for the message.
 
     Raises:
         ShapeError: If either input is not ``(N, D)`` or the shapes differ.
@@ -119,7 +180,7 @@ def check_embedding_pair(z_a: Tensor, z_b: Tensor, *, owner: str) -> None:
     Example:
         >>> check_embedding_pair(torch.ones(2, 3), torch.ones(2, 3), owner="VICRegLoss")
     """
-    for name, z in (("z_a", z_a), ("z_b", z_b)):
+    for name, z in zip(names, (z_a, z_b), strict=True):
         if z.ndim != 2:
             raise ShapeError(
                 f"{owner} expects {name} of shape (N, D), got shape {tuple(z.shape)}. "
@@ -127,8 +188,9 @@ def check_embedding_pair(z_a: Tensor, z_b: Tensor, *, owner: str) -> None:
             )
     if z_a.shape != z_b.shape:
         raise ShapeError(
-            f"{owner} expects z_a and z_b of the same shape (N, D), got {tuple(z_a.shape)} "
-            f"and {tuple(z_b.shape)}. Pass the two views of the same batch."
+            f"{owner} expects {names[0]} and {names[1]} of the same shape (N, D), got "
+            f"{tuple(z_a.shape)} and {tuple(z_b.shape)}. Row i of {names[1]} must pair with "
+            f"row i of {names[0]}."
         )
 
 
@@ -151,20 +213,162 @@ def gather_pair(z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
     return both[:, :d], both[:, d:]  # (W * n, D) each
 
 
-def check_batch_size(z: Tensor, *, owner: str, gathered: bool, purpose: str) -> None:
-    """Raise unless the (gathered) batch ``z`` ``(N, D)`` holds at least 2 samples.
+def check_batch_size(
+    z: Tensor,
+    *,
+    owner: str,
+    gathered: bool,
+    purpose: str,
+    minimum: int = 2,
+    fix: str = "Use a batch size of 2 or more.",
+) -> None:
+    """Raise unless the (gathered) batch ``z`` ``(N, D)`` holds at least ``minimum`` samples.
+
+    Args:
+        z: The (gathered) embeddings.
+        owner: The loss, for the message.
+        gathered: Whether ``z`` is the global batch, for the message.
+        purpose: Why the samples are needed, e.g. ``"for the unbiased variance"``.
+        minimum: Fewest samples for which the loss is defined.
+        fix: How to fix it, one sentence.
 
     Raises:
-        ShapeError: If ``N < 2``.
+        ShapeError: If ``N < minimum``; the message has the wording of
+            :func:`undefined_loss_message`.
 
     Example:
         >>> check_batch_size(torch.ones(2, 3), owner="VICRegLoss", gathered=False,
         ...                  purpose="for the unbiased variance")
     """
-    if z.shape[0] < 2:
+    if z.shape[0] < minimum:
+        noun = "sample" if minimum == 1 else "samples"
+        needs = f"at least {minimum} {noun} in the {'global ' if gathered else ''}batch {purpose}"
         raise ShapeError(
-            f"{owner} needs at least 2 samples in the {'global ' if gathered else ''}batch "
-            f"{purpose}, got embeddings of shape {tuple(z.shape)}. Use a batch size of 2 or more."
+            undefined_loss_message(
+                owner, needs=needs, got=f"embeddings of shape {tuple(z.shape)}", fix=fix
+            )
+        )
+
+
+def gathered_pair(
+    z_a: Tensor, z_b: Tensor, *, owner: str, gather_distributed: bool, purpose: str
+) -> tuple[Tensor, Tensor]:
+    """Return the two views of the global batch (gathered when asked), checked to hold 2 samples.
+
+    Args:
+        z_a: First view ``(n, D)``.
+        z_b: Second view ``(n, D)``.
+        owner: The loss, for the message.
+        gather_distributed: Gather both views over ranks (:func:`gather_pair`).
+        purpose: Why two samples are needed, for the message.
+
+    Returns:
+        ``(z_a, z_b)``, each ``(W * n, D)`` when gathered, else unchanged.
+
+    Raises:
+        ShapeError: If the (global) batch holds fewer than 2 samples.
+
+    Example:
+        >>> a, b = gathered_pair(torch.ones(2, 3), torch.zeros(2, 3), owner="BarlowTwinsLoss",
+        ...                      gather_distributed=False, purpose="to standardise features")
+        >>> a.shape
+        torch.Size([2, 3])
+    """
+    if gather_distributed:
+        z_a, z_b = gather_pair(z_a, z_b)  # (W * n, D) each
+    check_batch_size(z_a, owner=owner, gathered=gather_distributed, purpose=purpose)
+    return z_a, z_b
+
+
+class BatchStatisticsLoss(DistributedModule):
+    """Base of the two-view losses built on batch statistics of ``(N, D)`` embeddings.
+
+    VICReg and Barlow Twins share their contract: ``eps > 0``, a
+    :data:`MatrixMethod`, two views of one shape, computed in float32 or
+    wider, gathered over ranks with ``gather_distributed=True``, and undefined
+    for fewer than 2 samples in the (global) batch. Subclasses name why they
+    need two samples in ``batch_purpose``.
+
+    Args:
+        eps: Numerical guard of the subclass, ``> 0``.
+        eps_hint: Typical value of ``eps``, for the message.
+        method: The subclass's :data:`MatrixMethod` argument.
+        method_argument: Its public name, for the message.
+        gather_distributed: Work on the batches of all ranks.
+
+    Raises:
+        ValueError: If ``eps`` is not finite and positive or ``method`` is unknown.
+        MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
+            no ``torch.distributed``.
+
+    Example:
+        >>> class Loss(BatchStatisticsLoss):
+        ...     batch_purpose = "for a variance"
+        ...     def __init__(self):
+        ...         super().__init__(eps=1e-4, eps_hint="1e-4", method="auto",
+        ...                          method_argument="method", gather_distributed=False)
+        >>> z_a, z_b = Loss().local_views(torch.ones(1, 3, dtype=torch.half), torch.ones(1, 3))
+        >>> z_a.dtype
+        torch.float32
+        >>> try:
+        ...     Loss().global_views(z_a, z_b)
+        ... except ValueError as err:
+        ...     print(str(err).split(",")[0])
+        Loss is undefined for this input: it needs at least 2 samples in the batch for a variance
+    """
+
+    batch_purpose: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        eps_hint: str,
+        method: str,
+        method_argument: str,
+        gather_distributed: bool,
+    ) -> None:
+        super().__init__(gather_distributed=gather_distributed)
+        owner = type(self).__name__
+        check_positive(eps, owner=owner, name="eps", hint=eps_hint)
+        check_matrix_method(method, owner=owner, argument=method_argument)
+        self.eps = eps
+
+    def local_views(self, z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
+        """Check the two views and return them in float32 or wider (:func:`upcast`).
+
+        Args:
+            z_a: First view.
+            z_b: Second view, paired row by row with ``z_a``.
+
+        Returns:
+            ``(z_a, z_b)``, upcast.
+
+        Raises:
+            ShapeError: If the views are not two ``(N, D)`` tensors of one shape.
+        """
+        check_embedding_pair(z_a, z_b, owner=type(self).__name__)
+        return upcast(z_a), upcast(z_b)
+
+    def global_views(self, z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the views of the global batch (see :func:`gathered_pair`).
+
+        Args:
+            z_a: First view ``(n, D)``.
+            z_b: Second view ``(n, D)``.
+
+        Returns:
+            ``(z_a, z_b)``, each ``(W * n, D)`` when gathered.
+
+        Raises:
+            ShapeError: If the (global) batch holds fewer than 2 samples.
+        """
+        return gathered_pair(
+            z_a,
+            z_b,
+            owner=type(self).__name__,
+            gather_distributed=self.gather_distributed,
+            purpose=self.batch_purpose,
         )
 
 

@@ -20,15 +20,10 @@ import torch
 from torch import Tensor
 
 from geofm.losses._common import (
-    DistributedModule,
+    BatchStatisticsLoss,
     MatrixMethod,
-    check_batch_size,
-    check_embedding_pair,
-    check_matrix_method,
     full_precision,
-    gather_pair,
     off_diagonal_square_sum,
-    upcast,
 )
 
 __all__ = ["BarlowTwinsLoss"]
@@ -42,7 +37,7 @@ def _standardize(z: Tensor, *, eps: float) -> Tensor:
     return z_centred * torch.rsqrt(var + eps)  # (N, D)
 
 
-class BarlowTwinsLoss(DistributedModule):
+class BarlowTwinsLoss(BatchStatisticsLoss):
     """Barlow Twins loss: ``sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``.
 
     ``C = A^T B / N`` where ``A``, ``B`` are the two views' embeddings, each
@@ -69,15 +64,17 @@ class BarlowTwinsLoss(DistributedModule):
             ``(D, D)`` matrix), ``"gram"`` or ``"direct"``. All are exact.
 
     Shape:
-        - z_a, z_b: ``(N, D)``; ``N >= 2`` over the (global) batch.
+        - z_a, z_b: ``(N, D)``; standardising a feature needs ``N >= 2`` in
+          the (global) batch.
         - Output: ``()``.
 
     Raises:
-        ValueError: If ``eps <= 0`` or ``correlation_method`` is unknown.
-        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
-            or the (global) batch has a single sample.
-        MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
-            no ``torch.distributed``.
+        ValueError: If ``eps`` is not finite and positive, or
+            ``correlation_method`` is unknown.
+        ShapeError: In ``forward``, for views that are not two ``(N, D)``
+            tensors of one shape, or a (global) batch of one sample.
+        MissingDependencyError: For ``gather_distributed=True`` without
+            ``torch.distributed``.
 
     Example:
         >>> loss_fn = BarlowTwinsLoss()
@@ -89,6 +86,7 @@ class BarlowTwinsLoss(DistributedModule):
     """
 
     repr_fields = ("redundancy_weight", "eps")
+    batch_purpose = "to standardise features"
 
     def __init__(
         self,
@@ -98,44 +96,32 @@ class BarlowTwinsLoss(DistributedModule):
         gather_distributed: bool = False,
         correlation_method: MatrixMethod = "auto",
     ) -> None:
-        super().__init__(gather_distributed=gather_distributed)
-        if eps <= 0:
-            raise ValueError(
-                f"BarlowTwinsLoss got eps={eps}; expected eps > 0 (BatchNorm uses 1e-5). "
-                "eps keeps the standardisation finite for constant features."
-            )
-        check_matrix_method(
-            correlation_method, owner="BarlowTwinsLoss", argument="correlation_method"
+        super().__init__(
+            eps=eps,
+            eps_hint="BatchNorm uses 1e-5; it keeps the standardisation finite",
+            method=correlation_method,
+            method_argument="correlation_method",
+            gather_distributed=gather_distributed,
         )
         self.redundancy_weight = redundancy_weight
-        self.eps = eps
         self.correlation_method: MatrixMethod = correlation_method
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        """Return the Barlow Twins loss.
+        """Return the Barlow Twins loss of two views.
 
         Args:
-            z_a: Embeddings (projector outputs) of the first view.
-            z_b: Embeddings of the second view, same shape.
+            z_a: Projector outputs of the first view.
+            z_b: Projector outputs of the second view; row ``i`` pairs with ``z_a[i]``.
 
         Returns:
-            Scalar loss.
+            ``sum_i (1 - C_ii)^2 + redundancy_weight * sum_{i != j} C_ij^2``, a scalar.
 
         Raises:
-            ShapeError: If the inputs are not two ``(N, D)`` tensors of one
-                shape, or the (global) batch has a single sample.
+            ShapeError: See the class docstring.
         """
-        check_embedding_pair(z_a, z_b, owner="BarlowTwinsLoss")
+        z_a, z_b = self.local_views(z_a, z_b)
         with full_precision(z_a):
-            z_a, z_b = upcast(z_a), upcast(z_b)
-            if self.gather_distributed:
-                z_a, z_b = gather_pair(z_a, z_b)  # (W * n, D) each
-            check_batch_size(
-                z_a,
-                owner="BarlowTwinsLoss",
-                gathered=self.gather_distributed,
-                purpose="to standardise features",
-            )
+            z_a, z_b = self.global_views(z_a, z_b)  # (W * n, D) each when gathered
             n = z_a.shape[0]
             a = _standardize(z_a, eps=self.eps)  # (N, D)
             b = _standardize(z_b, eps=self.eps)  # (N, D)

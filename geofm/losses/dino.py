@@ -20,7 +20,13 @@ from torch import Tensor
 
 from geofm._dist import all_reduce_sum
 from geofm.errors import ShapeError
-from geofm.losses._common import DistributedModule, full_precision, upcast
+from geofm.losses._common import (
+    DistributedModule,
+    check_positive,
+    full_precision,
+    undefined_loss_message,
+    upcast,
+)
 
 __all__ = ["DINOLoss"]
 
@@ -46,7 +52,8 @@ class DINOLoss(DistributedModule):
     fp16/bf16 inputs are computed in float32.
 
     Args:
-        output_dim: Dimension ``K`` of the head outputs.
+        output_dim: Dimension ``K`` of the head outputs, ``>= 2`` (a softmax
+            over one output is constant: the loss would be 0 with no gradient).
         teacher_temperature: ``T_t`` after warm-up (0.04; SpectralEarth 0.04).
         warmup_teacher_temperature: ``T_t`` at epoch 0 (0.04).
         warmup_epochs: Epochs of the linear teacher-temperature warm-up (DINO
@@ -59,13 +66,14 @@ class DINOLoss(DistributedModule):
         center: ``(K,)`` buffer, the running centre of the teacher outputs.
 
     Shape:
-        - teacher_out: sequence of ``T`` tensors ``(N, K)``.
-        - student_out: sequence of ``S`` tensors ``(N, K)``.
+        - teacher_out: sequence of ``T`` tensors ``(N, K)``, ``N >= 1``.
+        - student_out: sequence of ``S`` tensors ``(N, K)``, with at least one
+          pair of different views (``T * S - min(T, S) >= 1``).
         - Output: ``()``.
 
     Raises:
-        ValueError: If a temperature is not positive, ``warmup_epochs < 0`` or
-            ``center_momentum`` is not in ``[0, 1]``.
+        ValueError: If ``output_dim < 2``, a temperature is not finite and
+            positive, ``warmup_epochs < 0`` or ``center_momentum`` is not in ``[0, 1]``.
         MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
             no ``torch.distributed``.
 
@@ -102,14 +110,18 @@ class DINOLoss(DistributedModule):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(gather_distributed=gather_distributed)
+        if output_dim < 2:
+            raise ValueError(
+                f"DINOLoss got output_dim={output_dim}; expected >= 2 (DINO uses 65536): a "
+                "softmax over one output is constant, so the loss would be 0 with no gradient."
+            )
         temperatures = {
             "teacher_temperature": teacher_temperature,
             "warmup_teacher_temperature": warmup_teacher_temperature,
             "student_temperature": student_temperature,
         }
         for name, value in temperatures.items():
-            if value <= 0:
-                raise ValueError(f"DINOLoss got {name}={value}; expected a positive temperature.")
+            check_positive(value, owner="DINOLoss", name=name, hint="DINO uses 0.04 to 0.1")
         if warmup_epochs < 0:
             raise ValueError(
                 f"DINOLoss got warmup_epochs={warmup_epochs}; expected >= 0 (0 disables warm-up)."
@@ -170,6 +182,15 @@ class DINOLoss(DistributedModule):
                     f"(N, {self.output_dim}) with one N, got shapes "
                     f"{[tuple(v.shape) for v in views]}. Pass the head outputs of each crop."
                 )
+        if shape[0] == 0:
+            raise ShapeError(
+                undefined_loss_message(
+                    "DINOLoss",
+                    needs="at least 1 sample per view to average over",
+                    got=f"{name} views of shape {tuple(shape)}",
+                    fix="Pass a non-empty batch.",
+                )
+            )
 
     def forward(
         self, teacher_out: Sequence[Tensor], student_out: Sequence[Tensor], *, epoch: int
@@ -196,9 +217,13 @@ class DINOLoss(DistributedModule):
         num_pairs = num_teacher * num_student - min(num_teacher, num_student)
         if num_pairs == 0:
             raise ShapeError(
-                f"DINOLoss needs at least 2 views: got {num_teacher} teacher view(s) and "
-                f"{num_student} student view(s), which leaves no pair of different views. "
-                "Pass at least two crops (e.g. 2 global crops to both teacher and student)."
+                undefined_loss_message(
+                    "DINOLoss",
+                    needs="a pair of different views (at least 2 views in total)",
+                    got=f"{num_teacher} teacher view(s) and {num_student} student view(s)",
+                    fix="Pass at least two crops (e.g. 2 global crops to both teacher and "
+                    "student).",
+                )
             )
         batch_size = teacher_out[0].shape[0]
         if student_out[0].shape[0] != batch_size:

@@ -20,7 +20,14 @@ from torch import Tensor
 
 from geofm._dist import gather, rank
 from geofm.errors import ShapeError
-from geofm.losses._common import DistributedModule, full_precision, upcast
+from geofm.losses._common import (
+    DistributedModule,
+    check_batch_size,
+    check_embedding_pair,
+    check_positive,
+    full_precision,
+    upcast,
+)
 
 __all__ = ["InfoNCELoss", "MemoryBank"]
 
@@ -184,6 +191,11 @@ class InfoNCELoss(DistributedModule):
     which DDP's gradient averaging turns into the global mean); in-batch
     negatives and bank updates are global when ``gather_distributed=True``.
 
+    The loss is undefined without a negative: in-batch negatives need at
+    least 2 keys in the (global) batch, so a batch of one raises instead of
+    returning 0 with no gradient. With a bank, a batch of one is fine (the
+    bank holds the negatives).
+
     fp16/bf16 inputs are computed in float32.
 
     Args:
@@ -194,14 +206,15 @@ class InfoNCELoss(DistributedModule):
             same flag on the bank).
 
     Shape:
-        - query, key: ``(N, D)``.
+        - query, key: ``(N, D)``; ``N >= 1`` with a bank, else ``N >= 2`` over
+          the (global) batch.
         - Output: ``()``.
 
     Raises:
-        ValueError: If ``temperature <= 0``, or the bank's ``gather_distributed``
-            differs from the loss's.
-        ShapeError: If ``query`` and ``key`` are not ``(N, D)`` of one shape or
-            ``D`` differs from the bank's.
+        ValueError: If ``temperature`` is not finite and positive, or the bank's
+            ``gather_distributed`` differs from the loss's.
+        ShapeError: If ``query`` and ``key`` are not ``(N, D)`` of one shape,
+            ``D`` differs from the bank's, or there is no negative (see above).
         MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
             no ``torch.distributed``.
 
@@ -225,11 +238,9 @@ class InfoNCELoss(DistributedModule):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(gather_distributed=gather_distributed)
-        if temperature <= 0:
-            raise ValueError(
-                f"InfoNCELoss got temperature={temperature}; expected a positive temperature "
-                "(MoCo v2 uses 0.1)."
-            )
+        check_positive(
+            temperature, owner="InfoNCELoss", name="temperature", hint="MoCo v2 uses 0.1"
+        )
         if memory_bank is not None and memory_bank.gather_distributed != gather_distributed:
             raise ValueError(
                 f"InfoNCELoss got gather_distributed={gather_distributed} but a MemoryBank with "
@@ -249,14 +260,10 @@ class InfoNCELoss(DistributedModule):
             Scalar loss.
 
         Raises:
-            ShapeError: If the shapes are wrong (see the class docstring).
+            ShapeError: If the shapes are wrong or there is no negative (see the
+                class docstring).
         """
-        if query.ndim != 2 or query.shape != key.shape:
-            raise ShapeError(
-                f"InfoNCELoss expects query and key of the same shape (N, D), got "
-                f"{tuple(query.shape)} and {tuple(key.shape)}. Row i of key must be the "
-                "positive of row i of query."
-            )
+        check_embedding_pair(query, key, owner="InfoNCELoss", names=("query", "key"))
         if self.memory_bank is not None and query.shape[1] != self.memory_bank.dim:
             raise ShapeError(
                 f"InfoNCELoss got embeddings of dimension {query.shape[1]} (shape "
@@ -268,9 +275,24 @@ class InfoNCELoss(DistributedModule):
             q = F.normalize(upcast(query), dim=1) / self.temperature  # (N, D)
             k = F.normalize(upcast(key), dim=1)  # (N, D)
             if self.memory_bank is not None:
+                check_batch_size(
+                    q,
+                    owner="InfoNCELoss",
+                    gathered=False,
+                    purpose="to average over",
+                    minimum=1,
+                    fix="Pass at least one query.",
+                )
                 bank = self.memory_bank.bank.to(q.dtype)  # (K, D)
                 return cast(Tensor, _QueueCrossEntropy.apply(q, k, bank))
             keys = gather(k) if self.gather_distributed else k  # (W * N, D)
+            check_batch_size(
+                keys,
+                owner="InfoNCELoss",
+                gathered=self.gather_distributed,
+                purpose="for in-batch negatives (the other keys)",
+                fix="Use a batch size of 2 or more, or a MemoryBank of negatives.",
+            )
             logits = q @ keys.T  # (N, W * N)
             offset = rank() * q.shape[0] if self.gather_distributed else 0
             labels = torch.arange(q.shape[0], device=q.device) + offset  # (N,)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError
-from geofm.losses._common import full_precision, upcast
+from geofm.losses._common import check_positive, full_precision, undefined_loss_message, upcast
 
 __all__ = ["MAELoss", "normalize_patches"]
 
@@ -32,6 +32,10 @@ def normalize_patches(patches: Tensor, *, eps: float = 1e-6) -> Tensor:
     Returns:
         The standardised patches.
 
+    Raises:
+        ShapeError: If a patch holds fewer than 2 values (its unbiased variance
+            is undefined).
+
     Shape:
         - Input: ``(N, L, P)`` with ``P >= 2``.
         - Output: same as input.
@@ -41,6 +45,12 @@ def normalize_patches(patches: Tensor, *, eps: float = 1e-6) -> Tensor:
         >>> normalize_patches(torch.tensor([[[1.0, 3.0]]]), eps=0.0)
         tensor([[[-0.7071,  0.7071]]])
     """
+    if patches.ndim == 0 or patches.shape[-1] < 2:
+        raise ShapeError(
+            f"normalize_patches needs at least 2 values per patch for the unbiased variance, "
+            f"got patches of shape {tuple(patches.shape)}. Pass (N, L, P) patch vectors with "
+            "P >= 2 (patch_size**2 * bands)."
+        )
     mean = patches.mean(dim=-1, keepdim=True)  # (N, L, 1)
     var = patches.var(dim=-1, keepdim=True)  # (N, L, 1)
     return (patches - mean) / (var + eps).sqrt()
@@ -53,12 +63,13 @@ class MAELoss(nn.Module):
     is the mean of those over the patches with ``mask == True``. With
     ``normalize_targets=True`` each target patch is first standardised by its
     own mean and variance (``norm_pix_loss`` in the MAE code; SpectralEarth
-    uses it). An all-``False`` mask gives a loss of 0. fp16/bf16 inputs are
-    computed in float32.
+    uses it). The mean over no patch is undefined: a mask with no masked patch
+    raises (checking it reads one number from the mask's device). fp16/bf16
+    inputs are computed in float32.
 
     Args:
         normalize_targets: Standardise each target patch (see :func:`normalize_patches`).
-        eps: Added to the per-patch variance (1e-6).
+        eps: Added to the per-patch variance, ``> 0`` (1e-6).
 
     Shape:
         - prediction: ``(N, L, P)``, one prediction per patch.
@@ -67,6 +78,8 @@ class MAELoss(nn.Module):
         - Output: ``()``.
 
     Raises:
+        ValueError: If ``eps`` is not finite and positive; in ``forward``, if
+            no patch is masked.
         ShapeError: If the shapes do not match.
 
     Example:
@@ -80,6 +93,7 @@ class MAELoss(nn.Module):
 
     def __init__(self, *, normalize_targets: bool = False, eps: float = 1e-6) -> None:
         super().__init__()
+        check_positive(eps, owner="MAELoss", name="eps", hint="the MAE code uses 1e-6")
         self.normalize_targets = normalize_targets
         self.eps = eps
 
@@ -100,6 +114,7 @@ class MAELoss(nn.Module):
 
         Raises:
             ShapeError: If the shapes do not match.
+            ValueError: If no patch is masked (the loss is undefined).
         """
         if prediction.ndim != 3 or prediction.shape != target.shape:
             raise ShapeError(
@@ -118,4 +133,14 @@ class MAELoss(nn.Module):
                 target = normalize_patches(target, eps=self.eps)
             per_patch = (prediction - target).pow(2).mean(dim=-1)  # (N, L)
             weights = mask.to(per_patch.dtype)  # (N, L)
-            return (per_patch * weights).sum() / weights.sum().clamp_min(1.0)
+            count = weights.sum()
+            if not bool(count > 0):
+                raise ValueError(
+                    undefined_loss_message(
+                        "MAELoss",
+                        needs="at least 1 masked patch to average over",
+                        got=f"a mask of shape {tuple(mask.shape)} with none set",
+                        fix="Pass the mask of random_masking with mask_ratio > 0.",
+                    )
+                )
+            return (per_patch * weights).sum() / count

@@ -17,8 +17,9 @@ from geofm._dist import rank
 from geofm.losses._common import (
     DistributedModule,
     check_embedding_pair,
+    check_positive,
     full_precision,
-    gather_pair,
+    gathered_pair,
     upcast,
 )
 
@@ -39,20 +40,23 @@ class NTXentLoss(DistributedModule):
     single-process gradient on the concatenated batch. All ranks must pass
     the same batch size.
 
-    For MoCo-style negatives from a queue use :class:`~geofm.losses.InfoNCELoss`.
-    fp16/bf16 inputs are computed in float32.
+    The loss is undefined without a negative: it needs at least 2 samples in
+    the (global) batch, so a batch of one raises instead of returning 0 with
+    no gradient. For MoCo-style negatives from a queue use
+    :class:`~geofm.losses.InfoNCELoss`. fp16/bf16 inputs are computed in float32.
 
     Args:
         temperature: ``tau`` (lightly's default 0.5; SimCLR tunes 0.1 to 1.0).
         gather_distributed: Use the views of all ranks as negatives.
 
     Shape:
-        - z_a, z_b: ``(N, D)``.
+        - z_a, z_b: ``(N, D)``; ``N >= 2`` over the (global) batch.
         - Output: ``()``.
 
     Raises:
-        ValueError: If ``temperature <= 0``.
-        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape.
+        ValueError: If ``temperature`` is not finite and positive.
+        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
+            or the (global) batch has a single sample.
         MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
             no ``torch.distributed``.
 
@@ -69,11 +73,9 @@ class NTXentLoss(DistributedModule):
 
     def __init__(self, *, temperature: float = 0.5, gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed=gather_distributed)
-        if temperature <= 0:
-            raise ValueError(
-                f"NTXentLoss got temperature={temperature}; expected a positive temperature "
-                "(SimCLR uses 0.1 to 1.0)."
-            )
+        check_positive(
+            temperature, owner="NTXentLoss", name="temperature", hint="SimCLR uses 0.1 to 1.0"
+        )
         self.temperature = temperature
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
@@ -87,19 +89,24 @@ class NTXentLoss(DistributedModule):
             Scalar loss.
 
         Raises:
-            ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape.
+            ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
+                or the (global) batch has a single sample.
         """
         check_embedding_pair(z_a, z_b, owner="NTXentLoss")
         n = z_a.shape[0]
         with full_precision(z_a):
             local = F.normalize(upcast(torch.cat([z_a, z_b], dim=0)), dim=1)  # (2N, D)
-            if self.gather_distributed:
-                # Columns ordered [a of all ranks, b of all ranks].
-                candidates = torch.cat(gather_pair(local[:n], local[n:]), dim=0)  # (2 * W * N, D)
-                offset = rank() * n
-            else:
-                candidates = local  # (2N, D)
-                offset = 0
+            # Columns ordered [a of all ranks, b of all ranks].
+            all_a, all_b = gathered_pair(  # (W * N, D) each
+                local[:n],
+                local[n:],
+                owner="NTXentLoss",
+                gather_distributed=self.gather_distributed,
+                purpose="for negatives (the other samples' views)",
+            )
+            # (2 * W * N, D); without gathering that is ``local`` itself (no copy).
+            candidates = torch.cat([all_a, all_b], dim=0) if self.gather_distributed else local
+            offset = rank() * n if self.gather_distributed else 0
             total = candidates.shape[0] // 2  # W * N
             logits = (local / self.temperature) @ candidates.T  # (2N, 2 * W * N)
             rows = torch.arange(2 * n, device=local.device)  # (2N,)

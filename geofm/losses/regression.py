@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError
+from geofm.losses._common import undefined_loss_message
 
 __all__ = ["RelativeMSELoss", "relative_mse_loss"]
 
@@ -42,7 +43,8 @@ def relative_mse_loss(
         - baseline: ``(D,)`` or ``()``.
 
     Raises:
-        ShapeError: If ``pred`` and ``target`` differ in shape or are not 1-D/2-D.
+        ShapeError: If ``pred`` and ``target`` differ in shape or are not 1-D/2-D,
+            or hold no sample (the means are undefined).
 
     Example:
         >>> import torch
@@ -56,6 +58,15 @@ def relative_mse_loss(
         raise ShapeError(
             f"relative_mse_loss needs pred and target of the same (N, D) or (N,) shape, got "
             f"{tuple(pred.shape)} and {tuple(target.shape)}."
+        )
+    if pred.shape[0] == 0:
+        raise ShapeError(
+            undefined_loss_message(
+                "relative_mse_loss",
+                needs="at least 1 sample to average over",
+                got=f"pred and target of shape {tuple(pred.shape)}",
+                fix="Pass a non-empty batch.",
+            )
         )
     reference = torch.zeros_like(target) if baseline is None else baseline.expand_as(target)
     model_mse = (pred - target).pow(2).mean(dim=0)  # (D,)

@@ -22,16 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from geofm.errors import ShapeError
 from geofm.losses._common import (
-    DistributedModule,
+    BatchStatisticsLoss,
     MatrixMethod,
     check_batch_size,
-    check_embedding_pair,
     check_matrix_method,
     full_precision,
-    gather_pair,
     off_diagonal_square_sum,
-    upcast,
 )
 
 __all__ = ["VICRegLoss", "VICRegTerms", "covariance_loss", "variance_loss"]
@@ -42,6 +40,16 @@ def _centre(z: Tensor) -> tuple[Tensor, Tensor]:
     # Tensor.var(dim=0) is a slow strided reduction on CPU; this takes two fast passes.
     z_centred = z - z.mean(dim=0)  # (N, D)
     return z_centred, (z_centred * z_centred).sum(dim=0)  # (N, D), (D,)
+
+
+def _check_branch(z: Tensor, *, owner: str) -> None:
+    """Raise unless ``z`` is one branch ``(N, D)`` with ``N >= 2``."""
+    if z.ndim != 2:
+        raise ShapeError(
+            f"{owner} expects embeddings of shape (N, D), got shape {tuple(z.shape)}. "
+            "Flatten or pool the embeddings to (N, D) first."
+        )
+    check_batch_size(z, owner=owner, gathered=False, purpose="for the unbiased variance")
 
 
 def _variance_term(square_sums: Tensor, n: int, eps: float) -> Tensor:
@@ -125,7 +133,11 @@ def variance_loss(z: Tensor, *, eps: float = 1e-4) -> Tensor:
             finite for constant embeddings).
 
     Returns:
-        Scalar tensor.
+        The variance term, a scalar tensor.
+
+    Raises:
+        ShapeError: If ``z`` is not 2-D or holds a single sample (the unbiased
+            variance is undefined).
 
     Shape:
         - Input: ``(N, D)`` with ``N >= 2``.
@@ -135,6 +147,7 @@ def variance_loss(z: Tensor, *, eps: float = 1e-4) -> Tensor:
         >>> round(variance_loss(torch.zeros(4, 3)).item(), 4)
         0.99
     """
+    _check_branch(z, owner="variance_loss")
     _, square_sums = _centre(z)
     return _variance_term(square_sums, z.shape[0], eps)
 
@@ -150,7 +163,12 @@ def covariance_loss(z: Tensor, *, method: MatrixMethod = "auto") -> Tensor:
             ``"auto"`` (Gram when ``N < D``). Both give the same value.
 
     Returns:
-        Scalar tensor.
+        The covariance term, a scalar tensor.
+
+    Raises:
+        ShapeError: If ``z`` is not 2-D or holds a single sample (the covariance
+            is undefined).
+        ValueError: If ``method`` is unknown.
 
     Shape:
         - Input: ``(N, D)`` with ``N >= 2``.
@@ -161,6 +179,8 @@ def covariance_loss(z: Tensor, *, method: MatrixMethod = "auto") -> Tensor:
         >>> covariance_loss(z).item()  # C = [[2, 2], [2, 2]]; (4 + 4) / 2
         4.0
     """
+    _check_branch(z, owner="covariance_loss")
+    check_matrix_method(method, owner="covariance_loss", argument="method")
     z_centred, square_sums = _centre(z)
     return _covariance_term(z_centred, square_sums, method)
 
@@ -183,7 +203,7 @@ class VICRegTerms(NamedTuple):
     covariance: Tensor
 
 
-class VICRegLoss(DistributedModule):
+class VICRegLoss(BatchStatisticsLoss):
     """VICReg loss: ``25 * invariance + 25 * variance + 1 * covariance``.
 
     * invariance: ``MSE(z_a, z_b)`` (mean over ``N * D``) on the **local** batch;
@@ -211,13 +231,15 @@ class VICRegLoss(DistributedModule):
             ``(D, D)`` covariance), ``"gram"`` or ``"direct"``. All are exact.
 
     Shape:
-        - z_a, z_b: ``(N, D)``; ``N >= 2`` over the (global) batch.
+        - z_a, z_b: ``(N, D)``; the unbiased variance needs ``N >= 2`` in the
+          (global) batch.
         - Output: ``()``.
 
     Raises:
-        ValueError: If ``eps <= 0`` or ``covariance_method`` is unknown.
-        ShapeError: If the inputs are not two ``(N, D)`` tensors of one shape,
-            or the (global) batch has a single sample.
+        ValueError: If ``eps`` is not finite and positive, or
+            ``covariance_method`` is unknown.
+        ShapeError: From :meth:`terms` and ``forward``, if the inputs are not
+            two ``(N, D)`` tensors of one shape or the (global) batch has one sample.
         MissingDependencyError: If ``gather_distributed=True`` and PyTorch has
             no ``torch.distributed``.
 
@@ -231,6 +253,7 @@ class VICRegLoss(DistributedModule):
     """
 
     repr_fields = ("invariance_weight", "variance_weight", "covariance_weight", "eps")
+    batch_purpose = "for the unbiased variance"
 
     def __init__(
         self,
@@ -242,17 +265,16 @@ class VICRegLoss(DistributedModule):
         gather_distributed: bool = False,
         covariance_method: MatrixMethod = "auto",
     ) -> None:
-        super().__init__(gather_distributed=gather_distributed)
-        if eps <= 0:
-            raise ValueError(
-                f"VICRegLoss got eps={eps}; expected eps > 0 (the reference uses 1e-4). "
-                "eps keeps sqrt(variance + eps) differentiable for constant embeddings."
-            )
-        check_matrix_method(covariance_method, owner="VICRegLoss", argument="covariance_method")
+        super().__init__(
+            eps=eps,
+            eps_hint="the reference uses 1e-4; it keeps sqrt(variance + eps) differentiable",
+            method=covariance_method,
+            method_argument="covariance_method",
+            gather_distributed=gather_distributed,
+        )
         self.invariance_weight = invariance_weight
         self.variance_weight = variance_weight
         self.covariance_weight = covariance_weight
-        self.eps = eps
         self.covariance_method: MatrixMethod = covariance_method
 
     def terms(self, z_a: Tensor, z_b: Tensor) -> VICRegTerms:
@@ -266,25 +288,18 @@ class VICRegLoss(DistributedModule):
             :class:`VICRegTerms` of scalar tensors.
 
         Raises:
-            ShapeError: As for :meth:`forward`.
+            ShapeError: If the inputs are not two ``(N, D)`` tensors of one
+                shape, or the (global) batch has one sample.
 
         Example:
             >>> terms = VICRegLoss().terms(torch.zeros(4, 3), torch.zeros(4, 3))
             >>> [round(t.item(), 4) for t in terms]
             [0.0, 0.99, 0.0]
         """
-        check_embedding_pair(z_a, z_b, owner="VICRegLoss")
+        z_a, z_b = self.local_views(z_a, z_b)
         with full_precision(z_a):
-            z_a, z_b = upcast(z_a), upcast(z_b)
-            invariance = F.mse_loss(z_a, z_b)
-            if self.gather_distributed:
-                z_a, z_b = gather_pair(z_a, z_b)  # (W * n, D) each
-            check_batch_size(
-                z_a,
-                owner="VICRegLoss",
-                gathered=self.gather_distributed,
-                purpose="for the unbiased variance",
-            )
+            invariance = F.mse_loss(z_a, z_b)  # local batch, as in the reference code
+            z_a, z_b = self.global_views(z_a, z_b)  # (W * n, D) each when gathered
             variance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
             covariance = torch.zeros((), dtype=z_a.dtype, device=z_a.device)
             for z in (z_a, z_b):
@@ -296,18 +311,17 @@ class VICRegLoss(DistributedModule):
         return VICRegTerms(invariance=invariance, variance=variance, covariance=covariance)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
-        """Return the weighted VICReg loss.
+        """Return the weighted VICReg loss of two views.
 
         Args:
             z_a: Embeddings (projector outputs) of the first view.
             z_b: Embeddings of the second view, same shape.
 
         Returns:
-            Scalar loss.
+            The weighted sum of the three :meth:`terms`, a scalar.
 
         Raises:
-            ShapeError: If the inputs are not two ``(N, D)`` tensors of one
-                shape, or the (global) batch has a single sample.
+            ShapeError: As for :meth:`terms`.
         """
         terms = self.terms(z_a, z_b)
         return (

@@ -12,7 +12,10 @@ share the module, chosen by ``generator=``:
   bias, both scaled by 0.01, and a convolution padded by one pixel.
 
 Wavelengths and bandwidths are in **nanometres** (see :mod:`geofm.sensors`).
-DOFA's own API takes micrometres and multiplies them by 1000 inline; its
+Every wavelength the module receives (constructor, ``forward``, ``generate``)
+must lie in ``[100, 20000]`` nm (:func:`geofm.sensors.resolve_wavelengths`)
+and every bandwidth in ``[1, 20000]`` nm; micrometres are refused with a hint
+to multiply by 1000. DOFA's own API takes micrometres and multiplies them by 1000 inline; its
 sine-cosine encoding therefore already works in nm, and geofm feeds nm to it
 directly.
 
@@ -69,6 +72,10 @@ def sincos_wavelength_embedding(values: Tensor, dim: int, *, max_period: float =
     Frequencies are geometric, ``f_k = max_period^(-k / (dim / 2))``, so with the
     default the periods run from ``2*pi`` nm to ``2*pi * 10^4`` nm and cover both
     neighbouring hyperspectral bands and the visible-to-thermal range.
+
+    A pure encoding: the values are not range-checked here (they may be
+    wavelengths or bandwidths); :class:`WavelengthPatchEmbed` checks them
+    where they enter.
 
     Args:
         values: Per-band values in nm.
@@ -224,9 +231,10 @@ class WavelengthPatchEmbed(nn.Module):
     Args:
         embed_dim: Output channels ``D``.
         patch_size: Patch side ``p`` (kernel size and stride).
-        wavelengths: Default central wavelength of each band in nm, used when
-            ``forward`` receives none.
-        bandwidths: Default FWHM of each band in nm (needs ``use_bandwidth=True``).
+        wavelengths: Default central wavelength of each band in nm
+            (``[100, 20000]``), used when ``forward`` receives none.
+        bandwidths: Default FWHM of each band in nm (``[1, 20000]``; needs
+            ``use_bandwidth=True``).
         use_bandwidth: Condition the kernels on bandwidth as well (``"mlp"`` only);
             every call then needs bandwidths.
         generator: ``"mlp"`` (geofm's) or ``"dofa"`` (DOFA's, loads DOFA weights).
@@ -244,7 +252,8 @@ class WavelengthPatchEmbed(nn.Module):
 
     Raises:
         ValueError: If a size is not positive, wavelengths / bandwidths are not
-            positive, bandwidths are given without ``use_bandwidth``, or an
+            in their range in nm (e.g. micrometres), bandwidths are given
+            without ``use_bandwidth``, or an
             ``"mlp"``-only option is set with ``generator="dofa"``.
         ShapeError: If default wavelengths and bandwidths differ in length.
 
@@ -347,7 +356,11 @@ class WavelengthPatchEmbed(nn.Module):
         nn.init.zeros_(self.kernel_generator.bias)
 
     @staticmethod
-    def _values(values: Tensor | Sequence[float], label: str, device: torch.device) -> Tensor:
+    def _values(
+        values: Tensor | Sequence[float],
+        label: Literal["wavelengths", "bandwidths"],
+        device: torch.device,
+    ) -> Tensor:
         return band_values(values, label=label, owner=_OWNER, device=device)
 
     @classmethod
@@ -478,7 +491,8 @@ class WavelengthPatchEmbed(nn.Module):
             ``(kernel, bias)``.
 
         Raises:
-            ValueError: If the values are not positive or bandwidths do not match the setting.
+            ValueError: If the values are not in their range in nm (e.g. micrometres)
+                or bandwidths do not match the setting.
             ShapeError: If wavelengths and bandwidths differ in length.
 
         Example:
@@ -552,8 +566,9 @@ class WavelengthPatchEmbed(nn.Module):
             ShapeError: If ``x`` is not 4-D, the wavelength (or bandwidth) count
                 differs from the band count, or ``H`` / ``W`` is not a multiple
                 of ``p`` (``"mlp"``).
-            ValueError: If no wavelengths are available, values are not positive,
-                or bandwidths do not match ``use_bandwidth``.
+            ValueError: If no wavelengths are available, values are not in their
+                range in nm (e.g. micrometres), or bandwidths do not match
+                ``use_bandwidth``.
 
         Shape:
             - Input: ``(N, C, H, W)``.

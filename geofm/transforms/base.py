@@ -4,9 +4,10 @@ A sample is a ``dict[str, Tensor]`` following torchgeo's convention:
 ``"image"`` holds ``(C, H, W)`` or a batch ``(N, C, H, W)``; ``"mask"`` (if
 present) holds integer labels ``(H, W)`` / ``(N, H, W)`` or with an extra
 channel axis ``(K, H, W)`` / ``(N, K, H, W)``. Other keys pass through
-untouched. Random parameters are drawn per sample from the CPU random
-generator (or the ``generator`` passed to ``forward``) and then moved to the
-image's device, so results are reproducible on any device.
+untouched. Every transform also takes a bare image tensor and returns the
+transformed tensor (image only). Random parameters are drawn per sample from
+the CPU random generator (or the ``generator`` passed to ``forward``) and then
+moved to the image's device, so results are reproducible on any device.
 
 Reference: torchgeo's sample dictionaries and ``AugmentationSequential``,
 https://github.com/microsoft/torchgeo.
@@ -15,7 +16,8 @@ https://github.com/microsoft/torchgeo.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
@@ -40,10 +42,31 @@ def uniform(
     return low + (high - low) * rand(shape, generator)
 
 
-def batch_image(sample: Sample, name: str) -> tuple[Tensor, bool]:
-    """The sample's image as ``(N, C, H, W)`` and whether it was batched."""
+def check_sample(sample: object, name: str) -> None:
+    """Raise a clear error unless ``sample`` is a sample dict holding an image tensor."""
+    if isinstance(sample, Tensor):
+        raise TypeError(
+            f"{name}.forward expects a sample dict, got a bare tensor of shape "
+            f"{tuple(sample.shape)}. Call the transform itself ({name}()(image)) to transform "
+            f"a bare image, or pass {{'image': image}}."
+        )
+    if not isinstance(sample, Mapping):
+        raise TypeError(
+            f"{name} expects a sample dict {{'image': Tensor, 'mask': Tensor (optional)}} or "
+            f"an image tensor, got {type(sample).__name__}."
+        )
     if "image" not in sample:
         raise KeyError(f"{name} needs an 'image' key in the sample, got keys {sorted(sample)}.")
+    if not isinstance(sample["image"], Tensor):
+        raise TypeError(
+            f"{name}: sample['image'] must be a torch.Tensor, got "
+            f"{type(sample['image']).__name__}. Convert arrays with torch.from_numpy."
+        )
+
+
+def batch_image(sample: Sample, name: str) -> tuple[Tensor, bool]:
+    """The sample's image as ``(N, C, H, W)`` and whether it was batched."""
+    check_sample(sample, name)
     image = sample["image"]
     if image.ndim not in (3, 4):
         raise ShapeError(
@@ -99,8 +122,17 @@ def check_range(name: str, value: float | tuple[float, float]) -> tuple[float, f
 class Transform(nn.Module, ABC):
     """Base class of geofm transforms: ``forward(sample, generator=None) -> sample``.
 
-    Subclasses implement :meth:`forward`; they never change keys other than
-    ``"image"`` and ``"mask"``.
+    Subclasses implement :meth:`forward` on sample dicts; they never change keys
+    other than ``"image"`` and ``"mask"``. Calling a transform on a bare image
+    tensor runs it on ``{"image": tensor}`` and returns the transformed image;
+    anything other than a dict or a tensor is a :class:`TypeError`.
+
+    Shape:
+        - Input: a sample dict, or an image ``(C, H, W)`` / ``(N, C, H, W)``.
+        - Output: the same kind of object.
+
+    Raises:
+        TypeError: If called with something other than a sample dict or a tensor.
 
     Example:
         >>> import torch
@@ -109,7 +141,34 @@ class Transform(nn.Module, ABC):
         ...         return {**sample, "image": 2 * sample["image"]}
         >>> Double()({"image": torch.ones(1, 2, 2)})["image"].sum().item()
         8.0
+        >>> Double()(torch.ones(1, 2, 2)).sum().item()  # a bare image in, an image out
+        8.0
     """
+
+    @overload
+    def __call__(self, sample: Tensor, *, generator: torch.Generator | None = None) -> Tensor: ...
+
+    @overload
+    def __call__(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample: ...
+
+    def __call__(self, sample: Any, *, generator: torch.Generator | None = None) -> Any:
+        """Run :meth:`forward` on a sample dict, or on ``{"image": tensor}`` for a bare image.
+
+        Args:
+            sample: A sample dict, or an image tensor ``(C, H, W)`` / ``(N, C, H, W)``.
+            generator: Source of randomness; ``None`` uses torch's global CPU generator.
+
+        Returns:
+            The transformed sample dict, or the transformed image for a tensor input.
+
+        Raises:
+            TypeError: If ``sample`` is neither, or its ``"image"`` is not a tensor.
+            KeyError: If a sample dict has no ``"image"``.
+        """
+        if isinstance(sample, Tensor):
+            return super().__call__({"image": sample}, generator=generator)["image"]
+        check_sample(sample, type(self).__name__)
+        return super().__call__(sample, generator=generator)
 
     @abstractmethod
     def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:

@@ -228,19 +228,23 @@ class RandomHorizontalFlip(Transform):
 
 
 class RandomVerticalFlip(RandomHorizontalFlip):
-    """Flip image and mask top-bottom, each sample with probability ``p``.
+    """Flip image and mask top-bottom (along ``H``), each sample with probability ``p``.
+
+    The same rule as :class:`RandomHorizontalFlip` on the other spatial axis;
+    the mask moves with its image.
 
     Args:
-        p: Probability of flipping a sample.
+        p: Chance that a sample is turned upside down.
 
     Raises:
-        ValueError: If ``p`` is not in ``[0, 1]``.
+        ValueError: If ``p`` lies outside ``[0, 1]``.
 
     Example:
-        >>> import torch
-        >>> RandomVerticalFlip(p=1.0)({"image": torch.tensor([[[1.0], [2.0]]])})["image"]
-        tensor([[[2.],
-                 [1.]]])
+        >>> from torch import tensor
+        >>> out = RandomVerticalFlip(p=1.0)(
+        ...     {"image": tensor([[[1.0], [2.0]]]), "mask": tensor([[0], [5]])})
+        >>> out["image"].flatten().tolist(), out["mask"].flatten().tolist()
+        ([2.0, 1.0], [5, 0])
     """
 
     dim = -2

@@ -5,6 +5,10 @@ the rule :mod:`geofm.sensors` documents (``offset``, ``divisor`` and ``clip``
 come from the sensor's :class:`~geofm.sensors.ValueScaling`, ``Sensor.scaling``).
 Works on sample dicts and on bare tensors, so the same module normalises the
 training pipeline's samples and the input of a model at inference.
+:meth:`Normalize.from_spec` builds it from a model's
+:class:`~geofm.input_spec.InputSpec`, giving exactly what
+:meth:`InputSpec.prepare <geofm.input_spec.InputSpec.prepare>` (and so
+``predict_raster``) feeds the model.
 
 Reference: ``torchvision.transforms.Normalize``; SpectralEarth's per-band
 standardisation on raw DN (``src/transforms/normalize.py``).
@@ -19,6 +23,7 @@ import torch
 from torch import Tensor
 
 from geofm.errors import ShapeError
+from geofm.input_spec import InputSpec
 from geofm.sensors import Sensor, get_sensor
 from geofm.transforms.base import Sample, Transform
 
@@ -53,17 +58,20 @@ class Normalize(Transform):
         divisor: Raw values are divided by it after the offset (positive).
         clip: ``(low, high)`` applied to the scaled values before
             standardisation, or ``None``.
+        dtype: Floating dtype the image is cast to first (``torch.float32``
+            reproduces :meth:`InputSpec.prepare <geofm.input_spec.InputSpec.prepare>`),
+            or ``None``: floating images keep their dtype, others become float32.
 
     Shape:
         - Input: a tensor or ``sample["image"]`` of shape ``(C, H, W)`` or
           ``(N, C, H, W)``, any dtype.
-        - Output: same shape (and container), float32 (or the input's
-          floating dtype).
+        - Output: same shape (and container), ``dtype`` (default: float32, or
+          the input's floating dtype).
 
     Raises:
         ShapeError: If per-band lengths differ; in ``forward``, if the image
             band count differs from ``len(mean)``.
-        ValueError: If a std or divisor is not positive.
+        ValueError: If a std or divisor is not positive, or ``dtype`` is not floating.
 
     Example:
         >>> import torch
@@ -88,8 +96,12 @@ class Normalize(Transform):
         offset: float | Sequence[float] = 0.0,
         divisor: float | Sequence[float] = 1.0,
         clip: tuple[float, float] | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"Normalize dtype must be a floating dtype, got {dtype}.")
+        self.dtype = dtype
         bands = len(mean)
         if bands == 0:
             raise ShapeError("Normalize needs at least one band; got an empty mean.")
@@ -140,6 +152,55 @@ class Normalize(Transform):
             mean, std = list(record.mean), list(record.std)
         return cls(mean, std, offset=rule.offset, divisor=rule.divisor, clip=rule.clip)
 
+    @classmethod
+    def from_spec(cls, spec: InputSpec | object) -> Normalize:
+        """The normalisation a model's input spec prescribes, equal to ``spec.prepare``.
+
+        Training with it feeds the model what :func:`geofm.geo.predict_raster`
+        and ``geofm predict`` feed it: ``clip((raw - offset) / divisor)`` from
+        the spec's scaling, then ``(x - mean) / std``, in float32. Parts the
+        spec leaves unknown are left out (values as stored, no standardisation),
+        exactly as :meth:`InputSpec.prepare <geofm.input_spec.InputSpec.prepare>` does.
+
+        Args:
+            spec: An :class:`~geofm.input_spec.InputSpec`, or any object with an
+                ``input_spec`` attribute holding one (a backbone, a task model).
+
+        Returns:
+            The transform, with ``spec.num_bands`` bands.
+
+        Raises:
+            TypeError: If ``spec`` is neither an ``InputSpec`` nor has one as ``input_spec``.
+
+        Example:
+            >>> import torch
+            >>> from geofm.input_spec import InputSpec
+            >>> spec = InputSpec.from_sensor("rgb")
+            >>> x = torch.randint(0, 256, (2, 3, 4, 4))
+            >>> torch.equal(Normalize.from_spec(spec)(x), spec.prepare(x))
+            True
+        """
+        found = spec if isinstance(spec, InputSpec) else getattr(spec, "input_spec", None)
+        if not isinstance(found, InputSpec):
+            raise TypeError(
+                "Normalize.from_spec expects a geofm.InputSpec or a model with an "
+                f"input_spec attribute, got {type(spec).__name__}"
+                + ("" if found is None else f" whose input_spec is {type(found).__name__}")
+                + "."
+            )
+        n = found.num_bands
+        rule = found.scaling
+        mean = found.mean if found.mean is not None else (0.0,) * n
+        std = found.std if found.std is not None else (1.0,) * n
+        return cls(
+            list(mean),
+            list(std),
+            offset=rule.offset if rule is not None else 0.0,
+            divisor=rule.divisor if rule is not None else 1.0,
+            clip=rule.clip if rule is not None else None,
+            dtype=torch.float32,
+        )
+
     @overload
     def forward(self, sample: Tensor, *, generator: torch.Generator | None = None) -> Tensor: ...
 
@@ -173,7 +234,10 @@ class Normalize(Transform):
                 f"(N, C, H, W), got shape {tuple(image.shape)}. Build Normalize with one mean/std "
                 f"per band of the input, e.g. Normalize.from_sensor(<the input's sensor>)."
             )
-        x = image if image.is_floating_point() else image.float()
+        if self.dtype is not None:
+            x = image.to(self.dtype)
+        else:
+            x = image if image.is_floating_point() else image.float()
         x = (x - self.offset.to(x)) / self.divisor.to(x)
         if self.clip is not None:
             x = x.clamp(*self.clip)

@@ -127,7 +127,41 @@ def _factor_range(name: str, value: float | tuple[float, float]) -> tuple[float,
     return low, high
 
 
-class RandomBrightnessContrast(Transform):
+class _PerSampleAugment(Transform):
+    """Image-only augmentation applied to each sample with probability ``p``.
+
+    Subclasses implement :meth:`augment` (the changed image for every sample);
+    :meth:`forward` draws its parameters first, then which samples keep the
+    change, so every subclass consumes the generator in the same order.
+    """
+
+    rgb_only = False  # needs a 3-band (RGB) image
+    float_only = True  # needs a floating-point image
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        check_probability(type(self).__name__, p)
+        self.p = p
+
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The augmented batch ``(N, C, H, W)`` for every sample (before the ``p`` draw)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement augment.")
+
+    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
+        """Augment ``sample["image"]``; see the class docstring."""
+        name = type(self).__name__
+        if self.rgb_only:
+            image, batched = _rgb_image(sample, name)
+        elif self.float_only:
+            image, batched = _float_image(sample, name)
+        else:
+            image, batched = batch_image(sample, name)
+        out = self.augment(image, generator)
+        apply = rand((image.shape[0],), generator) < self.p
+        return _finish(sample, _where(apply, out, image), batched)
+
+
+class RandomBrightnessContrast(_PerSampleAugment):
     """Per-band random brightness offset and contrast factor, for any band count.
 
     ``x' = (x - mean_b) * contrast_b + mean_b + brightness_b`` where
@@ -160,27 +194,22 @@ class RandomBrightnessContrast(Transform):
         p: float = 1.0,
         per_band: bool = True,
     ) -> None:
-        super().__init__()
-        check_probability("RandomBrightnessContrast", p)
+        super().__init__(p)
         self.brightness = check_range("brightness", brightness)
         self.contrast = _factor_range("contrast", contrast)
-        self.p = p
         self.per_band = per_band
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Adjust brightness and contrast; see the class docstring."""
-        image, batched = _float_image(sample, "RandomBrightnessContrast")
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Shift and stretch every band around its mean; see the class docstring."""
         n, c = image.shape[:2]
         shape = (n, c if self.per_band else 1, 1, 1)
         offset = uniform(*self.brightness, shape, generator).to(image)
         factor = uniform(*self.contrast, shape, generator).to(image)
-        apply = rand((n,), generator) < self.p
         mean = image.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
-        out = (image - mean) * factor + mean + offset
-        return _finish(sample, _where(apply, out, image), batched)
+        return (image - mean) * factor + mean + offset
 
 
-class RandomGaussianBlur(Transform):
+class RandomGaussianBlur(_PerSampleAugment):
     """Gaussian blur with a random sigma per sample, for any band count.
 
     Separable kernel of ``kernel_size`` taps, ``exp(-x^2 / (2 sigma^2))``
@@ -212,22 +241,18 @@ class RandomGaussianBlur(Transform):
         sigma: tuple[float, float] = (0.1, 2.0),
         p: float = 0.5,
     ) -> None:
-        super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}.")
         if not 0 < sigma[0] <= sigma[1]:
             raise ValueError(f"sigma must be an increasing positive pair, got {sigma}.")
-        check_probability("RandomGaussianBlur", p)
+        super().__init__(p)
         self.kernel_size = kernel_size
         self.sigma = sigma
-        self.p = p
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Blur; see the class docstring."""
-        image, batched = _float_image(sample, "RandomGaussianBlur")
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Blur every sample with its own sigma; see the class docstring."""
         n, c, h, w = image.shape
         sigma = uniform(*self.sigma, (n,), generator).to(image)
-        apply = rand((n,), generator) < self.p
         k, pad = self.kernel_size, self.kernel_size // 2
         taps = torch.linspace(-pad, pad, k, device=image.device, dtype=image.dtype)
         kernel = torch.exp(-0.5 * (taps / sigma[:, None]) ** 2)  # (N, k)
@@ -236,11 +261,10 @@ class RandomGaussianBlur(Transform):
         x = x.reshape(1, n * c, h + 2 * pad, w + 2 * pad)  # (1, N*C, H', W')
         x = F.conv2d(x, kernel[:, None, None, :], groups=n * c)  # (1, N*C, H', W)
         x = F.conv2d(x, kernel[:, None, :, None], groups=n * c)  # (1, N*C, H, W)
-        out = x.reshape(n, c, h, w)  # (N, C, H, W)
-        return _finish(sample, _where(apply, out, image), batched)
+        return x.reshape(n, c, h, w)  # (N, C, H, W)
 
 
-class RandomBandDropout(Transform):
+class RandomBandDropout(_PerSampleAugment):
     """Replace whole bands with ``fill`` at random; at least one band is always kept.
 
     Args:
@@ -258,29 +282,26 @@ class RandomBandDropout(Transform):
         1
     """
 
+    float_only = False  # any dtype: bands are replaced, not computed
+
     def __init__(self, drop_prob: float = 0.1, *, p: float = 1.0, fill: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(p)
         check_probability("RandomBandDropout", drop_prob)
-        check_probability("RandomBandDropout", p)
         self.drop_prob = drop_prob
-        self.p = p
         self.fill = fill
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Drop bands; see the class docstring."""
-        image, batched = batch_image(sample, "RandomBandDropout")
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Drop bands of every sample, keeping its highest-scoring one; see the class docstring."""
         n, c = image.shape[:2]
         scores = rand((n, c), generator)
-        apply = rand((n,), generator) < self.p
         drop = scores < self.drop_prob
         survivor = torch.nn.functional.one_hot(scores.argmax(dim=1), c).bool()  # (N, C)
-        drop = drop & ~(drop.all(dim=1, keepdim=True) & survivor) & apply[:, None]
+        drop = drop & ~(drop.all(dim=1, keepdim=True) & survivor)
         drop = drop.to(image.device)[:, :, None, None]  # (N, C, 1, 1)
-        out = torch.where(drop, torch.full_like(image, self.fill), image)
-        return _finish(sample, out, batched)
+        return torch.where(drop, torch.full_like(image, self.fill), image)
 
 
-class RandomSolarize(Transform):
+class RandomSolarize(_PerSampleAugment):
     """Invert values at or above ``threshold`` (``x -> 1 - x``), for data in ``[0, 1]``.
 
     Args:
@@ -298,20 +319,15 @@ class RandomSolarize(Transform):
     """
 
     def __init__(self, threshold: float = 0.5, *, p: float = 0.2) -> None:
-        super().__init__()
-        check_probability("RandomSolarize", p)
+        super().__init__(p)
         self.threshold = threshold
-        self.p = p
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Solarise; see the class docstring."""
-        image, batched = _float_image(sample, "RandomSolarize")
-        apply = rand((image.shape[0],), generator) < self.p
-        out = torch.where(image >= self.threshold, 1 - image, image)
-        return _finish(sample, _where(apply, out, image), batched)
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Invert the values at or above the threshold; see the class docstring."""
+        return torch.where(image >= self.threshold, 1 - image, image)
 
 
-class RandomGrayscale(Transform):
+class RandomGrayscale(_PerSampleAugment):
     """Convert RGB samples to grey (replicated to 3 bands) with probability ``p``.
 
     Uses the luma weights 0.2989, 0.587, 0.114 (torchvision's).
@@ -330,20 +346,17 @@ class RandomGrayscale(Transform):
         tensor([0.2989, 0.2989, 0.2989])
     """
 
+    rgb_only = True
+
     def __init__(self, p: float = 0.1) -> None:
-        super().__init__()
-        check_probability("RandomGrayscale", p)
-        self.p = p
+        super().__init__(p)
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Convert to grey; see the class docstring."""
-        image, batched = _rgb_image(sample, "RandomGrayscale")
-        apply = rand((image.shape[0],), generator) < self.p
-        out = _gray(image).expand_as(image)
-        return _finish(sample, _where(apply, out, image), batched)
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The luma of every pixel in all three bands; see the class docstring."""
+        return _gray(image).expand_as(image)
 
 
-class ColorJitter(Transform):
+class ColorJitter(_PerSampleAugment):
     """torchvision-style colour jitter for RGB images in ``[0, 1]``.
 
     Brightness, contrast and saturation factors are drawn from
@@ -370,6 +383,8 @@ class ColorJitter(Transform):
         tensor([0.4000, 0.4000, 0.4000])
     """
 
+    rgb_only = True
+
     def __init__(
         self,
         brightness: float | tuple[float, float] = 0.0,
@@ -379,19 +394,16 @@ class ColorJitter(Transform):
         *,
         p: float = 1.0,
     ) -> None:
-        super().__init__()
-        check_probability("ColorJitter", p)
+        super().__init__(p)
         self.brightness = _factor_range("brightness", brightness)
         self.contrast = _factor_range("contrast", contrast)
         self.saturation = _factor_range("saturation", saturation)
         self.hue = check_range("hue", hue)
         if not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
             raise ValueError(f"hue shifts must lie in [-0.5, 0.5], got {self.hue}.")
-        self.p = p
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
-        """Jitter colours; see the class docstring."""
-        image, batched = _rgb_image(sample, "ColorJitter")
+    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Jitter colours in a random order; see the class docstring."""
         n = image.shape[0]
         device = generator.device if generator is not None else torch.device("cpu")
         order = torch.randperm(4, generator=generator, device=device).tolist()
@@ -399,7 +411,6 @@ class ColorJitter(Transform):
             uniform(*rng, (n,), generator).to(image)
             for rng in (self.brightness, self.contrast, self.saturation, self.hue)
         ]
-        apply = rand((n,), generator) < self.p
         out = image
         for op in order:
             f = factors[op]
@@ -413,4 +424,4 @@ class ColorJitter(Transform):
                 hsv = _rgb_to_hsv(out)
                 hue = (hsv[:, :1] + f.view(-1, 1, 1, 1)) % 1.0
                 out = _hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
-        return _finish(sample, _where(apply, out, image), batched)
+        return out

@@ -21,13 +21,13 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, overload
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from geofm.sensors import get_sensor
-from geofm.transforms.base import Compose, Sample, Transform
+from geofm.transforms.base import Compose, Sample, Transform, check_sample
 from geofm.transforms.geometric import RandomHorizontalFlip, RandomResizedCrop, RandomVerticalFlip
 from geofm.transforms.normalize import Normalize
 from geofm.transforms.photometric import (
@@ -88,8 +88,9 @@ class MultiViewTransform(nn.Module):
         views: One transform per output view.
 
     Shape:
-        - Input: a sample with ``image`` ``(C, H, W)`` or ``(N, C, H, W)``.
-        - Output: list of ``len(views)`` samples.
+        - Input: a sample with ``image`` ``(C, H, W)`` or ``(N, C, H, W)``, or
+          such an image tensor.
+        - Output: list of ``len(views)`` samples (or image tensors).
 
     Example:
         >>> import torch
@@ -105,8 +106,33 @@ class MultiViewTransform(nn.Module):
             raise ValueError("MultiViewTransform needs at least one view transform.")
         self.views = nn.ModuleList(views)
 
-    def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> list[Sample]:
-        """Every view of ``sample``, in the order of ``views``."""
+    @overload
+    def forward(
+        self, sample: Tensor, *, generator: torch.Generator | None = None
+    ) -> list[Tensor]: ...
+
+    @overload
+    def forward(
+        self, sample: Sample, *, generator: torch.Generator | None = None
+    ) -> list[Sample]: ...
+
+    def forward(
+        self, sample: Sample | Tensor, *, generator: torch.Generator | None = None
+    ) -> list[Sample] | list[Tensor]:
+        """Every view of ``sample`` (a sample dict or a bare image), in the order of ``views``.
+
+        Args:
+            sample: A sample dict, or an image tensor (then every view is a tensor).
+            generator: Source of randomness shared by all views.
+
+        Returns:
+            One sample (or image) per view.
+
+        Raises:
+            TypeError: If ``sample`` is neither a sample dict nor a tensor.
+        """
+        if not isinstance(sample, Tensor):
+            check_sample(sample, type(self).__name__)
         return [view(sample, generator=generator) for view in self.views]
 
 

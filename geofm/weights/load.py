@@ -11,7 +11,11 @@ Safety rules:
   ``torch.load(weights_only=True)``: plain unpickling never happens, so a
   checkpoint cannot run code;
 - a known sha256 is verified before anything is read (mismatch is an error
-  that names both hashes).
+  that names both hashes);
+- dtypes are never coerced silently: a float tensor loads into a float
+  parameter of another precision (reported in ``LoadReport.converted``), any
+  other dtype difference (int8, bool or int64 into float, float into an integer
+  buffer) is refused like a shape conflict (``LoadReport.dtype_mismatched``).
 
 Models may customise how a foreign layout maps to theirs by defining
 ``adapt_state_dict(state_dict, report) -> state_dict`` (see
@@ -78,13 +82,19 @@ class LoadReport:
         adapted: Human-readable notes on every transformation applied
             (prefix stripped, position embedding resampled, input channels adapted).
         ignored: Checkpoint keys dropped on purpose by a converter, with the reason.
+        dtype_mismatched: ``(key, model_dtype, checkpoint_dtype)`` for tensors
+            whose dtype cannot be converted (anything but float to float):
+            refused, never loaded.
+        converted: ``(key, model_dtype, checkpoint_dtype)`` for float tensors
+            loaded into a float parameter of another precision (e.g. a float16
+            checkpoint into a float32 model).
 
     Example:
         >>> r = LoadReport(source="x", missing=["a.weight"])
         >>> r.ok
         False
         >>> print(r.summary())
-        x: 1 missing, 0 unexpected, 0 shape-mismatched
+        x: 1 missing, 0 unexpected, 0 shape-mismatched, 0 dtype-mismatched
           missing: a.weight
     """
 
@@ -94,11 +104,13 @@ class LoadReport:
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    dtype_mismatched: list[tuple[str, str, str]] = field(default_factory=list)
+    converted: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when every key matched in name and shape."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        """True when every key matched in name, shape and a loadable dtype."""
+        return not (self.missing or self.unexpected or self.mismatched or self.dtype_mismatched)
 
     def summary(self, max_keys: int = 10) -> str:
         """Multi-line description listing up to ``max_keys`` keys per category.
@@ -111,7 +123,7 @@ class LoadReport:
 
         Example:
             >>> LoadReport(source="w.safetensors").summary()
-            'w.safetensors: 0 missing, 0 unexpected, 0 shape-mismatched'
+            'w.safetensors: 0 missing, 0 unexpected, 0 shape-mismatched, 0 dtype-mismatched'
         """
 
         def clip(keys: list[str]) -> str:
@@ -121,7 +133,8 @@ class LoadReport:
 
         lines = [
             f"{self.source}: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-            f"{len(self.mismatched)} shape-mismatched"
+            f"{len(self.mismatched)} shape-mismatched, "
+            f"{len(self.dtype_mismatched)} dtype-mismatched"
         ]
         if self.missing:
             lines.append(f"  missing: {clip(self.missing)}")
@@ -130,6 +143,12 @@ class LoadReport:
         if self.mismatched:
             items = [f"{k} (model {list(m)}, checkpoint {list(c)})" for k, m, c in self.mismatched]
             lines.append(f"  shape-mismatched: {clip(items)}")
+        if self.dtype_mismatched:
+            items = [f"{k} (model {m}, checkpoint {c})" for k, m, c in self.dtype_mismatched]
+            lines.append(f"  dtype-mismatched: {clip(items)}")
+        if self.converted:
+            items = [f"{k} ({c} -> {m})" for k, m, c in self.converted]
+            lines.append(f"  converted: {clip(items)}")
         if self.adapted:
             lines.append(f"  adapted: {'; '.join(self.adapted)}")
         if self.ignored:
@@ -278,6 +297,22 @@ def read_state_dict(
     )
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _float_conversion(value: torch.Tensor, want: torch.dtype) -> torch.Tensor | None:
+    """``value`` as ``want`` when both are float and no finite value overflows, else ``None``."""
+    if not (value.dtype.is_floating_point and want.is_floating_point):
+        return None
+    converted = value.to(want)
+    if torch.finfo(want).max >= torch.finfo(value.dtype).max:
+        return converted  # same or wider range: every finite value stays finite
+    if not torch.equal(torch.isfinite(converted), torch.isfinite(value)):
+        return None
+    return converted
+
+
 def load_state_dict_into(
     model: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -292,10 +327,19 @@ def load_state_dict_into(
     missing keys instead of raising a bare ``RuntimeError``, and with
     ``strict=False`` the matching keys still load.
 
+    Dtypes: a tensor of the model's dtype loads as is; a floating-point tensor
+    loads into a floating-point parameter of another precision and is listed
+    in :attr:`LoadReport.converted`. Every other dtype difference (integer or
+    bool into float, float into integer, integer widths) is refused: listed in
+    :attr:`LoadReport.dtype_mismatched` and never loaded, like a shape
+    conflict. A float conversion that would turn finite values into
+    infinities (e.g. ``1e5`` into float16) is refused too.
+
     Args:
         model: Target module (modified in place).
         state_dict: Names to tensors, already in the model's layout.
-        strict: Raise when anything is missing, unexpected or mismatched.
+        strict: Raise when anything is missing, unexpected, shape- or
+            dtype-mismatched.
         source: Description used in the report and messages.
         report: Report to extend (e.g. one that already holds conversion notes).
 
@@ -303,8 +347,9 @@ def load_state_dict_into(
         The :class:`LoadReport`.
 
     Raises:
-        WeightsError: If ``strict`` and the keys or shapes do not all match;
-            the message holds the report summary.
+        WeightsError: If ``strict`` and the keys, shapes or dtypes do not all
+            match; the message holds the report summary, which names each key
+            with the model's and the checkpoint's shape or dtype.
 
     Example:
         >>> import torch
@@ -312,6 +357,9 @@ def load_state_dict_into(
         >>> r = load_state_dict_into(torch.nn.Linear(2, 3), weight, strict=False)
         >>> r.missing
         ['bias']
+        >>> half = {"weight": torch.zeros(3, 2, dtype=torch.float16), "bias": torch.zeros(3)}
+        >>> load_state_dict_into(torch.nn.Linear(2, 3), half).converted
+        [('weight', 'float32', 'float16')]
     """
     rep = report if report is not None else LoadReport(source=source)
     rep.source = rep.source or source
@@ -323,13 +371,28 @@ def load_state_dict_into(
         for k, v in state_dict.items()
         if k in own and tuple(own[k].shape) != tuple(v.shape)
     ]
+    bad = {k for k, _, _ in rep.mismatched}
+    loadable: StateDict = {}
+    rep.dtype_mismatched, rep.converted = [], []
+    for key, value in state_dict.items():
+        if key not in own or key in bad:
+            continue
+        want = own[key].dtype
+        if value.dtype == want:
+            loadable[key] = value
+            continue
+        names = (key, _dtype_name(want), _dtype_name(value.dtype))
+        converted = _float_conversion(value, want)
+        if converted is None:
+            rep.dtype_mismatched.append(names)
+        else:
+            loadable[key] = converted
+            rep.converted.append(names)
     if strict and not rep.ok:
         raise WeightsError(
             "Strict loading failed. " + rep.summary() + "\nPass strict=False to load the "
-            "matching keys anyway, or convert the checkpoint to this model's layout."
+            "matching keys anyway, or convert the checkpoint to this model's layout and dtypes."
         )
-    bad = {k for k, _, _ in rep.mismatched}
-    loadable = {k: v for k, v in state_dict.items() if k in own and k not in bad}
     model.load_state_dict(loadable, strict=False)
     return rep
 

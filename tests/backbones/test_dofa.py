@@ -176,8 +176,9 @@ def test_patch_embed_errors() -> None:
         _tiny_embed()(torch.randn(1, 2, 8, 8))
     with pytest.raises(ShapeError, match="3 wavelengths"):
         _tiny_embed()(torch.randn(1, 2, 8, 8), wavelengths=[490.0, 560.0, 665.0])
-    with pytest.raises(ValueError, match="positive, finite wavelengths"):
-        _tiny_embed(wavelengths=[0.665, -1.0])
+    # DOFA's own API takes micrometres: geofm refuses them and says how to convert.
+    with pytest.raises(ValueError, match="in nanometres.*micrometres: multiply by 1000"):
+        _tiny_embed(wavelengths=[0.665, 0.842])
     with pytest.raises(ValueError, match="embed_dim must be positive"):
         WavelengthPatchEmbed(embed_dim=0, patch_size=4, generator="dofa")
     with pytest.raises(ValueError, match="reproduces DOFA"):

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from torchvision.models import resnet18 as tv_resnet18
 
 import geofm
-from geofm.errors import WeightsError
+from geofm.errors import ShapeError, WeightsError
 
 BEN6 = ["B04", "B03", "B02", "B08", "B11", "B12"]
 
@@ -70,15 +70,13 @@ def test_thirteen_to_six_bands_by_name(tmp_path: Path) -> None:
     assert torch.equal(model.model.conv1.weight, src.model.conv1.weight[:, [3, 2, 1, 7, 11, 12]])
 
 
-def test_unknown_band_layout_repeats_and_rescales(tmp_path: Path) -> None:
+def test_unknown_band_layout_without_band_information_raises(tmp_path: Path) -> None:
     src = geofm.create_backbone("resnet18", in_chans=5)
     save_file(
         {k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "x.safetensors")
     )
-    model = geofm.create_backbone("resnet18", in_chans=2, pretrained=tmp_path / "x.safetensors")
-    report = model.adaptation_report
-    assert report is not None and report.rescale == pytest.approx(5 / 2)
-    torch.testing.assert_close(model.model.conv1.weight, src.model.conv1.weight[:, :2] * 2.5)
+    with pytest.raises(ShapeError, match=r"pretrained_bands=.*bands=|bands=.*pretrained_bands="):
+        geofm.create_backbone("resnet18", in_chans=2, pretrained=tmp_path / "x.safetensors")
 
 
 def test_pretrained_path_errors(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from geofm.hub.info import describe_weights, format_weights_table
 from geofm.sensors import get_sensor, list_sensors
 from geofm.weights import catalog
 from geofm.weights.catalog import WEIGHTS, WeightsSpec, resolve_weights
+from geofm.weights.convert import get_converter
 from geofm.weights.load import file_sha256
 
 from .conftest import OfflineHub
@@ -49,7 +50,7 @@ def _dinov2(size: str) -> Original:
     )
 
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, 3, 28, 28)
+        x = torch.randn(2, 3, 28, 42)  # H != W: a transposed position grid would show
         torch.testing.assert_close(model.embed(x), cast(Any, ref).forward_features(x)[:, 0])
 
     return dict(ref.state_dict()), {"depth": 1}, check
@@ -79,7 +80,7 @@ def _tv_swin(in_chans: int) -> nn.Module:
 
 def _swin_check(tv: nn.Module) -> Callable[[geofm.Backbone], None]:
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, model.in_chans, 32, 32)
+        x = torch.randn(2, model.in_chans, 32, 64)
         want = tv.norm(tv.features(x)).mean(dim=(1, 2))  # type: ignore[operator]
         torch.testing.assert_close(model.embed(x), want)
 
@@ -116,7 +117,7 @@ def _timm_resnet50(in_chans: int) -> Original:
     ref = cast(Any, _timm_resnet50_ref(in_chans))
 
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, in_chans, 32, 32)
+        x = torch.randn(2, in_chans, 32, 64)
         torch.testing.assert_close(
             model.embed(x), ref.forward_head(ref.forward_features(x), pre_logits=True)
         )
@@ -129,7 +130,7 @@ def _vicreg() -> Original:
     sd = {k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")}
 
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, 3, 32, 32)
+        x = torch.randn(2, 3, 32, 64)
         tv.fc = nn.Identity()
         torch.testing.assert_close(model.embed(x), tv(x))
 
@@ -140,8 +141,8 @@ def _ssl4eo_vit() -> Original:
     ref = _ref(timm.create_model("vit_small_patch16_224", in_chans=13, num_classes=0, depth=1))
 
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, 13, 32, 32)
-        ref.set_input_size(img_size=32)  # type: ignore[operator]
+        x = torch.randn(2, 13, 32, 48)
+        ref.set_input_size(img_size=(32, 48))  # type: ignore[operator]
         want = ref.forward_features(x)[:, 0]  # type: ignore[operator]
         torch.testing.assert_close(model.embed(x), want)
 
@@ -180,7 +181,7 @@ def _spectral_earth(name: str) -> Original:
         sd |= {"decoder.decoder_pred.weight": torch.randn(4, 4), "mask_token": torch.zeros(1, 1, 4)}
 
     def check(model: geofm.Backbone) -> None:
-        x = torch.randn(1, 202, 16, 16)
+        x = torch.randn(2, 202, 16, 32)
         torch.testing.assert_close(model.embed(x), ref.embed(x))
 
     return sd, kwargs, check
@@ -381,6 +382,23 @@ def test_hash_mismatch_through_the_catalog_is_an_error(offline_hub: OfflineHub) 
         geofm.create_backbone("resnet50", pretrained="sentinel2_all_moco")
 
 
+@pytest.mark.parametrize(("length", "index"), [(64, 63), (64, 31), (10, 9)])
+def test_catalog_hash_differing_only_in_one_late_digit_is_an_error(
+    offline_hub: OfflineHub, monkeypatch: pytest.MonkeyPatch, length: int, index: int
+) -> None:
+    name = "resnet50.sentinel2_all_moco"
+    spec = get_weights(name)
+    state, _, _ = _timm_resnet50(13)
+    real = file_sha256(_place(spec, state, offline_hub))[:length]
+    wrong = real[:index] + ("0" if real[index] != "0" else "1") + real[index + 1 :]
+    monkeypatch.setitem(WEIGHTS._items, name, dataclasses.replace(spec, sha256=wrong))
+    with pytest.raises(WeightsError, match=f"sha256 mismatch.*expected {wrong}, got {real}"):
+        geofm.create_backbone("resnet50", pretrained="sentinel2_all_moco")
+    monkeypatch.setitem(WEIGHTS._items, name, dataclasses.replace(spec, sha256=real))
+    model = geofm.create_backbone("resnet50", pretrained="sentinel2_all_moco")
+    assert model.load_report is not None and model.load_report.ok
+
+
 def test_missing_hub_file_offline_names_the_fetch_command(offline_hub: OfflineHub) -> None:
     with pytest.raises(WeightsError) as info:
         geofm.create_backbone("dinov2_vit_small_patch14", pretrained=True, depth=1)
@@ -424,7 +442,10 @@ def test_resolve_with_an_explicit_path_keeps_converter_and_hash(tmp_path: Path) 
     path = tmp_path / "se.pth"
     torch.save({"w": torch.zeros(1)}, path)
     resolved = resolve_weights("spec_resnet50.enmap_dino", path=path)
-    assert resolved.path == path and resolved.converter is not None
+    assert resolved.path == path and resolved.converter is get_converter("spectral_earth")
+    hashed = resolve_weights("resnet50.sentinel2_all_moco", path=path)
+    assert hashed.path == path and hashed.converter is None
+    assert hashed.sha256 == get_weights("resnet50.sentinel2_all_moco").sha256 == "df8b932e"
     with pytest.raises(WeightsError, match="is not a file"):
         resolve_weights("spec_resnet50.enmap_dino", path=tmp_path / "missing.pth")
 

@@ -13,7 +13,7 @@ import geofm
 from geofm.backbones.skysense import skysense_o_visual
 from geofm.backbones.spectral import spectral_earth
 from geofm.backbones.swin import satlas_backbone, satlas_fpn
-from geofm.errors import UnknownNameError
+from geofm.errors import UnknownNameError, WeightsError
 from geofm.heads import FPN
 from geofm.weights.convert import get_converter, list_converters, register_converter
 from geofm.weights.load import LoadReport, load_state_dict_into, load_weights, read_state_dict
@@ -64,7 +64,8 @@ def test_satlas_fpn_loads_into_geofm_fpn_and_matches_torchvision() -> None:
     assert report.ok and report.ignored == [
         "backbone.backbone.norm.weight (not part of the Satlas FPN)"
     ]
-    feats = [torch.randn(1, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate(channels)]
+    # Batch 2 and H != W: a swapped upsampling size or batch mix-up would show.
+    feats = [torch.randn(2, c, 32 // 2**i, 48 // 2**i) for i, c in enumerate(channels)]
     want = tv(OrderedDict((str(i), f) for i, f in enumerate(feats)))
     for got, ref in zip(fpn(feats), want.values(), strict=True):
         torch.testing.assert_close(got, ref)
@@ -137,7 +138,7 @@ def test_spectral_earth_lightly_mae_encoder_layout_loads_strictly() -> None:
     assert report.ok and report.ignored == [
         "decoder.decoder_embed.weight (not part of the backbone under 'encoder.')"
     ]
-    x = torch.randn(1, 202, 8, 8)
+    x = torch.randn(2, 202, 8, 12)
     torch.testing.assert_close(model.embed(x), ref.embed(x))
 
 
@@ -164,5 +165,5 @@ def test_converter_output_feeds_strict_loading_which_reports_leftovers() -> None
     model = torch.nn.Linear(2, 2)
     sd = {"backbone.backbone.weight": torch.zeros(2, 2)}
     report = LoadReport()
-    with pytest.raises(Exception, match="1 missing"):
+    with pytest.raises(WeightsError, match="1 missing.*\n  missing: bias"):
         load_state_dict_into(model, satlas_backbone(sd, report), report=report)

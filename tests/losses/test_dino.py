@@ -86,8 +86,8 @@ def test_forward_does_not_change_the_centre_and_teacher_gets_no_gradient() -> No
     assert all(s.grad is not None and torch.isfinite(s.grad).all() for s in student)
 
 
-def test_update_center_is_an_ema_of_the_batch_mean() -> None:
-    loss_fn = DINOLoss(output_dim=10, center_momentum=0.9).double()
+def test_update_center_is_an_ema_of_the_batch_mean_with_default_momentum() -> None:
+    loss_fn = DINOLoss(output_dim=10).double()
     teacher = _views(2)
     loss_fn.update_center(teacher)
     expected = 0.1 * torch.cat(teacher).mean(dim=0)
@@ -96,14 +96,54 @@ def test_update_center_is_an_ema_of_the_batch_mean() -> None:
     torch.testing.assert_close(loss_fn.center, 0.9 * expected + 0.1 * torch.cat(teacher).mean(0))
 
 
+def test_update_center_with_another_momentum() -> None:
+    loss_fn = DINOLoss(output_dim=10, center_momentum=0.6).double()
+    teacher = _views(3)
+    loss_fn.update_center(teacher)
+    torch.testing.assert_close(loss_fn.center, 0.4 * torch.cat(teacher).mean(dim=0))
+
+
+def test_default_temperatures_and_warmup() -> None:
+    loss_fn = DINOLoss(output_dim=10)
+    assert (loss_fn.warmup_epochs, loss_fn.student_temperature) == (30, 0.1)
+    assert loss_fn.teacher_temperature_at(0) == loss_fn.teacher_temperature_at(40) == 0.04
+    teacher, student = _views(2), _views(3)
+    expected = _paper_dino(teacher, student, torch.zeros(10, dtype=torch.float64), 0.04, 0.1)
+    torch.testing.assert_close(loss_fn.double()(teacher, student, epoch=7), expected)
+
+
 def test_one_view_raises_with_the_needed_count() -> None:
-    with pytest.raises(ShapeError, match="at least 2 views: got 1 teacher view"):
+    with pytest.raises(
+        ShapeError,
+        match="undefined for this input: it needs a pair of different views .* got 1 teacher",
+    ):
         DINOLoss(output_dim=10)(_views(1), _views(1), epoch=0)
 
 
 def test_one_teacher_and_two_student_views_is_enough() -> None:
-    loss = DINOLoss(output_dim=10)(_views(1), _views(2), epoch=0)
-    assert torch.isfinite(loss)
+    teacher, student = _views(1), _views(2)
+    loss = DINOLoss(output_dim=10).double()(teacher, student, epoch=0)
+    center = torch.zeros(10, dtype=torch.float64)
+    torch.testing.assert_close(loss, _paper_dino(teacher, student, center, 0.04))
+
+
+def test_batch_of_one_is_defined() -> None:
+    teacher, student = _views(2, n=1), _views(3, n=1, grad=True)
+    loss = DINOLoss(output_dim=10).double()(teacher, student, epoch=0)
+    center = torch.zeros(10, dtype=torch.float64)
+    torch.testing.assert_close(loss, _paper_dino(teacher, student, center, 0.04))
+    loss.backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in student)
+
+
+def test_empty_batch_raises() -> None:
+    with pytest.raises(ShapeError, match="it needs at least 1 sample per view"):
+        DINOLoss(output_dim=10)(_views(2, n=0), _views(2, n=0), epoch=0)
+
+
+def test_one_output_dimension_is_refused() -> None:
+    with pytest.raises(ValueError, match="output_dim=1; expected >= 2"):
+        DINOLoss(output_dim=1)
 
 
 def test_rejects_bad_shapes_and_arguments() -> None:
@@ -113,8 +153,10 @@ def test_rejects_bad_shapes_and_arguments() -> None:
         DINOLoss(output_dim=10)(_views(2, n=3), _views(2, n=4), epoch=0)
     with pytest.raises(ShapeError, match="no teacher views"):
         DINOLoss(output_dim=10)([], _views(2), epoch=0)
-    with pytest.raises(ValueError, match="student_temperature=0"):
+    with pytest.raises(ValueError, match="student_temperature=0; expected a finite"):
         DINOLoss(output_dim=10, student_temperature=0)
+    with pytest.raises(ValueError, match="warmup_teacher_temperature=-0.04"):
+        DINOLoss(output_dim=10, warmup_teacher_temperature=-0.04)
     with pytest.raises(ValueError, match="center_momentum=1.5"):
         DINOLoss(output_dim=10, center_momentum=1.5)
     with pytest.raises(ValueError, match="warmup_epochs=-1"):

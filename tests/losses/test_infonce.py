@@ -56,6 +56,53 @@ def test_without_memory_bank_uses_in_batch_keys() -> None:
     assert loss.item() == pytest.approx(expected / 5, rel=1e-10)
 
 
+def _paper_in_batch(query: torch.Tensor, keys: torch.Tensor, tau: float, offset: int = 0) -> float:
+    """In-batch InfoNCE: query i against every key j, positive j = i + offset."""
+    q, k = F.normalize(query, dim=1), F.normalize(keys, dim=1)
+    total = 0.0
+    for i in range(q.shape[0]):
+        logits = [float(q[i] @ k[j]) / tau for j in range(k.shape[0])]
+        total -= logits[i + offset] - math.log(sum(math.exp(x) for x in logits))
+    return total / q.shape[0]
+
+
+def test_default_temperature_is_moco_v2s() -> None:
+    query, key = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    assert InfoNCELoss()(query, key).item() == pytest.approx(_paper_in_batch(query, key, 0.1))
+
+
+def test_batch_of_one_without_a_bank_has_no_negative_and_raises() -> None:
+    with pytest.raises(ShapeError, match=r"undefined for this input: it needs at least 2 samples"):
+        InfoNCELoss()(torch.randn(1, 8, requires_grad=True), torch.randn(1, 8))
+
+
+def test_batch_of_one_with_a_non_empty_queue_matches_the_formula() -> None:
+    bank = MemoryBank(size=5, dim=6)
+    bank.bank = bank.bank.double()
+    query = torch.randn(1, 6, dtype=torch.float64, requires_grad=True)
+    key = torch.randn(1, 6, dtype=torch.float64)
+    loss = InfoNCELoss(temperature=0.2, memory_bank=bank)(query, key)
+    assert loss.item() == pytest.approx(_paper_moco(query.detach(), key, bank.bank, 0.2))
+    (grad,) = torch.autograd.grad(loss, query)
+    assert grad.abs().sum() > 0
+
+
+def test_batch_of_one_per_rank_is_defined_once_gathered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rank 0 of 2: its one query's negative is the other rank's key.
+    query = torch.randn(1, 6, dtype=torch.float64)
+    keys = torch.randn(2, 6, dtype=torch.float64)
+    other = F.normalize(keys[1:], dim=1)
+    monkeypatch.setattr("geofm.losses.infonce.gather", lambda k: torch.cat([k, other.to(k.dtype)]))
+    loss = InfoNCELoss(temperature=0.3, gather_distributed=True)(query, keys[:1])
+    assert loss.item() == pytest.approx(_paper_in_batch(query, keys, 0.3), rel=1e-10)
+
+
+def test_empty_batch_with_a_bank_raises() -> None:
+    loss_fn = InfoNCELoss(memory_bank=MemoryBank(size=4, dim=3))
+    with pytest.raises(ShapeError, match="it needs at least 1 sample in the batch"):
+        loss_fn(torch.randn(0, 3), torch.randn(0, 3))
+
+
 def test_loss_can_backpropagate_after_the_bank_update() -> None:
     loss_fn = InfoNCELoss(memory_bank=MemoryBank(size=8, dim=4))
     query = torch.randn(4, 4, requires_grad=True)
@@ -94,12 +141,16 @@ def test_half_precision_inputs_are_computed_in_float32() -> None:
 
 
 def test_rejects_bad_inputs_and_arguments() -> None:
-    with pytest.raises(ValueError, match="positive temperature"):
+    with pytest.raises(ValueError, match="temperature=0.0; expected a finite temperature > 0"):
         InfoNCELoss(temperature=0.0)
+    with pytest.raises(ValueError, match="temperature=nan"):
+        InfoNCELoss(temperature=float("nan"))
     with pytest.raises(ValueError, match="same value for both"):
         InfoNCELoss(memory_bank=MemoryBank(size=4, dim=2, gather_distributed=True))
-    with pytest.raises(ShapeError, match="same shape"):
+    with pytest.raises(ShapeError, match="query and key of the same shape"):
         InfoNCELoss()(torch.randn(4, 8), torch.randn(3, 8))
+    with pytest.raises(ShapeError, match=r"query of shape \(N, D\)"):
+        InfoNCELoss()(torch.randn(4, 2, 8), torch.randn(4, 2, 8))
     with pytest.raises(ShapeError, match="dim=8"):
         InfoNCELoss(memory_bank=MemoryBank(size=4, dim=4))(torch.randn(2, 8), torch.randn(2, 8))
     with pytest.raises(ValueError, match="has no memory bank"):

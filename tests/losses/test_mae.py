@@ -45,7 +45,29 @@ def test_only_masked_patches_count() -> None:
     mask = torch.tensor([[False, True, False]])
     assert MAELoss()(prediction, target, mask).item() == pytest.approx(4.0)
     assert MAELoss()(prediction, target, mask.float()).item() == pytest.approx(4.0)
-    assert MAELoss()(prediction, target, torch.zeros(1, 3, dtype=torch.bool)).item() == 0.0
+
+
+def test_a_mask_with_no_masked_patch_raises() -> None:
+    prediction, target = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    with pytest.raises(ValueError, match="undefined for this input: it needs at least 1 masked"):
+        MAELoss()(prediction, target, torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 3\) with none set"):
+        MAELoss(normalize_targets=True)(prediction, target, torch.zeros(2, 3))
+
+
+def test_empty_batch_raises() -> None:
+    with pytest.raises(ValueError, match="at least 1 masked patch"):
+        MAELoss()(torch.randn(0, 3, 4), torch.randn(0, 3, 4), torch.ones(0, 3))
+
+
+def test_normalize_patches_needs_two_values_per_patch() -> None:
+    with pytest.raises(ShapeError, match=r"at least 2 values per patch .* \(2, 3, 1\)"):
+        normalize_patches(torch.randn(2, 3, 1))
+
+
+def test_rejects_a_non_positive_eps() -> None:
+    with pytest.raises(ValueError, match="eps=0.0; expected a finite eps > 0"):
+        MAELoss(eps=0.0)
 
 
 def test_normalize_patches_per_patch_statistics() -> None:

@@ -38,6 +38,12 @@ def test_matches_lightly_and_paper_formula(temperature: float) -> None:
     assert ours.item() == pytest.approx(_paper_ntxent(z_a.detach(), z_b.detach(), temperature))
 
 
+def test_default_temperature_is_half() -> None:
+    z_a, z_b = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    assert NTXentLoss()(z_a, z_b).item() == pytest.approx(_paper_ntxent(z_a, z_b, 0.5))
+    assert NTXentLoss()(z_a, z_b).item() != pytest.approx(_paper_ntxent(z_a, z_b, 0.1))
+
+
 def test_is_symmetric_and_scale_invariant() -> None:
     z_a, z_b = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
     loss_fn = NTXentLoss()
@@ -53,8 +59,40 @@ def test_finite_gradients_and_float32_for_half_inputs() -> None:
     assert z_a.grad is not None and torch.isfinite(z_a.grad.float()).all()
 
 
-def test_rejects_bad_inputs_and_arguments() -> None:
-    with pytest.raises(ValueError, match="positive temperature"):
+def test_batch_of_one_has_no_negative_and_raises() -> None:
+    z_a = torch.randn(1, 8, requires_grad=True)
+    with pytest.raises(ShapeError, match=r"undefined for this input: it needs at least 2 samples"):
+        NTXentLoss()(z_a, torch.randn(1, 8))
+
+
+def test_batch_of_one_per_rank_is_defined_once_gathered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rank 0 of 2: its one sample's negatives are the other rank's two views.
+    z_a, z_b = torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
+    local = F.normalize(torch.cat([z_a[:1], z_b[:1]]), dim=1)
+    other = F.normalize(torch.cat([z_a[1:], z_b[1:]]), dim=1)
+
+    def two_rank_gather(both: torch.Tensor) -> torch.Tensor:  # (1, 2D) -> (2, 2D)
+        return torch.cat([both, torch.cat([other[:1], other[1:]], dim=1)])
+
+    monkeypatch.setattr("geofm.losses._common.gather", two_rank_gather)
+    loss = NTXentLoss(gather_distributed=True)(z_a[:1], z_b[:1])
+    # Rows 0 (a of sample 0) and 2 (b of sample 0) of the single-process loss on both samples.
+    z = torch.cat([local[:1], other[:1], local[1:], other[1:]])  # a0, a1, b0, b1
+    expected = 0.0
+    for i, j in ((0, 2), (2, 0)):
+        logits = [float(z[i] @ z[k]) / 0.5 for k in range(4) if k != i]
+        positive = float(z[i] @ z[j]) / 0.5
+        expected -= positive - math.log(sum(math.exp(x) for x in logits))
+    assert loss.item() == pytest.approx(expected / 2, rel=1e-10)
+
+
+def test_rejects_a_non_positive_temperature() -> None:
+    with pytest.raises(ValueError, match="temperature=-0.5; expected a finite temperature > 0"):
         NTXentLoss(temperature=-0.5)
+    with pytest.raises(ValueError, match="temperature=inf"):
+        NTXentLoss(temperature=float("inf"))
+
+
+def test_rejects_views_of_different_shapes() -> None:
     with pytest.raises(ShapeError, match="same shape"):
         NTXentLoss()(torch.randn(4, 8), torch.randn(4, 7))

@@ -47,6 +47,16 @@ def test_relative_mse_rejects_shape_mismatch() -> None:
         relative_mse_loss(torch.zeros(3, 2), torch.zeros(3, 4))
 
 
+def test_relative_mse_rejects_3d_inputs() -> None:
+    with pytest.raises(ShapeError, match=r"\(2, 3, 4\) and \(2, 3, 4\)"):
+        relative_mse_loss(torch.zeros(2, 3, 4), torch.ones(2, 3, 4))
+
+
+def test_relative_mse_of_an_empty_batch_raises() -> None:
+    with pytest.raises(ShapeError, match="undefined for this input: it needs at least 1 sample"):
+        relative_mse_loss(torch.zeros(0, 3), torch.zeros(0, 3))
+
+
 def test_relative_mse_has_one_home() -> None:
     assert not hasattr(geofm.heads, "RelativeMSELoss")
     assert not hasattr(geofm.heads, "relative_mse_loss")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from lightly.loss import VICRegLoss as LightlyVICRegLoss
@@ -116,8 +118,30 @@ def test_autocast_does_not_lower_precision() -> None:
 
 
 def test_batch_of_one_raises() -> None:
-    with pytest.raises(ShapeError, match="at least 2 samples"):
+    with pytest.raises(ShapeError, match="undefined for this input: it needs at least 2 samples"):
         VICRegLoss()(torch.randn(1, 8), torch.randn(1, 8))
+
+
+def test_variance_and_covariance_terms_match_the_written_out_formula() -> None:
+    z = torch.randn(7, 4, dtype=torch.float64) * torch.tensor([0.3, 2.0, 0.8, 1.5])
+    z[:, 1] += 0.7 * z[:, 0]  # correlated features: a non-zero covariance term
+    centred = z - z.mean(dim=0)
+    cov = centred.T @ centred / 6
+    std = torch.sqrt(torch.diagonal(cov) + 1e-4)
+    torch.testing.assert_close(variance_loss(z), torch.clamp(1 - std, min=0).mean())
+    off = cov - torch.diag(torch.diagonal(cov))
+    for method in ("auto", "gram", "direct"):
+        torch.testing.assert_close(covariance_loss(z, method=method), (off**2).sum() / 4)
+
+
+@pytest.mark.parametrize("term", [variance_loss, covariance_loss])
+def test_single_branch_terms_reject_one_sample_and_non_2d(
+    term: Callable[..., torch.Tensor],
+) -> None:
+    with pytest.raises(ShapeError, match="at least 2 samples"):
+        term(torch.randn(1, 5))
+    with pytest.raises(ShapeError, match=r"shape \(N, D\), got shape \(3, 2, 5\)"):
+        term(torch.randn(3, 2, 5))
 
 
 def test_rejects_mismatched_or_non_2d_inputs() -> None:
@@ -128,8 +152,10 @@ def test_rejects_mismatched_or_non_2d_inputs() -> None:
 
 
 def test_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="eps > 0"):
+    with pytest.raises(ValueError, match="eps=0.0; expected a finite eps > 0"):
         VICRegLoss(eps=0.0)
+    with pytest.raises(ValueError, match="method='fast'"):
+        covariance_loss(torch.randn(3, 2), method="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="covariance_method='fast'"):
         VICRegLoss(covariance_method="fast")  # type: ignore[arg-type]
 
