@@ -53,6 +53,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_rows(*rows: tuple[str, object], width: int = 10) -> None:
+    """``label   value`` lines, values starting at column ``width`` (or after the longest label)."""
+    width = max(width, *(len(label) + 2 for label, _ in rows))
+    for label, value in rows:
+        print(f"{label:<{width}}{value}")
+
+
 def _describe_raster(path: Path) -> None:
     from geofm.geo._rio import import_rasterio
     from geofm.sensors import SENSORS
@@ -64,19 +71,20 @@ def _describe_raster(path: Path) -> None:
         raise ValueError(f"{path} is not a raster GDAL can read ({err}).") from None
     with dataset:
         res = dataset.res
-        print(f"raster      {path}")
-        print(f"size        {dataset.width} x {dataset.height} pixels, {dataset.count} bands")
-        print(f"dtype       {', '.join(sorted(set(dataset.dtypes)))}")
-        print(f"crs         {dataset.crs.to_string() if dataset.crs else 'none'}")
-        print(f"resolution  {res[0]:g} x {res[1]:g} (CRS units)")
-        print(f"nodata      {dataset.nodata}")
+        _print_rows(
+            ("raster", path),
+            ("size", f"{dataset.width} x {dataset.height} pixels, {dataset.count} bands"),
+            ("dtype", ", ".join(sorted(set(dataset.dtypes)))),
+            ("crs", dataset.crs.to_string() if dataset.crs else "none"),
+            ("resolution", f"{res[0]:g} x {res[1]:g} (CRS units)"),
+            ("nodata", dataset.nodata),
+            width=12,
+        )
         for i, desc in enumerate(dataset.descriptions, start=1):
             print(f"  band {i:<3} {dataset.dtypes[i - 1]:<8} {desc or '(no description)'}")
     matches = [n for n, s in SENSORS.items() if s.num_bands == dataset.count]
-    print(
-        f"sensors     {', '.join(sorted(matches)) or 'none'} "
-        f"(catalog sensors with {dataset.count} bands)"
-    )
+    label = f"{', '.join(sorted(matches)) or 'none'} (catalog sensors with {dataset.count} bands)"
+    _print_rows(("sensors", label), width=12)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -90,11 +98,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     if name in BACKBONES:
         entry = BACKBONES.get(name)
-        print(f"backbone  {name}")
-        print(f"family    {entry.family}")
-        print(f"about     {entry.description}")
-        print(f"in_chans  {entry.default_in_chans} (pretrained bands: {entry.pretrained_bands})")
-        print(f"kwargs    {', '.join(entry.accepted_kwargs())}")
+        _print_rows(
+            ("backbone", name),
+            ("family", entry.family),
+            ("about", entry.description),
+            ("in_chans", f"{entry.default_in_chans} (pretrained bands: {entry.pretrained_bands})"),
+            ("kwargs", ", ".join(entry.accepted_kwargs())),
+        )
         return 0
     if name in WEIGHTS:
         from geofm.hub.info import describe_weights
@@ -103,8 +113,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     if name in SENSORS:
         sensor = SENSORS.get(name)
-        print(f"sensor    {name}: {sensor.description}")
-        print(f"gsd       {sensor.gsd} m, scaling {sensor.scaling.summary()}")
+        _print_rows(
+            ("sensor", f"{name}: {sensor.description}"),
+            ("gsd", f"{sensor.gsd} m, scaling {sensor.scaling.summary()}"),
+        )
         for i, band in enumerate(sensor.bands):
             print(f"  {band:<8} {sensor.wavelengths[i]:8.1f} nm")
         return 0

@@ -129,26 +129,15 @@ class FeatureInfoList(list[FeatureInfo]):
     """
 
     def channels(self, idx: int | None = None) -> Any:
-        """Channel count of map ``idx``, or of every map when ``idx`` is ``None``.
-
-        Args:
-            idx: Map position, or ``None``.
-
-        Returns:
-            An ``int``, or a ``list[int]`` for ``idx=None``.
-        """
-        return [f.channels for f in self] if idx is None else self[idx].channels
+        """Channel count of map ``idx`` (an ``int``), or of every map (a list) for ``None``."""
+        return self._field("channels", idx)
 
     def reduction(self, idx: int | None = None) -> Any:
-        """Stride of map ``idx`` with respect to the input, or of every map.
+        """Stride of map ``idx`` w.r.t. the input (an ``int``), or of every map for ``None``."""
+        return self._field("reduction", idx)
 
-        Args:
-            idx: Map position, or ``None``.
-
-        Returns:
-            An ``int``, or a ``list[int]`` for ``idx=None``.
-        """
-        return [f.reduction for f in self] if idx is None else self[idx].reduction
+    def _field(self, name: str, idx: int | None) -> Any:
+        return [getattr(f, name) for f in self] if idx is None else getattr(self[idx], name)
 
 
 @dataclass(frozen=True)

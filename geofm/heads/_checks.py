@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from geofm.input_spec import InputSpec
 
-__all__ = ["backbone_input_spec", "check_backbone"]
+__all__ = ["BackboneSpecMixin", "backbone_input_spec", "check_backbone"]
 
 
 def check_backbone(backbone: object, protocol: type, *, owner: str, needs: str) -> None:
@@ -65,3 +67,30 @@ def backbone_input_spec(backbone: nn.Module, owner: str) -> InputSpec:
             "geofm.create_backbone(...), or set backbone.input_spec = geofm.InputSpec(...)."
         )
     return spec
+
+
+class BackboneSpecMixin:
+    """``input_spec`` of a task model: its backbone's (setting it sets the backbone's).
+
+    Example:
+        >>> import geofm
+        >>> from geofm.heads import ClassificationHead, PooledModel
+        >>> model = PooledModel(geofm.create_backbone("resnet18"), ClassificationHead(512, 2))
+        >>> model.input_spec.multiple
+        32
+    """
+
+    backbone: Any
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The backbone's ``input_spec``.
+
+        Raises:
+            AttributeError: If the backbone has no ``input_spec``.
+        """
+        return backbone_input_spec(self.backbone, type(self).__name__)
+
+    @input_spec.setter
+    def input_spec(self, spec: InputSpec) -> None:
+        self.backbone.input_spec = spec

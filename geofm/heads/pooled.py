@@ -12,14 +12,14 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from torch import Tensor, nn
 
 from geofm._registry import HubMixin, register_module
 from geofm.errors import ShapeError
-from geofm.heads._checks import backbone_input_spec, check_backbone
-from geofm.input_spec import InputSpec, OutputSpec
+from geofm.heads._checks import BackboneSpecMixin, check_backbone
+from geofm.input_spec import OutputSpec
 
 __all__ = ["EmbeddingBackbone", "PooledModel"]
 
@@ -45,7 +45,7 @@ class EmbeddingBackbone(Protocol):
 
 
 @register_module()
-class PooledModel(HubMixin, nn.Module):
+class PooledModel(BackboneSpecMixin, HubMixin, nn.Module):
     """Backbone pooled embedding followed by a head: ``head(backbone.embed(x))``.
 
     Works with any head on ``(N, D)`` embeddings:
@@ -104,19 +104,6 @@ class PooledModel(HubMixin, nn.Module):
         self.backbone = backbone
         self.head = head
         self.output_spec = output_spec
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """The backbone's ``input_spec`` (setting it sets the backbone's).
-
-        Raises:
-            AttributeError: If the backbone has no ``input_spec``.
-        """
-        return backbone_input_spec(self.backbone, "PooledModel")
-
-    @input_spec.setter
-    def input_spec(self, spec: InputSpec) -> None:
-        cast(Any, self.backbone).input_spec = spec
 
     def embed(self, x: Tensor) -> Tensor:
         """The backbone's pooled embeddings of a batch.

@@ -13,15 +13,15 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geofm._registry import HubMixin, register_module
 from geofm.errors import ShapeError
-from geofm.heads._checks import backbone_input_spec, check_backbone
-from geofm.input_spec import InputSpec, OutputSpec
+from geofm.heads._checks import BackboneSpecMixin, check_backbone
+from geofm.input_spec import OutputSpec
 
 __all__ = ["FeatureBackbone", "SegmentationModel"]
 
@@ -79,7 +79,7 @@ class FeatureBackbone(Protocol):
 
 
 @register_module()
-class SegmentationModel(HubMixin, nn.Module):
+class SegmentationModel(BackboneSpecMixin, HubMixin, nn.Module):
     """Backbone, optional neck and dense head, returning logits at input resolution.
 
     Args:
@@ -142,19 +142,6 @@ class SegmentationModel(HubMixin, nn.Module):
         self.neck = neck
         self.head = head
         self.output_spec = output_spec
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """The backbone's ``input_spec`` (setting it sets the backbone's).
-
-        Raises:
-            AttributeError: If the backbone has no ``input_spec``.
-        """
-        return backbone_input_spec(cast(nn.Module, self.backbone), "SegmentationModel")
-
-    @input_spec.setter
-    def input_spec(self, spec: InputSpec) -> None:
-        self.backbone.input_spec = spec  # type: ignore[attr-defined]
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits at the resolution of ``x``."""

@@ -22,6 +22,7 @@ from typing import overload
 import torch
 from torch import Tensor
 
+from geofm._registry import register_module
 from geofm.errors import ShapeError
 from geofm.input_spec import InputSpec
 from geofm.sensors import Sensor, get_sensor
@@ -42,6 +43,7 @@ def _per_band(name: str, values: float | Sequence[float], bands: int) -> Tensor:
     return t.reshape(bands, 1, 1)  # (C, 1, 1)
 
 
+@register_module()
 class Normalize(Transform):
     """Scale and standardise every band of an image tensor or of ``sample["image"]``.
 

@@ -266,3 +266,17 @@ def test_several_named_adapters_are_refused_not_half_saved(tmp_path: Path) -> No
     delete_adapter(model, "second")
     save_pretrained(model, tmp_path)
     assert type(from_pretrained(tmp_path)) is PooledModel
+
+
+def test_normalize_in_front_of_a_model_saves(tmp_path: Path) -> None:
+    from geofm.transforms import Normalize
+
+    norm = Normalize(mean=[10.0, 20.0], std=[2.0, 4.0], divisor=100.0, clip=(0.0, 50.0))
+    model = nn.Sequential(
+        norm, PooledModel(geofm.create_backbone("resnet18", in_chans=2), nn.Linear(512, 3))
+    ).eval()
+    save_pretrained(model, tmp_path)
+    again = from_pretrained(tmp_path)
+    x = torch.rand(2, 2, 32, 64) * 8000
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
