@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Concatenate, Literal, ParamSpec
 
 import torch
 from torch import Tensor
 
 from geofm.errors import ShapeError
 from geofm.metrics._common import (
+    Absent,
     Average,
-    Ratio,
+    RatioMetric,
+    bind_first,
+    cat_over_ranks,
+    check_absent,
     check_average,
     check_binary,
     check_same_shape,
     divide,
-    reduce_ratio,
+    macro_mean,
+    sum_over_ranks,
 )
 
 __all__ = [
@@ -29,9 +35,17 @@ __all__ = [
     "multilabel_recall",
 ]
 
+P = ParamSpec("P")
 
-class MultilabelConfusionMatrix:
+
+class MultilabelConfusionMatrix(RatioMetric):
     """Streaming per-label 2x2 confusion matrices for multi-label tasks.
+
+    ``accuracy``, ``precision``, ``recall`` and ``f1_score`` read the
+    matrices (see :meth:`precision` for ``average``, ``zero_division`` and
+    ``absent``). Under ``torch.distributed`` they and ``compute()`` sum the
+    counts of all ranks, so every rank must call the same methods in the same
+    order; the local counts are kept.
 
     Args:
         num_labels: Number of labels ``L``.
@@ -39,6 +53,9 @@ class MultilabelConfusionMatrix:
             prediction (scores equal to it are negative, like ``> 0.5``).
         validate_args: Check that targets are 0/1 and float scores lie in
             ``[0, 1]`` (apply ``sigmoid`` to logits first).
+        sync_on_compute: Sum the counts over the ranks of the default process
+            group when computing (torchmetrics' default); ``False`` keeps each
+            rank's own counts. No effect outside a process group.
 
     Shape:
         - ``update`` preds: ``(N, L)`` probabilities or 0/1 labels; target: ``(N, L)`` 0/1.
@@ -52,19 +69,25 @@ class MultilabelConfusionMatrix:
     Example:
         >>> import torch
         >>> mcm = MultilabelConfusionMatrix(num_labels=2)
-        >>> mcm.update(torch.tensor([[0.9, 0.2], [0.7, 0.6]]), torch.tensor([[1, 0], [0, 1]]))
-        >>> float(mcm.accuracy(average="micro")), float(mcm.accuracy(average="subset"))
-        (0.75, 0.5)
+        >>> scores = torch.tensor([[0.9, 0.2], [0.7, 0.6], [0.1, 0.4]])  # (N=3, L=2)
+        >>> mcm.update(scores, torch.tensor([[1, 0], [0, 1], [0, 0]]))
+        >>> [round(float(mcm.accuracy(average=a)), 4) for a in ("micro", "subset")]
+        [0.8333, 0.6667]
     """
 
     def __init__(
-        self, num_labels: int, *, threshold: float = 0.5, validate_args: bool = True
+        self,
+        num_labels: int,
+        *,
+        threshold: float = 0.5,
+        validate_args: bool = True,
+        sync_on_compute: bool = True,
     ) -> None:
-        if num_labels < 1:
-            raise ValueError(f"num_labels must be at least 1, got {num_labels}.")
+        super().__init__(
+            num_labels, "num_labels", validate_args=validate_args, sync_on_compute=sync_on_compute
+        )
         self.num_labels = num_labels
         self.threshold = threshold
-        self.validate_args = validate_args
         self.reset()
 
     def reset(self) -> None:
@@ -108,25 +131,24 @@ class MultilabelConfusionMatrix:
         self._samples += preds.shape[0]
 
     def compute(self) -> Tensor:
-        """Per-label ``[[TN, FP], [FN, TP]]`` counts.
+        """Per-label ``[[TN, FP], [FN, TP]]`` counts, summed over ranks when distributed.
 
         Returns:
             ``(L, 2, 2)`` int64 tensor.
         """
-        if self._counts is None:
-            return torch.zeros(self.num_labels, 2, 2, dtype=torch.long)
-        return self._counts.T.reshape(self.num_labels, 2, 2)  # (L, 2, 2)
+        local = self._counts
+        if local is None:
+            local = torch.zeros(4, self.num_labels, dtype=torch.long)
+        counts = sum_over_ranks(local, enabled=self.sync_on_compute)  # (4, L)
+        return counts.T.reshape(self.num_labels, 2, 2)  # (L, 2, 2)
 
     def _stats(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         mcm = self.compute()
         return mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
 
-    def _ratio(self, kind: Ratio, average: Average, zero_division: float) -> Tensor:
+    def _ratio_counts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         _, fp, fn, tp = self._stats()
-        counted = torch.ones_like(tp, dtype=torch.bool)
-        return reduce_ratio(
-            tp, fp, fn, kind=kind, average=average, zero_division=zero_division, counted=counted
-        )
+        return tp, fp, fn, torch.ones_like(tp, dtype=torch.bool)
 
     def accuracy(self, *, average: Literal["micro", "macro", "none", "subset"] = "micro") -> Tensor:
         """Multi-label accuracy.
@@ -134,16 +156,22 @@ class MultilabelConfusionMatrix:
         Args:
             average: ``"micro"``: fraction of correct (sample, label) entries
                 (1 - Hamming loss; what Fusion-LoRA reports as bit accuracy);
-                ``"macro"``: mean of per-label accuracies; ``"none"``: per
+                ``"macro"``: mean of per-label accuracies (equal to ``"micro"``,
+                as every label has one entry per sample); ``"none"``: per
                 label; ``"subset"``: fraction of samples with every label
                 right (scikit-learn's ``accuracy_score``).
 
         Returns:
             Scalar (or ``(L,)`` for ``"none"``), float64.
+
+        Raises:
+            ValueError: If ``average`` is unknown.
         """
         check_average(average, ("micro", "macro", "none", "subset"))
         if average == "subset":
-            return torch.tensor(self._exact / max(self._samples, 1), dtype=torch.float64)
+            local = torch.tensor([self._exact, self._samples], dtype=torch.long)
+            exact, samples = sum_over_ranks(local, enabled=self.sync_on_compute).tolist()
+            return torch.tensor(exact / max(samples, 1), dtype=torch.float64)
         tn, fp, fn, tp = self._stats()
         per_label = divide(tp + tn, tp + tn + fp + fn, 0.0)
         if average == "none":
@@ -151,34 +179,6 @@ class MultilabelConfusionMatrix:
         if average == "macro":
             return per_label.mean()
         return divide((tp + tn).sum(), (tp + tn + fp + fn).sum(), 0.0)
-
-    def precision(self, *, average: Average = "macro", zero_division: float = 0.0) -> Tensor:
-        """Precision per label, macro- or micro-averaged.
-
-        Args:
-            average: ``"macro"``, ``"micro"`` or ``"none"``.
-            zero_division: Value for a 0/0 label; NaN drops it from the mean.
-
-        Returns:
-            Scalar (or ``(L,)`` for ``"none"``), float64.
-        """
-        return self._ratio("precision", average, zero_division)
-
-    def recall(self, *, average: Average = "macro", zero_division: float = 0.0) -> Tensor:
-        """Recall; arguments as in :meth:`precision`.
-
-        Returns:
-            Scalar (or ``(L,)`` for ``"none"``), float64.
-        """
-        return self._ratio("recall", average, zero_division)
-
-    def f1_score(self, *, average: Average = "macro", zero_division: float = 0.0) -> Tensor:
-        """F1 = 2 TP / (2 TP + FP + FN); arguments as in :meth:`precision`.
-
-        Returns:
-            Scalar (or ``(L,)`` for ``"none"``), float64.
-        """
-        return self._ratio("f1", average, zero_division)
 
 
 def _average_precision_columns(scores: Tensor, target: Tensor) -> Tensor:
@@ -221,44 +221,62 @@ class MultilabelAveragePrecision:
     ``average_precision_score`` exactly. With ``num_bins`` the memory is fixed
     (two ``(L, num_bins)`` count tables): scores are bucketed into equal bins
     over ``[0, 1]`` and each bin acts as one threshold, which is exact when no
-    two different scores share a bin and an approximation otherwise.
+    two different scores share a bin and an approximation otherwise. Under
+    ``torch.distributed``, ``compute()`` gathers the kept scores (or sums the
+    tables) of all ranks, so every rank must call it.
 
     Args:
         num_labels: Number of labels ``L``.
         average: ``"macro"`` (mean of per-label AP), ``"micro"`` (AP of all
             entries pooled) or ``"none"`` (per label).
         num_bins: ``None`` for exact AP, or the histogram size.
+        absent: A label without positive targets has AP 0 (scikit-learn's and
+            torchmetrics' value). ``"ignore"`` (default) leaves such labels
+            out of the macro mean, as their AP is undefined; ``"include"``
+            averages their 0 in (scikit-learn, torchmetrics).
+        sync_on_compute: Combine the statistics of the ranks of the default
+            process group in ``compute()``; ``False`` keeps each rank's own.
+            No effect outside a process group.
 
     Shape:
         - ``update`` scores: ``(N, L)``; target: ``(N, L)`` 0/1.
 
     Raises:
-        ValueError: On a bad ``average`` or ``num_bins``; in ``update``, if
-            targets are not 0/1 or histogram scores are outside ``[0, 1]``.
+        ValueError: On a bad ``average``, ``absent`` or ``num_bins``; in
+            ``update``, if targets are not 0/1 or histogram scores are outside
+            ``[0, 1]``.
         ShapeError: In ``update``, if shapes differ or are not ``(N, L)``.
-
-    Note:
-        A label without positive targets has AP 0, as in scikit-learn, and
-        counts in the macro mean.
 
     Example:
         >>> import torch
-        >>> ap = MultilabelAveragePrecision(num_labels=1)
-        >>> scores = torch.tensor([[0.1], [0.4], [0.35], [0.8]])
-        >>> ap.update(scores, torch.tensor([[0], [0], [1], [1]]))
-        >>> round(float(ap.compute()), 4)
+        >>> ap = MultilabelAveragePrecision(num_labels=2, average="none")
+        >>> scores = torch.tensor([[0.1, 0.3], [0.4, 0.2], [0.35, 0.6], [0.8, 0.9]])
+        >>> ap.update(scores, torch.tensor([[0, 0], [0, 0], [1, 0], [1, 0]]))
+        >>> ap.compute()  # label 1 has no positive target
+        tensor([0.8333, 0.0000], dtype=torch.float64)
+        >>> ap.average = "macro"
+        >>> round(float(ap.compute()), 4)  # label 1 left out (absent="ignore")
         0.8333
     """
 
     def __init__(
-        self, num_labels: int, *, average: Average = "macro", num_bins: int | None = None
+        self,
+        num_labels: int,
+        *,
+        average: Average = "macro",
+        num_bins: int | None = None,
+        absent: Absent = "ignore",
+        sync_on_compute: bool = True,
     ) -> None:
         check_average(average, ("macro", "micro", "none"))
+        check_absent(absent)
         if num_bins is not None and num_bins < 2:
             raise ValueError(f"num_bins must be None (exact) or at least 2, got {num_bins}.")
         self.num_labels = num_labels
         self.average = average
         self.num_bins = num_bins
+        self.absent = absent
+        self.sync_on_compute = sync_on_compute
         self.reset()
 
     def reset(self) -> None:
@@ -299,31 +317,43 @@ class MultilabelAveragePrecision:
         self._neg = neg if self._neg is None else self._neg + neg
 
     def compute(self) -> Tensor:
-        """Average precision over every batch since the last reset.
+        """Average precision over every batch since the last reset (and every rank).
 
         Returns:
             Scalar (or ``(L,)`` for ``average="none"``), float64.
         """
+        sync = self.sync_on_compute
         if self.num_bins is not None:
-            if self._pos is None or self._neg is None:
-                return torch.zeros(() if self.average != "none" else self.num_labels).double()
+            empty = torch.zeros(self.num_labels, self.num_bins, dtype=torch.long)
+            pos = sum_over_ranks(empty if self._pos is None else self._pos, enabled=sync)
+            neg = sum_over_ranks(empty if self._neg is None else self._neg, enabled=sync)
             if self.average == "micro":
-                return _average_precision_histogram(self._pos.sum(0), self._neg.sum(0))
-            per_label = _average_precision_histogram(self._pos, self._neg)
+                return _average_precision_histogram(pos.sum(0), neg.sum(0))
+            per_label = _average_precision_histogram(pos, neg)  # (L,)
+            positives = pos.sum(-1)  # (L,)
         else:
-            if not self._scores:
-                return torch.zeros(() if self.average != "none" else self.num_labels).double()
-            scores, target = torch.cat(self._scores), torch.cat(self._targets)
+            if self._scores:
+                scores, target = torch.cat(self._scores), torch.cat(self._targets)  # (N, L)
+            else:  # a rank without data still takes part in the gather
+                scores = torch.zeros(0, self.num_labels)
+                target = torch.zeros(0, self.num_labels, dtype=torch.uint8)
+            scores = cat_over_ranks(scores, enabled=sync)
+            target = cat_over_ranks(target, enabled=sync)
             if self.average == "micro":
                 return _average_precision_columns(scores.reshape(-1, 1), target.reshape(-1, 1))[0]
-            per_label = _average_precision_columns(scores, target)
-        return per_label if self.average == "none" else per_label.mean()
+            per_label = _average_precision_columns(scores, target)  # (L,)
+            positives = target.sum(0)  # (L,)
+        if self.average == "none":
+            return per_label
+        counted = positives > 0 if self.absent == "ignore" else torch.ones_like(positives).bool()
+        return macro_mean(per_label, counted, 0.0)
 
 
-def _stream(preds: Tensor, target: Tensor, threshold: float) -> MultilabelConfusionMatrix:
+def _one_shot(preds: Tensor, target: Tensor, threshold: float) -> MultilabelConfusionMatrix:
     if preds.ndim != 2:
         raise ShapeError(f"Expected (N, L) multi-label inputs, got {tuple(preds.shape)}.")
-    mcm = MultilabelConfusionMatrix(preds.shape[1], threshold=threshold)
+    # One-shot functions measure the batch they are given: no collective.
+    mcm = MultilabelConfusionMatrix(preds.shape[1], threshold=threshold, sync_on_compute=False)
     mcm.update(preds, target)
     return mcm
 
@@ -345,11 +375,13 @@ def multilabel_confusion_matrix(preds: Tensor, target: Tensor, *, threshold: flo
 
     Example:
         >>> import torch
-        >>> multilabel_confusion_matrix(torch.tensor([[1, 0]]), torch.tensor([[1, 1]]))[1]
+        >>> preds = torch.tensor([[1, 0], [1, 1], [0, 0]])
+        >>> target = torch.tensor([[1, 1], [0, 1], [0, 1]])
+        >>> multilabel_confusion_matrix(preds, target)[1]  # label 1: TP 1, FN 2
         tensor([[0, 0],
-                [1, 0]])
+                [2, 1]])
     """
-    return _stream(preds, target, threshold).compute()
+    return _one_shot(preds, target, threshold).compute()
 
 
 def multilabel_accuracy(
@@ -376,98 +408,85 @@ def multilabel_accuracy(
 
     Example:
         >>> import torch
-        >>> float(multilabel_accuracy(torch.tensor([[1, 0]]), torch.tensor([[1, 1]])))
-        0.5
+        >>> preds = torch.tensor([[1, 0], [1, 1], [0, 0]])
+        >>> target = torch.tensor([[1, 1], [0, 1], [0, 0]])
+        >>> float(multilabel_accuracy(preds, target))  # 4 of 6 entries
+        0.6666666666666666
+        >>> float(multilabel_accuracy(preds, target, average="subset"))  # 1 of 3 rows
+        0.3333333333333333
     """
-    return _stream(preds, target, threshold).accuracy(average=average)
+    return _one_shot(preds, target, threshold).accuracy(average=average)
 
 
-def multilabel_precision(
+def _ratio_of_batch(
+    method: Callable[..., Tensor],
     preds: Tensor,
     target: Tensor,
     *,
     average: Average = "macro",
     threshold: float = 0.5,
     zero_division: float = 0.0,
+    absent: Absent = "ignore",
 ) -> Tensor:
-    """Multi-label precision of one batch.
+    """The shared body of the multi-label ratios (``method`` of MultilabelConfusionMatrix)."""
+    mcm = _one_shot(preds, target, threshold)
+    return method(mcm, average=average, zero_division=zero_division, absent=absent)
+
+
+_RATIO_DOC = """{summary} of one multi-label batch.
+
+    See :meth:`MultilabelConfusionMatrix.{method}` for the streaming form.
 
     Args:
         preds: Probabilities or 0/1 predictions ``(N, L)``.
         target: Multi-hot targets ``(N, L)``.
-        average: ``"macro"``, ``"micro"`` or ``"none"``.
+        average: ``"macro"`` (mean over labels), ``"micro"`` (pooled counts)
+            or ``"none"`` (per label).
         threshold: Probability above which a score is a positive prediction.
-        zero_division: Value for a 0/0 label; NaN drops it from the mean.
+        zero_division: Value of a label whose ratio is 0/0 (default 0.0);
+            NaN leaves it out of the macro mean.
+        absent: ``"ignore"`` (default) leaves labels absent from both preds
+            and target out of the macro mean; ``"include"`` counts them with
+            ``zero_division`` (scikit-learn, torchmetrics' multi-label metrics).
 
     Returns:
         Scalar (or ``(L,)`` for ``"none"``), float64.
 
-    Raises:
-        ShapeError: If the shapes differ or are not ``(N, L)``.
-        ValueError: On bad values or an unknown ``average``.
-
-    Example:
-        >>> import torch
-        >>> p = torch.tensor([[1, 1], [0, 1]])
-        >>> float(multilabel_precision(p, torch.tensor([[1, 0], [0, 1]]), average="micro"))
-        0.6666666666666666
-    """
-    mcm = _stream(preds, target, threshold)
-    return mcm.precision(average=average, zero_division=zero_division)
-
-
-def multilabel_recall(
-    preds: Tensor,
-    target: Tensor,
-    *,
-    average: Average = "macro",
-    threshold: float = 0.5,
-    zero_division: float = 0.0,
-) -> Tensor:
-    """Multi-label recall of one batch; arguments as in :func:`multilabel_precision`.
-
-    Returns:
-        Scalar (or ``(L,)`` for ``"none"``), float64.
+    Shape:
+        - preds, target: ``(N, L)``.
 
     Raises:
         ShapeError: If the shapes differ or are not ``(N, L)``.
-        ValueError: On bad values or an unknown ``average``.
+        ValueError: On bad values, or an unknown ``average`` or ``absent``.
 
     Example:
         >>> import torch
-        >>> p, t = torch.tensor([[1, 0]]), torch.tensor([[1, 1]])
-        >>> float(multilabel_recall(p, t, average="micro"))
-        0.5
+        >>> preds = torch.tensor([[0.9, 0.8, 0.1], [0.2, 0.7, 0.3], [0.6, 0.1, 0.2]])
+        >>> target = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0]])  # label 2: absent
+        >>> per_label = {name}(preds, target, average="none")
+        >>> per_label[2]  # 0/0 gives zero_division
+        tensor(0., dtype=torch.float64)
+        >>> bool(torch.isclose({name}(preds, target), per_label[:2].mean()))  # "ignore"
+        True
+        >>> bool(torch.isclose({name}(preds, target, absent="include"), per_label.mean()))
+        True
     """
-    mcm = _stream(preds, target, threshold)
-    return mcm.recall(average=average, zero_division=zero_division)
 
 
-def multilabel_f1_score(
-    preds: Tensor,
-    target: Tensor,
-    *,
-    average: Average = "macro",
-    threshold: float = 0.5,
-    zero_division: float = 0.0,
-) -> Tensor:
-    """Multi-label F1 of one batch; arguments as in :func:`multilabel_precision`.
+def _bind(
+    function: Callable[Concatenate[Callable[..., Tensor], P], Tensor],
+    method: Literal["precision", "recall", "f1_score"],
+) -> Callable[P, Tensor]:
+    """``multilabel_<method>``: ``function`` bound to ``MultilabelConfusionMatrix.<method>``."""
+    bound_method = getattr(MultilabelConfusionMatrix, method)
+    summary = (bound_method.__doc__ or "").strip().splitlines()[0].rstrip(".")
+    doc = _RATIO_DOC.format(summary=summary, method=method, name=f"multilabel_{method}")
+    return bind_first(function, bound_method, name=f"multilabel_{method}", doc=doc)
 
-    Returns:
-        Scalar (or ``(L,)`` for ``"none"``), float64.
 
-    Raises:
-        ShapeError: If the shapes differ or are not ``(N, L)``.
-        ValueError: On bad values or an unknown ``average``.
-
-    Example:
-        >>> import torch
-        >>> p, t = torch.tensor([[1, 0]]), torch.tensor([[1, 1]])
-        >>> round(float(multilabel_f1_score(p, t, average="micro")), 4)
-        0.6667
-    """
-    mcm = _stream(preds, target, threshold)
-    return mcm.f1_score(average=average, zero_division=zero_division)
+multilabel_precision = _bind(_ratio_of_batch, "precision")
+multilabel_recall = _bind(_ratio_of_batch, "recall")
+multilabel_f1_score = _bind(_ratio_of_batch, "f1_score")
 
 
 def multilabel_average_precision(
@@ -476,6 +495,7 @@ def multilabel_average_precision(
     *,
     average: Average = "macro",
     num_bins: int | None = None,
+    absent: Absent = "ignore",
 ) -> Tensor:
     """Multi-label average precision of one batch (see :class:`MultilabelAveragePrecision`).
 
@@ -484,22 +504,35 @@ def multilabel_average_precision(
         target: Multi-hot targets ``(N, L)``.
         average: ``"macro"``, ``"micro"`` or ``"none"``.
         num_bins: ``None`` for exact AP, or a histogram size.
+        absent: ``"ignore"`` (default) leaves labels without positive targets
+            out of the macro mean; ``"include"`` averages their AP of 0 in.
 
     Returns:
         Scalar (or ``(L,)`` for ``"none"``), float64.
 
     Raises:
         ShapeError: If the shapes differ or are not ``(N, L)``.
-        ValueError: If targets are not 0/1.
+        ValueError: If targets are not 0/1, or ``average`` or ``absent`` is unknown.
 
     Example:
         >>> import torch
-        >>> s = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
-        >>> float(multilabel_average_precision(s, torch.tensor([[1, 0], [0, 1]])))
-        1.0
+        >>> s = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.8, 0.6], [0.4, 0.05, 0.2]])
+        >>> t = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 1, 0]])  # label 2: no positive
+        >>> multilabel_average_precision(s, t, average="none")
+        tensor([1.0000, 0.8333, 0.0000], dtype=torch.float64)
+        >>> round(float(multilabel_average_precision(s, t)), 4)  # labels 0 and 1
+        0.9167
+        >>> round(float(multilabel_average_precision(s, t, absent="include")), 4)
+        0.6111
     """
     if scores.ndim != 2:
         raise ShapeError(f"Expected (N, L) scores, got {tuple(scores.shape)}.")
-    metric = MultilabelAveragePrecision(scores.shape[1], average=average, num_bins=num_bins)
+    metric = MultilabelAveragePrecision(
+        scores.shape[1], average=average, num_bins=num_bins, absent=absent, sync_on_compute=False
+    )
     metric.update(scores, target)
     return metric.compute()
+
+
+# Doctest skips functions built in another module (bind_first); list them for it.
+__test__ = {f.__name__: f for f in (multilabel_precision, multilabel_recall, multilabel_f1_score)}

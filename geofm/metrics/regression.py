@@ -1,6 +1,21 @@
-"""Regression metrics: MAE, RMSE and R^2 with float64 streaming statistics."""
+"""Regression metrics: MAE, RMSE and R^2 with float64 streaming statistics.
+
+The running statistics (count, target mean and sum of squared deviations,
+absolute and squared error sums) of two batches, or of two ranks, combine
+with Chan, Golub and LeVeque's pairwise update, so streamed, distributed and
+one-shot results agree.
+
+References:
+    Chan, Golub and LeVeque, "Updating formulae and a pairwise algorithm for
+    computing sample variances", 1979.
+"""
 
 from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec
 
 import torch
 from torch import Tensor
@@ -8,6 +23,8 @@ from torch import Tensor
 from geofm.errors import ShapeError
 from geofm.metrics._common import (
     MultiOutput,
+    bind_first,
+    cat_over_ranks,
     check_same_shape,
 )
 
@@ -20,11 +37,45 @@ __all__ = [
     "root_mean_squared_error",
 ]
 
+P = ParamSpec("P")
 
-class _RegressionStats:
-    """Float64 running statistics per output: count, mean and M2 of targets, error sums."""
 
-    def __init__(self, *, num_outputs: int = 1, multioutput: MultiOutput = "uniform_average"):
+# count n, then per output: target mean, sum of squared target deviations (M2),
+# sum of |error|, sum of error^2.
+_Stats = tuple[int, Tensor, Tensor, Tensor, Tensor]
+
+
+def _merge(a: _Stats, b: _Stats) -> _Stats:
+    """Statistics of the union of two disjoint sets of rows (Chan et al.)."""
+    n_a, mean_a, m2_a, abs_a, sq_a = a
+    n_b, mean_b, m2_b, abs_b, sq_b = b
+    if n_a == 0:
+        return b
+    if n_b == 0:
+        return a
+    total = n_a + n_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * n_b / total
+    m2 = m2_a + m2_b + delta.pow(2) * n_a * n_b / total
+    return total, mean, m2, abs_a + abs_b, sq_a + sq_b
+
+
+def _unpack(row: Tensor) -> _Stats:
+    """Statistics from one packed row ``[n, mean, M2, |error| sum, error^2 sum]``."""
+    mean, m2, abs_sum, sq_sum = row[1:].chunk(4)  # (D,) each
+    return int(row[0]), mean, m2, abs_sum, sq_sum
+
+
+class _RegressionStats(ABC):
+    """Float64 running statistics per output, combined over batches and ranks."""
+
+    def __init__(
+        self,
+        *,
+        num_outputs: int = 1,
+        multioutput: MultiOutput = "uniform_average",
+        sync_on_compute: bool = True,
+    ) -> None:
         if num_outputs < 1:
             raise ValueError(f"num_outputs must be at least 1, got {num_outputs}.")
         if multioutput not in ("uniform_average", "raw_values"):
@@ -33,18 +84,20 @@ class _RegressionStats:
             )
         self.num_outputs = num_outputs
         self.multioutput = multioutput
+        self.sync_on_compute = sync_on_compute
         self.reset()
 
     def reset(self) -> None:
         """Forget every batch seen so far."""
-        self._n = 0
-        self._mean: Tensor | None = None
-        self._m2: Tensor | None = None
-        self._abs: Tensor | None = None
-        self._sq: Tensor | None = None
+        self._stats: _Stats | None = None
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch of predictions and targets, ``(N,)`` or ``(N, num_outputs)``."""
+        """Add a batch of predictions and targets, ``(N,)`` or ``(N, num_outputs)``.
+
+        Args:
+            preds: Predictions.
+            target: Targets, same shape.
+        """
         check_same_shape(type(self).__name__, preds, target)
         width = 1 if preds.ndim == 1 else preds.shape[-1]
         if preds.ndim not in (1, 2) or width != self.num_outputs:
@@ -52,33 +105,40 @@ class _RegressionStats:
                 f"{type(self).__name__} expects (N,) or (N, {self.num_outputs}) inputs, got "
                 f"{tuple(preds.shape)}. Set num_outputs to the number of targets."
             )
+        if len(preds) == 0:
+            return
         p = preds.detach().double().reshape(len(preds), -1)  # (N, D)
         t = target.detach().double().reshape(len(target), -1)  # (N, D)
-        n = len(t)
-        if n == 0:
-            return
-        err = p - t
-        batch_mean = t.mean(dim=0)
-        batch_m2 = (t - batch_mean).pow(2).sum(dim=0)
-        if self._mean is None or self._m2 is None or self._abs is None or self._sq is None:
-            self._mean, self._m2 = batch_mean, batch_m2
-            self._abs, self._sq = err.abs().sum(dim=0), err.pow(2).sum(dim=0)
-        else:
-            total = self._n + n
-            delta = batch_mean - self._mean
-            self._mean = self._mean + delta * n / total
-            self._m2 = self._m2 + batch_m2 + delta.pow(2) * self._n * n / total
-            self._abs = self._abs + err.abs().sum(dim=0)
-            self._sq = self._sq + err.pow(2).sum(dim=0)
-        self._n += n
+        err = p - t  # (N, D)
+        mean = t.mean(dim=0)  # (D,)
+        batch = (len(t), mean, (t - mean).pow(2).sum(dim=0), err.abs().sum(0), err.pow(2).sum(0))
+        self._stats = batch if self._stats is None else _merge(self._stats, batch)
+
+    def _synced(self) -> _Stats:
+        """The statistics of every rank (Chan's update over ranks), or this rank's."""
+        stats = self._stats
+        if stats is None:
+            zeros = torch.zeros(self.num_outputs, dtype=torch.float64)
+            stats = (0, zeros, zeros, zeros, zeros)
+        n, *moments = stats
+        row = torch.cat([torch.tensor([float(n)], device=moments[0].device), *moments])
+        rows = cat_over_ranks(row[None], enabled=self.sync_on_compute)  # (W, 1 + 4 D)
+        merged = _unpack(rows[0])
+        for other in rows[1:]:
+            merged = _merge(merged, _unpack(other))
+        if merged[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}.compute() has no samples: call update() with a "
+                "non-empty batch first."
+            )
+        return merged
 
     def _finish(self, per_output: Tensor) -> Tensor:
         return per_output if self.multioutput == "raw_values" else per_output.mean()
 
-    def _require(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        if self._mean is None or self._m2 is None or self._abs is None or self._sq is None:
-            raise ValueError(f"{type(self).__name__}.compute() called before any update.")
-        return self._mean, self._m2, self._abs, self._sq
+    @abstractmethod
+    def compute(self) -> Tensor:
+        """The metric so far."""
 
 
 class MeanAbsoluteError(_RegressionStats):
@@ -87,13 +147,16 @@ class MeanAbsoluteError(_RegressionStats):
     Args:
         num_outputs: Number of regression targets ``D``.
         multioutput: ``"uniform_average"`` (mean over outputs) or ``"raw_values"``.
+        sync_on_compute: Combine the statistics of the ranks of the default
+            process group in ``compute()`` (so every rank must call it);
+            ``False`` keeps each rank's own. No effect outside a process group.
 
     Shape:
         - ``update`` preds, target: ``(N,)`` or ``(N, D)``.
 
     Raises:
         ShapeError: In ``update``, if shapes differ or do not match ``num_outputs``.
-        ValueError: In ``compute``, before any update.
+        ValueError: In ``compute``, before any non-empty update.
 
     Example:
         >>> import torch
@@ -109,22 +172,15 @@ class MeanAbsoluteError(_RegressionStats):
         Returns:
             Scalar (or ``(D,)`` with ``"raw_values"``), float64.
         """
-        return self._finish(self._require()[2] / self._n)
+        n, _, _, abs_sum, _ = self._synced()
+        return self._finish(abs_sum / n)
 
 
 class RootMeanSquaredError(_RegressionStats):
     """Streaming root mean squared error (per output, then averaged, like scikit-learn).
 
-    Args:
-        num_outputs: Number of regression targets ``D``.
-        multioutput: ``"uniform_average"`` (mean of per-output RMSE) or ``"raw_values"``.
-
-    Shape:
-        - ``update`` preds, target: ``(N,)`` or ``(N, D)``.
-
-    Raises:
-        ShapeError: In ``update``, if shapes differ or do not match ``num_outputs``.
-        ValueError: In ``compute``, before any update.
+    Arguments as in :class:`MeanAbsoluteError` (``"uniform_average"`` averages
+    the per-output RMSE), and so are the shapes and errors.
 
     Example:
         >>> import torch
@@ -140,25 +196,17 @@ class RootMeanSquaredError(_RegressionStats):
         Returns:
             Scalar (or ``(D,)`` with ``"raw_values"``), float64.
         """
-        return self._finish((self._require()[3] / self._n).sqrt())
+        n, _, _, _, sq_sum = self._synced()
+        return self._finish((sq_sum / n).sqrt())
 
 
 class R2Score(_RegressionStats):
     """Streaming coefficient of determination R^2 = 1 - SS_res / SS_tot.
 
     A constant target column scores 1.0 if predicted perfectly and 0.0
-    otherwise (scikit-learn's ``force_finite=True``).
-
-    Args:
-        num_outputs: Number of regression targets ``D``.
-        multioutput: ``"uniform_average"`` (mean over outputs) or ``"raw_values"``.
-
-    Shape:
-        - ``update`` preds, target: ``(N,)`` or ``(N, D)``.
-
-    Raises:
-        ShapeError: In ``update``, if shapes differ or do not match ``num_outputs``.
-        ValueError: In ``compute``, before any update.
+    otherwise (scikit-learn's ``force_finite=True``). A NaN among the
+    predictions or targets makes the result NaN (never a finite stand-in).
+    Arguments as in :class:`MeanAbsoluteError`, and so are the shapes and errors.
 
     Example:
         >>> import torch
@@ -166,6 +214,9 @@ class R2Score(_RegressionStats):
         >>> r2.update(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 4.0]))
         >>> round(float(r2.compute()), 4)
         0.7857
+        >>> r2.update(torch.tensor([1.0]), torch.tensor([float("nan")]))
+        >>> r2.compute()
+        tensor(nan, dtype=torch.float64)
     """
 
     def compute(self) -> Tensor:
@@ -174,28 +225,42 @@ class R2Score(_RegressionStats):
         Returns:
             Scalar (or ``(D,)`` with ``"raw_values"``), float64.
         """
-        _, m2, _, sq = self._require()
+        _, _, m2, _, sq = self._synced()
         r2 = 1 - sq / m2.clamp(min=torch.finfo(torch.float64).tiny)
-        r2 = torch.where(m2 > 0, r2, (sq == 0).double())
+        r2 = torch.where(m2 > 0, r2, (sq == 0).double())  # constant target column
+        # NaN compares False above: keep it NaN instead of the constant-column value.
+        r2 = torch.where(m2.isnan() | sq.isnan(), math.nan, r2)
         return self._finish(r2)
 
 
-def _width(preds: Tensor) -> int:
-    return 1 if preds.ndim == 1 else preds.shape[-1]
-
-
-def mean_absolute_error(
-    preds: Tensor, target: Tensor, *, multioutput: MultiOutput = "uniform_average"
+def _of_batch(
+    metric: type[_RegressionStats],
+    preds: Tensor,
+    target: Tensor,
+    *,
+    multioutput: MultiOutput = "uniform_average",
 ) -> Tensor:
-    """Mean absolute error of one batch.
+    """The shared body of the one-shot regression functions."""
+    width = 1 if preds.ndim == 1 else preds.shape[-1]
+    # One-shot functions measure the batch they are given: no collective.
+    stream = metric(num_outputs=width, multioutput=multioutput, sync_on_compute=False)
+    stream.update(preds, target)
+    return stream.compute()
+
+
+_DOC = """{summary} of one batch (see :class:`{metric}`).
 
     Args:
         preds: Predictions ``(N,)`` or ``(N, D)``.
         target: Targets, same shape.
-        multioutput: ``"uniform_average"`` or ``"raw_values"`` (per output).
+        multioutput: ``"uniform_average"`` (mean over outputs) or
+            ``"raw_values"`` (one value per output).
 
     Returns:
-        Scalar (or ``(D,)``), float64.
+        Scalar (or ``(D,)``), float64; NaN where the inputs hold a NaN.
+
+    Shape:
+        - preds, target: ``(N,)`` or ``(N, D)``.
 
     Raises:
         ShapeError: If the shapes differ or are not 1-D/2-D.
@@ -203,53 +268,32 @@ def mean_absolute_error(
 
     Example:
         >>> import torch
-        >>> float(mean_absolute_error(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0])))
-        1.5
+        >>> preds = torch.tensor([[1.0, 2.0], [2.0, 0.0], [4.0, 1.0]])
+        >>> target = torch.tensor([[0.0, 2.0], [2.0, 1.0], [2.0, 3.0]])
+        >>> per_output = {name}(preds, target, multioutput="raw_values")  # (D,) = (2,)
+        >>> bool(torch.isclose({name}(preds, target), per_output.mean()))  # uniform_average
+        True
+        >>> target[1, 0] = float("nan")
+        >>> {name}(preds, target, multioutput="raw_values").isnan().tolist()  # NaN in, NaN out
+        [True, False]
     """
-    metric = MeanAbsoluteError(num_outputs=_width(preds), multioutput=multioutput)
-    metric.update(preds, target)
-    return metric.compute()
 
 
-def root_mean_squared_error(
-    preds: Tensor, target: Tensor, *, multioutput: MultiOutput = "uniform_average"
-) -> Tensor:
-    """Root mean squared error of one batch; arguments as in :func:`mean_absolute_error`.
-
-    Returns:
-        Scalar (or ``(D,)``), float64.
-
-    Raises:
-        ShapeError: If the shapes differ or are not 1-D/2-D.
-        ValueError: If the batch is empty.
-
-    Example:
-        >>> import torch
-        >>> float(root_mean_squared_error(torch.tensor([0.0]), torch.tensor([2.0])))
-        2.0
-    """
-    metric = RootMeanSquaredError(num_outputs=_width(preds), multioutput=multioutput)
-    metric.update(preds, target)
-    return metric.compute()
+def _bind(
+    function: Callable[Concatenate[type[_RegressionStats], P], Tensor],
+    metric: type[_RegressionStats],
+    name: str,
+) -> Callable[P, Tensor]:
+    """``name``: ``function`` bound to the streaming class ``metric``."""
+    summary = name.replace("_", " ").capitalize()
+    doc = _DOC.format(summary=summary, metric=metric.__name__, name=name)
+    return bind_first(function, metric, name=name, doc=doc)
 
 
-def r2_score(
-    preds: Tensor, target: Tensor, *, multioutput: MultiOutput = "uniform_average"
-) -> Tensor:
-    """Coefficient of determination of one batch; arguments as in :func:`mean_absolute_error`.
+mean_absolute_error = _bind(_of_batch, MeanAbsoluteError, "mean_absolute_error")
+root_mean_squared_error = _bind(_of_batch, RootMeanSquaredError, "root_mean_squared_error")
+r2_score = _bind(_of_batch, R2Score, "r2_score")
 
-    Returns:
-        Scalar (or ``(D,)``), float64.
 
-    Raises:
-        ShapeError: If the shapes differ or are not 1-D/2-D.
-        ValueError: If the batch is empty.
-
-    Example:
-        >>> import torch
-        >>> float(r2_score(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0])))
-        1.0
-    """
-    metric = R2Score(num_outputs=_width(preds), multioutput=multioutput)
-    metric.update(preds, target)
-    return metric.compute()
+# Doctest skips functions built in another module (bind_first); list them for it.
+__test__ = {f.__name__: f for f in (mean_absolute_error, root_mean_squared_error, r2_score)}

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import pytest
 import torch
+import torchmetrics.functional.classification as tmf
 from sklearn import metrics as skm
 
 from geofm.errors import ShapeError
@@ -30,6 +32,14 @@ SK_RATIO = {
     "f1_score": skm.f1_score,
 }
 GEOFM_RATIO = {"iou": iou, "precision": precision, "recall": recall, "f1_score": f1_score}
+GEOFM_ALL = {**GEOFM_RATIO, "accuracy": accuracy}
+TORCHMETRICS: dict[str, Callable[..., torch.Tensor]] = {
+    "iou": tmf.multiclass_jaccard_index,
+    "precision": tmf.multiclass_precision,
+    "recall": tmf.multiclass_recall,
+    "f1_score": tmf.multiclass_f1_score,
+    "accuracy": tmf.multiclass_accuracy,
+}
 
 
 def _data(n: int = 300, num_classes: int = C, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,11 +100,18 @@ def test_ignore_class_is_nan_in_per_class_output() -> None:
 
 @pytest.mark.parametrize("zero_division", [0.0, 1.0])
 @pytest.mark.parametrize("name", list(SK_RATIO))
-def test_empty_classes_use_zero_division_like_sklearn(name: str, zero_division: float) -> None:
-    preds, target = _data(num_classes=3)  # classes 3 and 4 never occur
+def test_absent_classes_follow_sklearn_with_every_label_under_include(
+    name: str, zero_division: float
+) -> None:
+    preds, target = _data(num_classes=3)  # classes 3 and 4 never occur in preds or target
     for average in ("macro", "none"):
         got = GEOFM_RATIO[name](
-            preds, target, num_classes=C, average=average, zero_division=zero_division
+            preds,
+            target,
+            num_classes=C,
+            average=average,
+            zero_division=zero_division,
+            absent="include",
         )
         want = _sklearn(
             name,
@@ -105,6 +122,22 @@ def test_empty_classes_use_zero_division_like_sklearn(name: str, zero_division: 
             zero_division=zero_division,
         )
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+@pytest.mark.parametrize("name", list(SK_RATIO))
+def test_absent_classes_are_left_out_of_the_macro_mean_under_ignore(
+    name: str, zero_division: float
+) -> None:
+    preds, target = _data(num_classes=3)
+    got = GEOFM_RATIO[name](preds, target, num_classes=C, zero_division=zero_division)
+    # scikit-learn restricted to the classes that occur: the written-out "ignore" rule.
+    want = _sklearn(name, preds, target, labels=[0, 1, 2], average="macro")
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    included = GEOFM_RATIO[name](
+        preds, target, num_classes=C, zero_division=zero_division, absent="include"
+    )
+    assert abs(float(got) - float(included)) > 0.05  # the data tells the two rules apart
 
 
 @pytest.mark.parametrize("name", ["precision", "recall", "f1_score"])
@@ -217,3 +250,137 @@ def test_topk_rejects_bad_inputs() -> None:
         topk_accuracy(torch.randn(3, 5), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="outside"):
         topk_accuracy(torch.randn(3, 5), torch.tensor([0, 1, 9]))
+
+
+def _torchmetrics_maps() -> tuple[torch.Tensor, torch.Tensor]:
+    """(4, 10, 7) maps over 6 classes: class 3 is never predicted, class 4 is never a target,
+    class 5 occurs nowhere, and about 10 % of the targets are 255 (ignored)."""
+    g = torch.Generator().manual_seed(3)
+    target = torch.randint(0, 4, (4, 10, 7), generator=g)
+    noise = torch.tensor([0, 1, 2, 4])[torch.randint(0, 4, (4, 10, 7), generator=g)]
+    preds = torch.where(torch.rand(4, 10, 7, generator=g) < 0.55, target, noise)
+    preds[preds == 3] = 4
+    target[torch.rand(4, 10, 7, generator=g) < 0.1] = 255
+    return preds, target
+
+
+def _torchmetrics(
+    name: str, preds: torch.Tensor, target: torch.Tensor, average: str
+) -> torch.Tensor:
+    return TORCHMETRICS[name](preds, target, num_classes=6, average=average, ignore_index=255)
+
+
+@pytest.mark.parametrize("name", list(GEOFM_ALL))
+@pytest.mark.parametrize("average", ["macro", "micro", "none"])
+def test_matches_torchmetrics_under_absent_ignore(name: str, average: Average) -> None:
+    preds, target = _torchmetrics_maps()
+    got = GEOFM_ALL[name](
+        preds, target, num_classes=6, average=average, ignore_index=255, absent="ignore"
+    )
+    want = _torchmetrics(name, preds, target, average)
+    np.testing.assert_allclose(got.numpy(), want.double().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(GEOFM_ALL))
+def test_include_is_the_plain_mean_of_torchmetrics_per_class_values(name: str) -> None:
+    preds, target = _torchmetrics_maps()
+    got = GEOFM_ALL[name](
+        preds, target, num_classes=6, average="macro", ignore_index=255, absent="include"
+    )
+    per_class = _torchmetrics(name, preds, target, "none")  # absent class 5 scores 0 there
+    assert float(per_class[5]) == 0.0
+    np.testing.assert_allclose(float(got), float(per_class.double().mean()), rtol=1e-6)
+    # the absent class is the only difference between the two rules
+    ignored = GEOFM_ALL[name](preds, target, num_classes=6, average="macro", ignore_index=255)
+    np.testing.assert_allclose(float(ignored) * 5 / 6, float(got), rtol=1e-12)
+
+
+@pytest.mark.parametrize("absent", ["ignore", "include"])
+def test_streaming_methods_match_the_functions_for_both_absent_rules(
+    absent: Literal["ignore", "include"],
+) -> None:
+    preds, target = _torchmetrics_maps()
+    cm = ConfusionMatrix(6, ignore_index=255)
+    for p, t in zip(preds.split(3), target.split(3), strict=True):  # batches of 3 and 1
+        cm.update(p, t)
+    for name, fn in GEOFM_ALL.items():
+        for average in ("macro", "none"):
+            torch.testing.assert_close(
+                getattr(cm, name)(average=average, absent=absent),
+                fn(preds, target, num_classes=6, average=average, ignore_index=255, absent=absent),
+            )
+
+
+# Hand-computed example for the documented defaults (average, zero_division=0.0,
+# absent="ignore"); preds/target over 5 classes:
+#   class 0: TP 3, FP 2, FN 1    class 1: TP 1, FP 1, FN 2
+#   class 2: TP 0, FP 2, FN 0 (predicted, never a target: recall 0/0)
+#   class 3: TP 0, FP 0, FN 2 (a target, never predicted: precision 0/0)
+#   class 4: absent from both (every ratio 0/0)
+DEFAULT_PREDS = torch.tensor([0, 0, 1, 2, 0, 1, 0, 2, 0])
+DEFAULT_TARGET = torch.tensor([0, 1, 1, 0, 1, 3, 0, 3, 0])
+DEFAULT_MACRO = {  # mean over classes 0-3 (class 4 absent); 0/0 -> 0.0
+    "iou": (3 / 6 + 1 / 4 + 0 + 0) / 4,
+    "precision": (3 / 5 + 1 / 2 + 0 + 0.0) / 4,
+    "recall": (3 / 4 + 1 / 3 + 0.0 + 0) / 4,
+    "f1_score": (6 / 9 + 2 / 5 + 0 + 0) / 4,
+}
+
+
+def test_hand_computed_counts_of_the_defaults_example() -> None:
+    cm = confusion_matrix(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5)
+    tp = cm.diagonal()
+    assert tp.tolist() == [3, 1, 0, 0, 0]
+    assert (cm.sum(0) - tp).tolist() == [2, 1, 2, 0, 0]  # FP
+    assert (cm.sum(1) - tp).tolist() == [1, 2, 0, 2, 0]  # FN
+
+
+@pytest.mark.parametrize("name", list(DEFAULT_MACRO))
+def test_ratio_defaults_are_macro_zero_division_zero_and_absent_ignore(name: str) -> None:
+    fn = GEOFM_RATIO[name]
+    got = float(fn(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5))
+    assert got == pytest.approx(DEFAULT_MACRO[name], abs=1e-12)
+    # the example tells each default from its alternatives
+    others = [
+        fn(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, average="micro"),
+        fn(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, absent="include"),
+        fn(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, zero_division=1.0, absent="include"),
+    ]
+    assert all(abs(float(o) - got) > 1e-3 for o in others)
+    stream = ConfusionMatrix(5)
+    stream.update(DEFAULT_PREDS, DEFAULT_TARGET)
+    assert float(getattr(stream, name)()) == pytest.approx(DEFAULT_MACRO[name], abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["precision", "recall"])
+def test_default_zero_division_scores_a_present_zero_over_zero_class_as_zero(name: str) -> None:
+    # precision of class 3 and recall of class 2 are 0/0 while the class takes part
+    # in the macro mean, so the default 0.0 (not 1.0, not NaN) shows in the result.
+    per_class = GEOFM_RATIO[name](DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, average="none")
+    zero_over_zero = 3 if name == "precision" else 2
+    assert float(per_class[zero_over_zero]) == 0.0
+    assert float(per_class[4]) == 0.0  # absent class: 0/0 -> zero_division in "none"
+    with_one = GEOFM_RATIO[name](DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, zero_division=1.0)
+    assert float(with_one) == pytest.approx(DEFAULT_MACRO[name] + 1 / 4, abs=1e-12)
+
+
+def test_accuracy_defaults_to_overall_accuracy() -> None:
+    got = accuracy(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5)
+    assert float(got) == pytest.approx(4 / 9, abs=1e-12)  # 4 of 9 samples right
+    macro = accuracy(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, average="macro")
+    assert float(macro) == pytest.approx(DEFAULT_MACRO["recall"], abs=1e-12)
+    cm = ConfusionMatrix(5)
+    cm.update(DEFAULT_PREDS, DEFAULT_TARGET)
+    assert float(cm.accuracy()) == pytest.approx(4 / 9, abs=1e-12)
+
+
+def test_macro_over_no_counted_class_is_zero_division() -> None:
+    cm = ConfusionMatrix(3)  # nothing seen: every class absent
+    assert float(cm.iou()) == 0.0
+    assert np.isnan(float(cm.iou(zero_division=float("nan"))))
+    assert float(cm.f1_score(zero_division=1.0)) == 1.0
+
+
+def test_rejects_unknown_absent_rule() -> None:
+    with pytest.raises(ValueError, match="absent must be 'ignore' or 'include', got 'skip'"):
+        iou(DEFAULT_PREDS, DEFAULT_TARGET, num_classes=5, absent="skip")  # type: ignore[arg-type]

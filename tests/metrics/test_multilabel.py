@@ -6,6 +6,7 @@ from typing import Literal
 import numpy as np
 import pytest
 import torch
+import torchmetrics.functional.classification as tmf
 from sklearn import metrics as skm
 
 from geofm.errors import ShapeError
@@ -56,7 +57,8 @@ def test_ratios_match_sklearn(fn, sk_fn, average: str) -> None:  # type: ignore[
     scores, target = _data()
     scores[:, 2] = 0.0  # label 2 never predicted
     target[:, 4] = 0  # label 4 never present
-    got = fn(scores, target, average=average)
+    target[:, 5], scores[:, 5] = 0, 0.2  # label 5 absent from preds and target
+    got = fn(scores, target, average=average, absent="include")
     want = _sk(
         sk_fn,
         target.numpy(),
@@ -65,6 +67,21 @@ def test_ratios_match_sklearn(fn, sk_fn, average: str) -> None:  # type: ignore[
         zero_division=0.0,
     )
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+def test_absent_labels_are_left_out_of_the_macro_mean_by_default() -> None:
+    scores, target = _data()
+    target[:, 5], scores[:, 5] = 0, 0.2  # label 5 absent from preds and target
+    pred = (scores > 0.5).long().numpy()
+    for fn, sk_fn in (
+        (multilabel_precision, skm.precision_score),
+        (multilabel_recall, skm.recall_score),
+        (multilabel_f1_score, skm.f1_score),
+    ):
+        got = fn(scores, target)  # defaults: macro, zero_division=0.0, absent="ignore"
+        want = _sk(sk_fn, target[:, :5].numpy(), pred[:, :5], average="macro", zero_division=0.0)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+        assert float(fn(scores, target, absent="include")) == pytest.approx(float(got) * 5 / 6)
 
 
 def test_accuracy_variants_match_sklearn() -> None:
@@ -170,3 +187,130 @@ def test_rejects_bad_inputs() -> None:
         multilabel_average_precision(scores - 1, target, num_bins=10)
     with pytest.raises(ValueError, match="num_bins"):
         MultilabelAveragePrecision(L, num_bins=1)
+
+
+def _torchmetrics_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """(37, 5): label 1 never predicted, label 2 never a target, label 3 absent from both."""
+    g = torch.Generator().manual_seed(5)
+    target = (torch.rand(37, 5, generator=g) < 0.4).long()
+    scores = (0.3 * target + 0.7 * torch.rand(37, 5, generator=g)).clamp(0, 1)
+    scores[:, 1] = 0.3 * scores[:, 1]
+    target[:, 2] = 0
+    scores[:, 2] = 0.2 + 0.6 * scores[:, 2]
+    target[:, 3], scores[:, 3] = 0, 0.1
+    return scores, target
+
+
+TM_RATIO = [
+    (multilabel_precision, tmf.multilabel_precision),
+    (multilabel_recall, tmf.multilabel_recall),
+    (multilabel_f1_score, tmf.multilabel_f1_score),
+]
+
+
+@pytest.mark.parametrize(("fn", "tm_fn"), TM_RATIO)
+@pytest.mark.parametrize("average", ["micro", "macro", "none"])
+def test_ratios_match_torchmetrics_under_include(fn, tm_fn, average: str) -> None:  # type: ignore[no-untyped-def]
+    scores, target = _torchmetrics_data()
+    got = fn(scores, target, average=average, absent="include")
+    want = tm_fn(scores, target, num_labels=5, average=average)
+    np.testing.assert_allclose(got.numpy(), want.double().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("fn", "tm_fn"), TM_RATIO)
+def test_ratios_under_ignore_average_torchmetrics_values_of_present_labels(fn, tm_fn) -> None:  # type: ignore[no-untyped-def]
+    scores, target = _torchmetrics_data()
+    per_label = tm_fn(scores, target, num_labels=5, average="none")
+    present = torch.tensor([True, True, True, False, True])  # label 3: TP + FP + FN = 0
+    np.testing.assert_allclose(
+        float(fn(scores, target)), float(per_label[present].mean()), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        fn(scores, target, average="none").numpy(), per_label.numpy(), rtol=1e-6
+    )
+
+
+NO_POSITIVES_WARNING = "ignore:No positive samples found in target:UserWarning"  # torchmetrics
+
+
+@pytest.mark.filterwarnings(NO_POSITIVES_WARNING)
+@pytest.mark.parametrize("num_bins", [None, 1000])
+@pytest.mark.parametrize("average", ["micro", "macro", "none"])
+def test_average_precision_matches_torchmetrics_under_include(
+    num_bins: int | None, average: Literal["macro", "micro", "none"]
+) -> None:
+    scores, target = _torchmetrics_data()
+    scores = (scores * 100).round() / 100 + 5e-4  # one score value per bin of 1/1000
+    got = multilabel_average_precision(
+        scores, target, average=average, num_bins=num_bins, absent="include"
+    )
+    want = tmf.multilabel_average_precision(scores, target, num_labels=5, average=average)
+    np.testing.assert_allclose(got.numpy(), want.double().numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.filterwarnings(NO_POSITIVES_WARNING)
+@pytest.mark.parametrize("num_bins", [None, 1000])
+def test_average_precision_default_leaves_labels_without_positives_out(
+    num_bins: int | None,
+) -> None:
+    scores, target = _torchmetrics_data()
+    scores = (scores * 100).round() / 100 + 5e-4
+    per_label = tmf.multilabel_average_precision(scores, target, num_labels=5, average="none")
+    with_positives = target.sum(0) > 0  # labels 2 and 3 have none
+    assert with_positives.tolist() == [True, True, False, False, True]
+    want = float(per_label[with_positives].mean())
+    got = multilabel_average_precision(scores, target, num_bins=num_bins)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    stream = MultilabelAveragePrecision(5, num_bins=num_bins)
+    for s, t in zip(scores.split(10), target.split(10), strict=True):
+        stream.update(s, t)
+    assert float(stream.compute()) == pytest.approx(want, rel=1e-5)
+    assert float(stream.compute()) > float(per_label.mean()) + 0.1  # include would be lower
+
+
+# Hand-computed example for the documented defaults (average="macro", threshold=0.5,
+# zero_division=0.0, absent="ignore"); 5 samples, 4 labels:
+#   label 0: TP 2, FP 1, FN 2 (the 0.5 score at a positive target is a negative: > 0.5)
+#   label 1: TP 0, FP 2, FN 0 (predicted, never a target: recall 0/0)
+#   label 2: TP 0, FP 0, FN 2 (a target, never predicted: precision 0/0)
+#   label 3: absent from both
+DEFAULT_SCORES = torch.tensor(
+    [
+        [0.8, 0.9, 0.3, 0.1],
+        [0.7, 0.2, 0.4, 0.2],
+        [0.9, 0.6, 0.1, 0.3],
+        [0.2, 0.1, 0.2, 0.4],
+        [0.5, 0.3, 0.2, 0.1],
+    ]
+)
+DEFAULT_TARGET = torch.tensor(
+    [[1, 0, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]]
+)
+
+
+def test_multilabel_defaults_on_a_hand_computed_example() -> None:
+    mcm = multilabel_confusion_matrix(DEFAULT_SCORES, DEFAULT_TARGET)
+    assert mcm[:, 1, 1].tolist() == [2, 0, 0, 0]  # TP
+    assert mcm[:, 0, 1].tolist() == [1, 2, 0, 0]  # FP
+    assert mcm[:, 1, 0].tolist() == [2, 0, 2, 0]  # FN
+    want = {
+        multilabel_precision: (2 / 3 + 0 + 0.0) / 3,
+        multilabel_recall: (2 / 4 + 0.0 + 0) / 3,
+        multilabel_f1_score: (4 / 7 + 0 + 0) / 3,
+    }
+    for fn, value in want.items():
+        got = float(fn(DEFAULT_SCORES, DEFAULT_TARGET))
+        assert got == pytest.approx(value, abs=1e-12)
+        others = [
+            fn(DEFAULT_SCORES, DEFAULT_TARGET, average="micro"),
+            fn(DEFAULT_SCORES, DEFAULT_TARGET, absent="include"),
+            fn(DEFAULT_SCORES, DEFAULT_TARGET, threshold=0.45),
+        ]
+        if fn is not multilabel_f1_score:  # F1 of a present label is never 0/0
+            others.append(fn(DEFAULT_SCORES, DEFAULT_TARGET, zero_division=1.0))
+        for other in others:
+            assert abs(float(other) - got) > 1e-3
+    assert float(multilabel_accuracy(DEFAULT_SCORES, DEFAULT_TARGET)) == pytest.approx(13 / 20)
+    stream = MultilabelConfusionMatrix(4)
+    stream.update(DEFAULT_SCORES, DEFAULT_TARGET)
+    assert float(stream.f1_score()) == pytest.approx(want[multilabel_f1_score], abs=1e-12)
