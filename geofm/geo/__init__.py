@@ -18,7 +18,7 @@ from __future__ import annotations
 from geofm.geo._rio import import_rasterio
 from geofm.geo.align import TargetReduce, align_target
 from geofm.geo.io import PixelWindow, RasterData, RasterProfile, WindowLike, read_raster
-from geofm.geo.predict import BlendMode, OutputMode, predict_raster
+from geofm.geo.predict import BlendMode, OutputMode, Precision, predict_raster
 from geofm.geo.reproject import reproject_to_utm, utm_crs_for, utm_epsg_for
 from geofm.geo.tiling import Tile, TilePadding, read_tile_index, tile_raster, write_tile_index
 
@@ -26,6 +26,7 @@ __all__ = [
     "BlendMode",
     "OutputMode",
     "PixelWindow",
+    "Precision",
     "RasterData",
     "RasterProfile",
     "TargetReduce",

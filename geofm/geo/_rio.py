@@ -13,7 +13,6 @@ written independently.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from geofm.errors import MissingDependencyError
@@ -27,9 +26,10 @@ __all__ = [
     "GEOTIFF_BLOCK",
     "PathLike",
     "Resampling",
-    "check_dst",
+    "has_geotransform",
     "import_rasterio",
     "require_crs",
+    "require_georeferencing",
     "resampling_enum",
     "window_transform",
 ]
@@ -80,13 +80,42 @@ def window_transform(transform: Affine, row_off: float, col_off: float) -> Affin
     return transform @ type(transform).translation(col_off, row_off)
 
 
-def require_crs(dataset: Any, path: PathLike, caller: str) -> None:
-    """Raise if an open rasterio dataset carries no CRS."""
+def require_crs(dataset: Any, path: PathLike, caller: str, *, hint: str = "") -> None:
+    """Raise if an open rasterio dataset carries no CRS (``hint`` is appended to the message)."""
     if dataset.crs is None:
         raise ValueError(
             f"Raster '{path}' has no CRS, but geofm.geo.{caller} needs a georeferenced "
             "source (its output must carry the source's CRS). Assign one first, e.g. "
-            f"`rio edit-info --crs EPSG:32618 {path}`."
+            f"`rio edit-info --crs EPSG:32618 {path}`.{hint}"
+        )
+
+
+def has_geotransform(dataset: Any) -> bool:
+    """Whether an open rasterio dataset has a geotransform (GDAL reports none as the identity)."""
+    return not dataset.transform.is_identity
+
+
+def require_georeferencing(dataset: Any, path: PathLike, caller: str, *, hint: str = "") -> None:
+    """Raise if an open rasterio dataset lacks a CRS or a geotransform (``hint`` is appended).
+
+    A file with a CRS but no geotransform (or only ground control points)
+    would otherwise be handled with the identity transform: pixel (col, row)
+    at CRS coordinates (col, row), silently wrong.
+    """
+    require_crs(dataset, path, caller, hint=hint)
+    if not has_geotransform(dataset):
+        gcps = dataset.gcps[0] if dataset.gcps else []
+        how = (
+            f"It has {len(gcps)} ground control points: warp it onto a grid first, e.g. "
+            f"`gdalwarp -r bilinear {path} warped.tif`."
+            if gcps
+            else "Assign one first, e.g. `rio edit-info --transform '[...]'`, or recreate it."
+        )
+        raise ValueError(
+            f"Raster '{path}' has a CRS ({dataset.crs}) but no geotransform, so its pixels have "
+            f"no position and geofm.geo.{caller} would place them at the identity transform. "
+            + how
+            + hint
         )
 
 
@@ -100,18 +129,3 @@ def resampling_enum(name: str, caller: str) -> Any:
             f"Expected one of: {', '.join(choices)}."
         )
     return getattr(rasterio.enums.Resampling, name)
-
-
-def check_dst(dst: PathLike, *, overwrite: bool, caller: str) -> Path:
-    """Validate an output path: its folder must exist; it may exist only if ``overwrite``."""
-    path = Path(dst)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(
-            f"Output folder '{path.parent}' of geofm.geo.{caller} does not exist. Create it first."
-        )
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"Output '{path}' of geofm.geo.{caller} already exists. "
-            "Pass overwrite=True to replace it."
-        )
-    return path

@@ -6,12 +6,14 @@ tiles at a time; see ``geofm/geo/predict.py`` for the design and references.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -28,17 +30,27 @@ __all__ = [
     "BlendMode",
     "OutputMode",
     "Plan",
+    "Precision",
     "RowSink",
+    "check_precision",
     "coverage",
+    "forward_context",
     "gdal_cache_bytes",
     "run_bands",
     "window_1d",
 ]
 
+logger = logging.getLogger("geofm.geo.predict")
+
 BlendMode = Literal["cosine", "linear", "none"]
 """Weighting of overlapping tile outputs in :func:`geofm.geo.predict_raster`."""
 OutputMode = Literal["class", "probability", "regression"]
 """What :func:`geofm.geo.predict_raster` writes."""
+Precision = Literal["bf16", "fp16", "fp32"]
+"""Forward-pass precision of :func:`geofm.geo.predict_raster` (``torch.autocast`` below fp32)."""
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 CLASS_NODATA = 255
 _PREFETCH_BATCHES = 2
@@ -61,6 +73,65 @@ def window_1d(size: int, overlap: int, blend: BlendMode) -> np.ndarray:
     weights[:overlap] = ramp
     weights[size - overlap :] = ramp[::-1]
     return weights
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise unless ``precision`` is known and ``torch.autocast`` supports it on ``device``.
+
+    torch disables an unsupported autocast with only a warning; here that is an
+    error, so a run never silently computes in another precision than asked.
+    """
+    if precision not in get_args(Precision):
+        raise ValueError(
+            f"Unknown precision {precision!r}. Expected one of: {', '.join(get_args(Precision))}."
+        )
+    if precision == "fp32":
+        return
+    if not torch.amp.is_autocast_available(device.type):
+        raise ValueError(
+            f"precision={precision!r} needs torch.autocast, which device type {device.type!r} "
+            "does not support. Use precision='fp32'."
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision]):
+                pass
+        except RuntimeError as err:
+            raise ValueError(
+                f"precision={precision!r} is not supported on {str(device)!r}: {err} "
+                "Use precision='fp32' (or 'bf16'/'fp16', whichever the device supports)."
+            ) from err
+    disabled = [str(w.message) for w in caught if "autocast" in str(w.message).lower()]
+    if disabled:
+        raise ValueError(
+            f"precision={precision!r} is not supported on {str(device)!r} ({disabled[0]}). "
+            "Use precision='fp32'."
+        )
+
+
+def forward_context(device: torch.device, precision: Precision) -> AbstractContextManager[Any]:
+    """``torch.autocast`` to ``precision`` on ``device``'s type (nothing for ``"fp32"``)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def _check_float32_range(
+    strip: np.ndarray, path: PathLike, band_indices: Sequence[int], row_off: int
+) -> None:
+    """Raise if a (valid) value of a wider float ``strip`` would become inf in float32."""
+    if strip.dtype.itemsize <= 4 or not np.issubdtype(strip.dtype, np.floating):
+        return
+    too_big = np.abs(strip) > _FLOAT32_MAX  # (C, tile, Wp); invalid pixels are 0 already
+    if too_big.any():
+        c, r, col = (int(i) for i in np.argwhere(too_big)[0])
+        raise ValueError(
+            f"Raster '{path}' band {band_indices[c]} holds {float(strip[c, r, col]):.4g} at "
+            f"row {row_off + r}, column {col}, beyond the float32 range (+-3.4e38) in which "
+            "predict_raster feeds the model: it would reach the model as inf. Rescale the "
+            "raster (e.g. to other units) or mark such values as nodata."
+        )
 
 
 def _argmax0(values: np.ndarray) -> np.ndarray:
@@ -160,6 +231,7 @@ def _read_bands(
                 strip, mask = read_window(src, window, band_indices)  # (C, tile, Wp) each
                 valid = np.asarray(mask.all(axis=0))  # (tile, Wp)
                 strip[:, ~valid] = 0
+                _check_float32_range(strip, path, band_indices, plan.row_offsets[band])
                 keep = [ox for ox in plan.col_offsets if valid[:, ox : ox + plan.tile].any()]
                 for i in range(0, len(keep), batch_size):
                     cols = keep[i : i + batch_size]
@@ -257,6 +329,7 @@ class _Accumulator:
         self._row_cover = coverage(plan.height, plan.row_offsets, plan.window)
         self._col_cover = coverage(plan.width, plan.col_offsets, plan.window)
         self._top = plan.row_offsets[0]
+        self.nonfinite_pixels = 0  # output pixels made nodata because the model gave NaN/inf
 
     def start_band(self, band: int) -> None:
         """Switch buffers to ``band``'s first row, carrying the overlap rows over.
@@ -284,8 +357,10 @@ class _Accumulator:
         """Return a job computing the final rows ``[top, stop)`` from the current buffer.
 
         The job gives ``(1, n, width)`` uint8 class ids or ``(K, n, width)``
-        float32 values, nodata where ``valid`` is false; it may run in another
-        thread while the next band accumulates into the other buffer.
+        float32 values, nodata where ``valid`` is false and where the model's
+        outputs were NaN or infinite (class: any channel; values: per value, also
+        where a finite sum overflows float32); it may run in another thread
+        while the next band accumulates into the other buffer.
         """
         n, width, top = stop - self._top, self._plan.width, self._top
         sums = self._buffers[self._current][:, :n, :width]  # (K, n, W)
@@ -297,9 +372,15 @@ class _Accumulator:
             if output == "class":
                 # Dividing by the positive cover changes no sign and no argmax.
                 classes = (sums[0] >= 0).astype(np.uint8) if len(sums) == 1 else _argmax0(sums)
-                classes[~ok] = CLASS_NODATA
+                finite = np.isfinite(sums).all(axis=0)  # (n, W): NaN/inf has no argmax
+                self.nonfinite_pixels += int(np.count_nonzero(ok & ~finite))
+                classes[~(ok & finite)] = CLASS_NODATA
                 return classes[None]  # (1, n, W)
-            values = (sums / np.outer(cover_rows, cover_cols)).astype(np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                values = (sums / np.outer(cover_rows, cover_cols)).astype(np.float32)
+            finite = np.isfinite(values)  # (K, n, W)
+            self.nonfinite_pixels += int(np.count_nonzero(ok & ~finite.all(axis=0)))
+            values[~finite] = np.nan
             values[:, ~ok] = np.nan
             return values
 
@@ -323,11 +404,16 @@ def run_bands(
     channels: int,
     sink: RowSink,
     progress: Any,
+    precision: Precision = "fp32",
+    channels_last: bool = False,
 ) -> None:
     """Predict ``bands`` and write the rows of bands ``>= flush_from`` to ``sink``.
 
     Three stages overlap: the reader thread reads and batches, this thread runs
     the model and accumulates, a writer thread finishes rows and writes them.
+    The forward pass runs under :func:`forward_context` (``precision``), on
+    ``channels_last`` input if asked; outputs are cast to float32 before the
+    blending, which stays float32/float64.
     """
     acc = _Accumulator(plan, channels, output)
     current = -1
@@ -351,10 +437,20 @@ def run_bands(
                     progress.update(len(plan.col_offsets))
                 continue
             x = torch.from_numpy(item.data).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                y = model(x)
+                with forward_context(device, precision):
+                    y = model(x)
+                y = y.float()  # softmax, blending and accumulation stay in float32 or wider
                 if output == "probability":
                     y = y.sigmoid() if channels == 1 else y.softmax(dim=1)
-            acc.add(y.float().cpu().numpy(), item.cols)
+            acc.add(y.cpu().numpy(), item.cols)
         if pending is not None:
             pending.result()
+    if acc.nonfinite_pixels:
+        logger.warning(
+            "predict_raster: the model gave NaN or infinite outputs for %d valid pixels; "
+            "they are written as nodata.",
+            acc.nonfinite_pixels,
+        )

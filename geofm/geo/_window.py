@@ -180,7 +180,7 @@ def read_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read ``window`` (possibly partly outside) from an open dataset: values and validity.
 
-    Pixels outside the raster are 0 and invalid; NaN values are invalid.
+    Pixels outside the raster are 0 and invalid; NaN and infinite values are invalid.
 
     Args:
         dataset: An open rasterio dataset.
@@ -208,7 +208,7 @@ def read_window(
             array[:, rows, cols] = dataset.read(indexes, window=inner)
             mask[:, rows, cols] = dataset.read_masks(indexes, window=inner) != 0
         if np.issubdtype(array.dtype, np.floating):
-            mask &= ~np.isnan(array)
+            mask &= np.isfinite(array)  # NaN and +-inf are no measurement
     return array, mask
 
 
@@ -224,6 +224,7 @@ def tile_offsets(length: int, size: int, stride: int, pad: TilePadding) -> list[
     regular = list(range(0, length - size + 1, stride))
     if regular[-1] + size == length or pad == "drop":
         return regular
-    if pad == "zero":
-        return [*regular, regular[-1] + stride]
+    if pad == "zero":  # one more tile, padded, unless it would start past the raster (gaps)
+        following = regular[-1] + stride
+        return [*regular, following] if following < length else regular
     return [*regular, length - size]  # "shift": the last tile ends at the edge

@@ -36,9 +36,9 @@ def read_raster(
 
     Nodata is returned as a mask, never as a value: :attr:`RasterData.mask` is
     ``False`` where GDAL's mask band says the pixel is invalid (nodata value,
-    internal mask or alpha band), where a floating-point value is NaN, and
-    outside the raster when ``window`` extends past its edges (those pixels are
-    0 in :attr:`RasterData.array`).
+    internal mask or alpha band), where a floating-point value is NaN or
+    infinite, and outside the raster when ``window`` extends past its edges
+    (those pixels are 0 in :attr:`RasterData.array`).
 
     Args:
         path: Any file GDAL can open (GeoTIFF, VRT, ...).

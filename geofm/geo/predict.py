@@ -39,11 +39,10 @@ from __future__ import annotations
 import colorsys
 import itertools
 import logging
-import os
-import tempfile
-from contextlib import ExitStack, suppress
+import warnings
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -51,12 +50,13 @@ from torch import nn
 
 from geofm import _dist
 from geofm.errors import ShapeError
+from geofm.geo._atomic import check_output, commit, create_temp, remove_path
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
     PathLike,
-    check_dst,
+    has_geotransform,
     import_rasterio,
-    require_crs,
+    require_georeferencing,
     window_transform,
 )
 from geofm.geo._stream import (
@@ -64,18 +64,22 @@ from geofm.geo._stream import (
     BlendMode,
     OutputMode,
     Plan,
+    Precision,
     RowSink,
+    check_precision,
+    forward_context,
     gdal_cache_bytes,
     run_bands,
     window_1d,
 )
-from geofm.geo._window import band_indices as resolve_band_indices
 from geofm.geo._window import tile_offsets
+from geofm.geo.inputs import PreparedModel, choose_bands, choose_tile, model_input_spec
+from geofm.input_spec import InputSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["BlendMode", "OutputMode", "predict_raster"]
+__all__ = ["BlendMode", "OutputMode", "Precision", "predict_raster"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +129,15 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
 
 
 def _probe_channels(
-    model: nn.Module, in_channels: int, tile: int, device: torch.device, output: OutputMode
+    model: nn.Module,
+    in_channels: int,
+    tile: int,
+    device: torch.device,
+    output: OutputMode,
+    precision: Precision = "fp32",
 ) -> int:
     """Run one zero tile to learn (and check) the model's output channels."""
-    with torch.inference_mode():
+    with torch.inference_mode(), forward_context(device, precision):
         y = model(torch.zeros(1, in_channels, tile, tile, device=device))
     if not isinstance(y, torch.Tensor) or y.ndim != 4 or tuple(y.shape[-2:]) != (tile, tile):
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
@@ -150,7 +159,10 @@ def _open_output(
     path: Path, profile: dict[str, Any], output: OutputMode, channels: int, colormap: Any
 ) -> Any:
     rasterio = import_rasterio("predict_raster")
-    dataset = rasterio.open(path, "w", **profile)
+    with warnings.catch_warnings():
+        # An ungeoreferenced output (allow_ungeoreferenced=True) is asked for, not an accident.
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        dataset = rasterio.open(path, "w", **profile)
     if output == "class":
         dataset.set_band_description(1, "class")
         dataset.write_colormap(1, colormap)
@@ -160,27 +172,26 @@ def _open_output(
     return dataset
 
 
-def _remove(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        path.unlink()
-
-
 def predict_raster(
     model: nn.Module,
     src: PathLike,
     dst: PathLike,
     *,
-    tile: int = 256,
+    tile: int | None = None,
     overlap: int = 32,
     batch_size: int = 8,
     blend: BlendMode = "cosine",
     output: OutputMode = "class",
     device: str | torch.device | None = None,
-    bands: Sequence[int] | None = None,
+    bands: Sequence[int | str] | None = None,
+    input_spec: InputSpec | Literal["model"] | None = "model",
     colormap: Mapping[int, tuple[int, int, int]] | None = None,
     progress: bool = False,
     overwrite: bool = False,
     shard_across_ranks: bool = True,
+    precision: Precision = "fp32",
+    channels_last: bool = False,
+    allow_ungeoreferenced: bool = False,
 ) -> Path:
     """Predict a whole raster tile by tile and write a georeferenced GeoTIFF.
 
@@ -188,7 +199,9 @@ def predict_raster(
     last tile of each axis is shifted back to end at the edge, and a scene
     smaller than a tile is zero-padded (padding is cropped from the output).
     The model sees the source values as ``float32`` (normalise inside the
-    model, e.g. ``nn.Sequential(normalize, net)``), with invalid pixels set to 0.
+    model, e.g. ``nn.Sequential(normalize, net)``), with invalid pixels set to 0;
+    NaN and infinite source values are invalid, and a wider float source whose
+    values overflow ``float32`` is an error rather than ``inf`` fed to the model.
     Outputs of overlapping tiles are blended with weights that ramp smoothly
     over the overlap (``"cosine"``: ``sin^2``, ``"linear"``: a triangle
     ramp, ``"none"``: plain mean), so there are no seams, and an identity
@@ -205,9 +218,16 @@ def predict_raster(
     - ``output="regression"``: ``K`` ``float32`` bands of blended raw outputs; nodata NaN.
 
     A pixel is nodata in the output when any selected source band is invalid
-    there; tiles with no valid pixel are not run. The file is written to a
-    temporary name in ``dst``'s folder and renamed to ``dst`` only on success,
-    so a crash never leaves a partial ``dst``. Memory is bounded by two row
+    there, or where the model's outputs are NaN or infinite (never class 0;
+    a warning is logged); tiles with no valid pixel are not run.
+
+    Writing is atomic (see ``geofm/geo/_atomic.py``): the file is written to a
+    temporary ``.<name>.<host>.<pid>.<token>.geofm-partial`` in ``dst``'s
+    folder, flushed, and renamed to ``dst`` only on success, so a crash or a
+    kill never leaves a partial ``dst`` (the next run removes such leftovers of
+    dead processes). Without ``overwrite``, a ``dst`` created by another writer
+    during the run is kept and this run fails. ``dst`` may never be ``src``
+    (also through ``..``, a symbolic or a hard link). Memory is bounded by two row
     bands of tiles (one accumulating, one being written), not by the scene.
     Under ``torch.distributed`` the work is sharded across ranks with a
     bit-identical result (see the module docstring); call it on every rank
@@ -218,14 +238,25 @@ def predict_raster(
             ``(N, K, tile, tile)`` (logits for class/probability outputs).
         src: Georeferenced source raster.
         dst: Output GeoTIFF path; its folder must exist.
-        tile: Tile edge in pixels.
+        tile: Tile edge in pixels; default 256 rounded down to a multiple of
+            the model's ``input_spec.multiple`` (252 for DINOv2's patch 14). A
+            given tile must be such a multiple.
         overlap: Pixels shared by neighbouring tiles, ``0 <= overlap <= tile // 2``.
         batch_size: Tiles per forward pass (batches never span two row bands).
         blend: Weighting of overlapping outputs, see above.
         output: What to write, see above.
         device: Device for the forward pass; defaults to the model's. Must
             match the model's parameters.
-        bands: 1-based source bands fed to the model, in order; ``None`` uses all.
+        bands: Source bands fed to the model, in order: 1-based indices, or
+            names found in the raster's band descriptions (sensor aliases such
+            as ``B4``/``B04``/``red`` match). ``None``: the spec's bands by name
+            when the raster describes them, else all bands when their count is
+            the model's (a logged assumption), else an error.
+        input_spec: How to turn stored values into model input: ``"model"``
+            (default) uses ``model.input_spec`` when the model has one (value
+            scaling, then per-band standardisation, see :class:`~geofm.InputSpec`);
+            an :class:`~geofm.InputSpec` overrides it; ``None`` feeds the
+            stored values as float32 (normalise inside the model then).
         colormap: RGB colour per class id for ``output="class"``; default: a
             fixed palette.
         progress: Show a tqdm progress bar (rank 0 only) if tqdm is installed.
@@ -234,6 +265,15 @@ def predict_raster(
             work across its ranks (all ranks must call with the same arguments).
             ``False`` makes each rank predict the whole raster on its own, e.g.
             one scene per rank.
+        precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` to run the forward pass
+            under ``torch.autocast`` on the device's type; outputs are cast to
+            float32 before softmax, blending and accumulation.
+        channels_last: Feed tiles in ``torch.channels_last`` memory format (faster
+            convolutions on many devices; the model itself is not modified, for
+            the full effect call ``model.to(memory_format=torch.channels_last)``).
+        allow_ungeoreferenced: Accept a source without a CRS or without a
+            geotransform (e.g. a plain image); the output then has no CRS and no
+            geotransform either. By default such a source is refused.
 
     Returns:
         ``dst`` as a :class:`~pathlib.Path`.
@@ -245,12 +285,15 @@ def predict_raster(
 
     Raises:
         MissingDependencyError: If rasterio is not installed.
-        ValueError: If ``src`` has no CRS or complex pixels, an argument is out
-            of range or unknown, the model is in training mode, or ``device``
-            differs from the model's.
+        ValueError: If ``src`` has no CRS or no geotransform (unless
+            ``allow_ungeoreferenced``), complex pixels or values beyond float32,
+            ``dst`` is ``src``, an argument is out of range or unknown, the model
+            is in training mode, ``device`` differs from the model's, or
+            ``precision`` is not supported on the device.
         ShapeError: If a band index is out of range or the model's output is
             not ``(N, K, tile, tile)`` (or ``K > 255`` for ``output="class"``).
-        FileExistsError: If ``dst`` exists and ``overwrite`` is false.
+        FileExistsError: If ``dst`` exists and ``overwrite`` is false, also when
+            another writer creates it while this run is writing.
 
     Example:
         >>> import tempfile, pathlib, rasterio
@@ -264,6 +307,10 @@ def predict_raster(
         (True, True)
     """
     rasterio = import_rasterio("predict_raster")
+    spec = model_input_spec(model) if isinstance(input_spec, str) else input_spec
+    if isinstance(input_spec, str) and input_spec != "model":
+        raise ValueError(f"input_spec must be 'model', an InputSpec or None, got {input_spec!r}.")
+    tile = choose_tile(spec, tile)
     if tile < 1 or batch_size < 1:
         raise ValueError(
             f"tile and batch_size must be >= 1, got tile={tile}, batch_size={batch_size}."
@@ -286,11 +333,22 @@ def predict_raster(
             "predict_raster got a model in training mode (dropout and batch norm would "
             "use batch statistics). Call model.eval() first."
         )
-    dst_path = check_dst(dst, overwrite=overwrite, caller="predict_raster")
+    if not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}.")
+    dst_path = check_output(dst, inputs=[src], overwrite=overwrite, caller="predict_raster")
     run_device = _resolve_device(model, device)
+    check_precision(precision, run_device)
     with rasterio.open(src) as dataset:
-        require_crs(dataset, src, "predict_raster")
-        band_indices = resolve_band_indices(bands, dataset.count, src)
+        georeferenced = dataset.crs is not None and has_geotransform(dataset)
+        if not allow_ungeoreferenced:
+            require_georeferencing(
+                dataset,
+                src,
+                "predict_raster",
+                hint=" To predict an ungeoreferenced image anyway (the output then has no CRS), "
+                "pass allow_ungeoreferenced=True.",
+            )
+        band_indices = choose_bands(spec, list(dataset.descriptions), bands, src)
         dtypes = {dataset.dtypes[i - 1] for i in band_indices}
         if any(np.issubdtype(np.dtype(d), np.complexfloating) for d in dtypes):
             raise ValueError(
@@ -311,14 +369,19 @@ def predict_raster(
         window=window_1d(tile, overlap, blend),
         gdal_cache_bytes=cache_bytes,
     )
-    channels = _probe_channels(model, len(band_indices), tile, run_device, output)
+    output_spec = getattr(model, "output_spec", None)
+    if colormap is None and output_spec is not None and output_spec.colors is not None:
+        colormap = dict(enumerate(output_spec.colors))
+    if spec is not None:
+        model = PreparedModel(model, spec)
+    channels = _probe_channels(model, len(band_indices), tile, run_device, output, precision)
     profile: dict[str, Any] = {
         "driver": "GTiff",
         "width": width,
         "count": 1 if output == "class" else channels,
         "dtype": "uint8" if output == "class" else "float32",
         "nodata": CLASS_NODATA if output == "class" else float("nan"),
-        "crs": crs,
+        "crs": crs if georeferenced else None,
         "tiled": True,
         "blockxsize": GEOTIFF_BLOCK,
         "blockysize": GEOTIFF_BLOCK,
@@ -338,11 +401,7 @@ def predict_raster(
 
     names = [""]
     if rank == 0:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{dst_path.name}.", suffix=".partial", dir=dst_path.parent
-        )
-        os.close(fd)
-        names = [tmp]
+        names = [str(create_temp(dst_path))]  # mode 0o666 less the umask, recognisable name
     if world > 1:
         torch.distributed.broadcast_object_list(names, src=0, device=_collective_device())
     final_tmp = Path(names[0])
@@ -358,6 +417,8 @@ def predict_raster(
                 "height": height if rank == 0 else last_row - first_row,
                 "transform": window_transform(transform, 0 if rank == 0 else first_row, 0),
             }
+            if rank == 0 and not georeferenced:
+                del part_profile["transform"]  # no geotransform at all, not the identity
             opened = _open_output(part, part_profile, output, channels, palette)
             sink = RowSink(stack.enter_context(opened))
         bar = (
@@ -381,6 +442,8 @@ def predict_raster(
                 channels,
                 sink,
                 bar,
+                precision=precision,
+                channels_last=channels_last,
             )
         if rank != 0 and sink is not None:
             sink.close()
@@ -396,16 +459,16 @@ def predict_raster(
                 _append_part(final_tmp, other, sink)
             sink.close()
             stack.close()
-            os.replace(final_tmp, dst_path)
+            commit(final_tmp, dst_path, overwrite=overwrite, caller="predict_raster")
         except BaseException as err:
             error = err
     stack.close()
     if world > 1 and all_ok:
         all_ok = _all_ranks_ok(error is None)
     if rank == 0:
-        _remove(final_tmp)
+        remove_path(final_tmp)
         for other in range(1, world):
-            _remove(final_tmp.with_name(f"{final_tmp.name}.rank{other}"))
+            remove_path(final_tmp.with_name(f"{final_tmp.name}.rank{other}"))
     if error is not None:
         raise error
     if not all_ok:

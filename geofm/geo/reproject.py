@@ -14,6 +14,15 @@ handled by GDAL. For a conserved quantity (counts, energy) use
 ``resampling="sum"``: GDAL's ``sum`` weights every source pixel by its overlap
 with the output pixel, so totals are preserved up to a small loss at the
 raster's outer edge (0.04% for 80 x 60 pixels, 2% for 20 x 10).
+
+Geographic sources that cross the antimeridian (longitudes past 180 E or
+180 W, e.g. 0-360 grids) are warped with PROJ's ``+lon_wrap`` centred on the
+raster: GDAL's warper maps output pixels back to source longitudes, which PROJ
+otherwise returns in [-180, 180], outside such a raster, so the part beyond
+180 would come out empty.
+
+The output is written atomically through ``geofm/geo/_atomic.py`` (temporary
+file beside ``dst``, ``fsync``, no-replace rename unless ``overwrite``).
 """
 
 from __future__ import annotations
@@ -24,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from geofm.geo._atomic import atomic_output, check_output
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
     PathLike,
     Resampling,
-    check_dst,
     import_rasterio,
-    require_crs,
+    require_georeferencing,
     resampling_enum,
 )
 
@@ -48,17 +57,27 @@ def utm_epsg_for(lon: float, lat: float) -> int:
         ``32600 + zone`` north of the equator (and on it), ``32700 + zone`` south of it.
 
     Raises:
-        ValueError: If the point lies outside UTM's coverage.
+        ValueError: If the point lies outside UTM's coverage (a longitude outside
+            ``[-180, 180]`` gets a hint about 0-360 longitudes, a latitude past
+            the UTM band one about polar stereographic CRSs).
 
     Example:
         >>> utm_epsg_for(121.47, 31.23), utm_epsg_for(-115.14, 36.17), utm_epsg_for(18.42, -33.92)
         (32651, 32611, 32734)
     """
-    if not (-180.0 <= lon <= 180.0) or not (-80.0 <= lat <= 84.0):
+    if not math.isfinite(lon) or not math.isfinite(lat):
+        raise ValueError(f"Point (lon={lon}, lat={lat}) is not a finite longitude/latitude.")
+    if not -180.0 <= lon <= 180.0:
+        wrapped = (lon + 180.0) % 360.0 - 180.0
         raise ValueError(
-            f"Point (lon={lon}, lat={lat}) is outside UTM coverage (lon in [-180, 180], "
-            "lat in [-80, 84]). Use a polar stereographic CRS instead "
-            "(UPS, EPSG:32661 / EPSG:32761)."
+            f"Longitude {lon} is outside [-180, 180] (point lon={lon}, lat={lat}). If it comes "
+            "from a 0-360 grid, wrap it first: lon = (lon + 180) % 360 - 180 gives "
+            f"{wrapped:g} here. If lon and lat are swapped, swap them back."
+        )
+    if not -80.0 <= lat <= 84.0:
+        raise ValueError(
+            f"Point (lon={lon}, lat={lat}) is outside UTM coverage (lat in [-80, 84]). "
+            "Use a polar stereographic CRS instead (UPS, EPSG:32661 / EPSG:32761)."
         )
     zone = min(math.floor((lon + 180.0) / 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
@@ -87,10 +106,30 @@ def utm_crs_for(lon: float, lat: float) -> Any:
 
 
 def _centre_lonlat(dataset: Any) -> tuple[float, float]:
+    """Longitude (wrapped to [-180, 180)) and latitude of the raster's centre."""
     rasterio = import_rasterio("reproject_to_utm")
     x, y = dataset.transform @ (dataset.width / 2, dataset.height / 2)
     lons, lats = rasterio.warp.transform(dataset.crs, "EPSG:4326", [x], [y])
-    return float(lons[0]), float(lats[0])
+    lon = float(lons[0])
+    return ((lon + 180.0) % 360.0 - 180.0 if not -180.0 <= lon <= 180.0 else lon), float(lats[0])
+
+
+def _wrapped_source_crs(dataset: Any) -> Any:
+    """The source CRS with ``+lon_wrap`` at its centre if it is geographic and crosses 180.
+
+    Returns ``None`` when no wrapping is needed (projected CRS, or all longitudes
+    within [-180, 180]).
+    """
+    crs = dataset.crs
+    if not crs.is_geographic:
+        return None
+    corners = [dataset.transform @ (c, r) for c in (0, dataset.width) for r in (0, dataset.height)]
+    lons = [p[0] for p in corners]
+    if min(lons) >= -180.0 and max(lons) <= 180.0:
+        return None
+    rasterio = import_rasterio("reproject_to_utm")
+    centre = (min(lons) + max(lons)) / 2
+    return rasterio.crs.CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={centre!r}")
 
 
 def reproject_to_utm(
@@ -128,9 +167,11 @@ def reproject_to_utm(
 
     Raises:
         MissingDependencyError: If rasterio is not installed.
-        ValueError: If ``src`` has no CRS, ``resolution`` is not positive or
-            ``resampling`` is unknown.
-        FileExistsError: If ``dst`` exists and ``overwrite`` is false.
+        ValueError: If ``src`` has no CRS or no geotransform, ``dst`` is ``src``
+            (also through ``..``, a symbolic or a hard link), ``resolution`` is
+            not positive or ``resampling`` is unknown.
+        FileExistsError: If ``dst`` exists and ``overwrite`` is false, also when
+            another writer creates it while this run is writing.
 
     Example:
         >>> import tempfile, pathlib, rasterio
@@ -151,9 +192,9 @@ def reproject_to_utm(
     method = resampling_enum(resampling, "reproject_to_utm")
     if resolution is not None and not resolution > 0:
         raise ValueError(f"resolution must be > 0 metres, got {resolution}.")
-    out = check_dst(dst, overwrite=overwrite, caller="reproject_to_utm")
+    out = check_output(dst, inputs=[src], overwrite=overwrite, caller="reproject_to_utm")
     with rasterio.open(src) as dataset:
-        require_crs(dataset, src, "reproject_to_utm")
+        require_georeferencing(dataset, src, "reproject_to_utm")
         crs = (
             utm_crs_for(*_centre_lonlat(dataset))
             if dst_crs is None
@@ -161,6 +202,9 @@ def reproject_to_utm(
         )
         has_nodata = dataset.nodata is not None
         vrt_options: dict[str, Any] = {"crs": crs, "resampling": method}
+        wrapped = _wrapped_source_crs(dataset)
+        if wrapped is not None:
+            vrt_options["src_crs"] = wrapped
         with WarpedVRT(dataset, **vrt_options) as probe:
             grid = (probe.transform, probe.width, probe.height)
         if resolution is not None:
@@ -194,7 +238,11 @@ def reproject_to_utm(
             "BIGTIFF": "IF_SAFER",
         }
         bands = list(range(1, dataset.count + 1))
-        with WarpedVRT(dataset, **vrt_options) as vrt, rasterio.open(out, "w", **profile) as sink:
+        with (
+            atomic_output(out, overwrite=overwrite, caller="reproject_to_utm") as tmp,
+            WarpedVRT(dataset, **vrt_options) as vrt,
+            rasterio.open(tmp, "w", **profile) as sink,
+        ):
             for i, text in enumerate(dataset.descriptions, start=1):
                 if text:
                     sink.set_band_description(i, text)

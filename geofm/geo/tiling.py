@@ -9,13 +9,27 @@ The index is a GeoJSON FeatureCollection (one Polygon footprint per tile, with
 the CRS named in the pre-RFC-7946 ``crs`` member because footprints stay in the
 raster's CRS) or a CSV; both store the pixel window and the full affine
 transform, so they round-trip exactly (``read_tile_index(p) == tiles``).
+Reading checks what an edit could break: footprints and bounds must match the
+transforms, one CRS per index, and that CRS must fit the coordinates (degrees
+within [-360, 360] x [-90, 90]; a projected CRS's coordinates must map to
+longitudes and latitudes near its EPSG area of use and give pixels of at least
+a millimetre).
+
+Writing goes through ``geofm/geo/_atomic.py``: tiles are written into a
+temporary folder inside ``out_dir`` and moved into place only once all are
+complete; the index is written to a temporary file and renamed. Existing
+tiles of the same source are never mixed with new ones: they are refused, or
+all replaced with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -23,7 +37,16 @@ from typing import TYPE_CHECKING, Any, get_args
 import numpy as np
 
 from geofm.errors import ShapeError
-from geofm.geo._rio import PathLike, import_rasterio, require_crs, window_transform
+from geofm.geo._atomic import (
+    atomic_output,
+    check_output,
+    commit,
+    create_temp_dir,
+    remove_path,
+    remove_stale_temps,
+    same_file,
+)
+from geofm.geo._rio import PathLike, import_rasterio, require_georeferencing, window_transform
 from geofm.geo._window import PixelWindow, TilePadding, read_window, tile_offsets
 
 if TYPE_CHECKING:
@@ -54,6 +77,27 @@ _CSV_FIELDS = (
     "crs",
     "path",
 )
+_INDEX_SUFFIXES = (".geojson", ".json", ".csv")
+_WKT2_BBOX = re.compile(r"BBOX\[([-+0-9.eE]+),([-+0-9.eE]+),([-+0-9.eE]+),([-+0-9.eE]+)\]")
+# How far (degrees) coordinates may lie outside a projected CRS's EPSG area of use
+# (UTM zones are routinely used a few degrees beyond their 6 degrees, e.g. one zone per city).
+_AREA_MARGIN_DEG = 10.0
+_MIN_PIXEL_METRES = 1e-3  # smaller "pixels" in a metric CRS are degrees under a wrong label
+
+
+def _index_suffix(path: Path, *, writing: bool) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in _INDEX_SUFFIXES:
+        raise ValueError(
+            f"Unknown tile index format {path.suffix!r} for '{path}'. "
+            f"Use a .geojson, .json or .csv file{' name' if writing else ''}."
+        )
+    return suffix
+
+
+def _tile_name_pattern(stem: str) -> re.Pattern[str]:
+    """File names tile_raster gives the tiles of a source with this stem."""
+    return re.compile(rf"^{re.escape(stem)}_r[0-9]+_c[0-9]+\.tif$")
 
 
 def _crs_to_text(crs: Any, *, urn: bool) -> str:
@@ -103,9 +147,107 @@ def _check_footprint(tile: Tile, ring: Sequence[Sequence[float]], path: PathLike
         )
 
 
-def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int]) -> None:
+def _check_bounds(tile: Tile, bounds: Sequence[float], path: PathLike) -> None:
+    expected = np.asarray(tile.bounds, dtype=float)
+    got = np.asarray(bounds, dtype=float)
+    scale = max(1.0, float(np.abs(expected).max()))
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-9 * scale):
+        raise ValueError(
+            f"Tile {tile.index} in index '{path}' has bounds {got.tolist()} that do not match "
+            f"its transform and window (expected {expected.tolist()}). The index was edited; "
+            "regenerate it with write_tile_index."
+        )
+
+
+def _crs_name(crs: Any) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg is not None else "its custom CRS"
+
+
+def _area_of_use(crs: Any) -> tuple[float, float, float, float] | None:
+    """``(south, west, north, east)`` in degrees from the CRS's WKT2 ``BBOX``, if it has one."""
+    match = _WKT2_BBOX.search(crs.to_wkt(version="WKT2_2019"))
+    if match is None:
+        return None
+    south, west, north, east = (float(v) for v in match.groups())
+    return south, west, north, east
+
+
+def _lon_within(lon: float, west: float, east: float, margin: float) -> bool:
+    """Whether ``lon`` lies on the arc from ``west`` east to ``east``, widened by ``margin``."""
+    span = (east - west) % 360.0 or (360.0 if east != west else 0.0)
+    if span + 2 * margin >= 360.0:
+        return True
+    return (lon - (west - margin)) % 360.0 <= span + 2 * margin
+
+
+def _check_crs_fits(crs: Any, tiles: Sequence[Tile], path: PathLike) -> None:
+    """Raise if the index's CRS cannot be the CRS its coordinates are written in."""
+    rasterio = import_rasterio("read_tile_index")
+    envelopes = np.array([t.bounds for t in tiles], dtype=float)  # (n, 4)
+    left, bottom = envelopes[:, 0].min(), envelopes[:, 1].min()
+    right, top = envelopes[:, 2].max(), envelopes[:, 3].max()
+    box = f"({left:.10g}, {bottom:.10g}, {right:.10g}, {top:.10g})"
+    fix = (
+        "The CRS stored in the index contradicts its coordinates (an edited or mislabelled "
+        "index); correct the CRS or regenerate the index with write_tile_index."
+    )
+    if crs.is_geographic:
+        # Rasters past the antimeridian (e.g. 0-360 grids) are legitimate: x in [-360, 360].
+        if left < -360.0 or right > 360.0 or bottom < -90.0 - 1e-9 or top > 90.0 + 1e-9:
+            raise ValueError(
+                f"Tile index '{path}' says its coordinates are in {_crs_name(crs)} (degrees), "
+                f"but its tiles' bounds {box} are not longitudes and latitudes (expected x in "
+                f"[-360, 360] and y in [-90, 90]). {fix}"
+            )
+        return
+    metres = float(crs.linear_units_factor[1])
+    pixel = min(
+        min(math.hypot(t.transform.a, t.transform.d), math.hypot(t.transform.b, t.transform.e))
+        for t in tiles
+    )
+    if pixel * metres < _MIN_PIXEL_METRES:
+        raise ValueError(
+            f"Tile index '{path}' says its coordinates are in {_crs_name(crs)} "
+            f"({crs.linear_units}), but its pixels are {pixel * metres:.3g} m wide, which looks "
+            f"like degrees (bounds {box}). {fix}"
+        )
+    xs = [left, right, left, right, (left + right) / 2]
+    ys = [bottom, bottom, top, top, (bottom + top) / 2]
+    try:
+        lons, lats = rasterio.warp.transform(crs, "EPSG:4326", xs, ys)
+    except Exception as err:  # PROJ refuses coordinates outside the projection's domain
+        raise ValueError(
+            f"Tile index '{path}': its tiles' bounds {box} are not valid coordinates of "
+            f"{_crs_name(crs)} ({err}). {fix}"
+        ) from err
+    points = np.array([lons, lats], dtype=float)
+    if not np.isfinite(points).all() or np.abs(points[1]).max() > 90.0:
+        raise ValueError(
+            f"Tile index '{path}': its tiles' bounds {box} are outside the domain of "
+            f"{_crs_name(crs)}. {fix}"
+        )
+    area = _area_of_use(crs)
+    if area is None:
+        return
+    south, west, north, east = area
+    m = _AREA_MARGIN_DEG
+    outside = [
+        (float(lon), float(lat))
+        for lon, lat in zip(lons, lats, strict=True)
+        if not (south - m <= lat <= north + m and _lon_within(float(lon), west, east, m))
+    ]
+    if outside:
+        lon, lat = outside[0]
+        raise ValueError(
+            f"Tile index '{path}' says its coordinates are in {_crs_name(crs)}, whose area of "
+            f"use is lon [{west:g}, {east:g}], lat [{south:g}, {north:g}], but its tiles' bounds "
+            f"{box} lie at lon {lon:.4g}, lat {lat:.4g}, more than {m:g} degrees outside. {fix}"
+        )
+
+
+def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int], path: Path) -> None:
     rasterio = import_rasterio("tile_raster")
-    assert tile.path is not None  # set by tile_raster before calling
     array, mask = read_window(src, tile.window, band_indices)
     profile = {
         "driver": "GTiff",
@@ -118,7 +260,7 @@ def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int]) -> None:
         "nodata": src.nodata,
         "compress": "deflate",
     }
-    with rasterio.open(tile.path, "w", **profile) as dst:
+    with rasterio.open(path, "w", **profile) as dst:
         dst.write(array)
         for i, band in enumerate(band_indices, start=1):
             if src.descriptions[band - 1]:
@@ -129,23 +271,29 @@ def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int]) -> None:
             dst.write_mask(valid.astype(np.uint8) * 255)
 
 
-def write_tile_index(tiles: Sequence[Tile], path: PathLike) -> Path:
+def write_tile_index(tiles: Sequence[Tile], path: PathLike, *, overwrite: bool = False) -> Path:
     """Write tiles to a GeoJSON (``.geojson``/``.json``) or CSV (``.csv``) index.
 
     Footprints stay in the tiles' CRS, which is stored explicitly (GeoJSON:
     the ``crs`` member, CSV: a ``crs`` column). Tile file paths are stored
-    relative to the index's folder.
+    relative to the index's folder. The file is written atomically (temporary
+    file, ``fsync``, rename; see ``geofm/geo/_atomic.py``).
 
     Args:
         tiles: Tiles sharing one CRS, e.g. from :func:`tile_raster`.
         path: Index file to write; the suffix picks the format.
+        overwrite: Replace ``path`` if it exists.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: If ``tiles`` is empty, mixes CRSs, has no CRS, or the suffix
-            is not ``.geojson``, ``.json`` or ``.csv``.
+        ValueError: If ``tiles`` is empty, mixes CRSs, has no CRS, the suffix
+            is not ``.geojson``, ``.json`` or ``.csv``, or ``path`` is one of the
+            tile files.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false (also when
+            it is created by another writer while this one writes).
+        FileNotFoundError: If ``path``'s folder does not exist.
 
     Example:
         >>> import tempfile, pathlib
@@ -158,16 +306,16 @@ def write_tile_index(tiles: Sequence[Tile], path: PathLike) -> Path:
         True
     """
     out = Path(path)
-    suffix = out.suffix.lower()
-    if suffix not in {".geojson", ".json", ".csv"}:
-        raise ValueError(
-            f"Unknown tile index format {out.suffix!r} for '{out}'. "
-            "Use a .geojson, .json or .csv file name."
-        )
+    suffix = _index_suffix(out, writing=True)
     crs = _single_crs(tiles)
+    tile_files = [t.path for t in tiles if t.path is not None]
+    check_output(out, inputs=tile_files, overwrite=overwrite, caller="write_tile_index")
     base = out.parent.resolve()
     if suffix == ".csv":
-        with out.open("w", newline="") as f:
+        with (
+            atomic_output(out, overwrite=overwrite, caller="write_tile_index") as tmp,
+            tmp.open("w", newline="") as f,
+        ):
             writer = csv.writer(f)
             writer.writerow(_CSV_FIELDS)
             for t in tiles:
@@ -205,7 +353,8 @@ def write_tile_index(tiles: Sequence[Tile], path: PathLike) -> Path:
         "crs": {"type": "name", "properties": {"name": _crs_to_text(crs, urn=True)}},
         "features": features,
     }
-    out.write_text(json.dumps(collection))
+    with atomic_output(out, overwrite=overwrite, caller="write_tile_index") as tmp:
+        tmp.write_text(json.dumps(collection))
     return out
 
 
@@ -220,8 +369,10 @@ def read_tile_index(path: PathLike) -> list[Tile]:
 
     Raises:
         ValueError: If the suffix is unknown, the GeoJSON has no ``crs`` member
-            (geofm never guesses a CRS), or a footprint disagrees with its
-            transform and window.
+            (geofm never guesses a CRS), a footprint or bounds disagree with
+            their transform and window, a CSV mixes CRSs, or the CRS contradicts
+            the coordinates (e.g. metres labelled EPSG:4326, degrees labelled
+            UTM, or points far outside the CRS's area of use).
 
     Example:
         >>> import tempfile, pathlib
@@ -233,34 +384,43 @@ def read_tile_index(path: PathLike) -> list[Tile]:
     """
     affine = import_rasterio("read_tile_index").transform.Affine
     src = Path(path)
-    suffix = src.suffix.lower()
+    suffix = _index_suffix(src, writing=False)
     base = src.parent
     tiles: list[Tile] = []
     if suffix == ".csv":
+        crs_texts: dict[str, Any] = {}
         with src.open(newline="") as f:
             for row in csv.DictReader(f):
-                tiles.append(
-                    Tile(
-                        index=int(row["index"]),
-                        grid_row=int(row["grid_row"]),
-                        grid_col=int(row["grid_col"]),
-                        window=PixelWindow(
-                            int(row["row_off"]),
-                            int(row["col_off"]),
-                            int(row["height"]),
-                            int(row["width"]),
-                        ),
-                        transform=affine(*(float(row[k]) for k in "abcdef")),
-                        crs=_crs_from_text(row["crs"]),
-                        path=_absolute_path(row["path"], base),
+                text = row["crs"]
+                if text not in crs_texts:
+                    crs_texts[text] = _crs_from_text(text)
+                if len(crs_texts) > 1:
+                    raise ValueError(
+                        f"Tile index '{src}' mixes CRSs in its crs column "
+                        f"({', '.join(sorted(crs_texts))}); an index has one CRS. The index was "
+                        "edited; regenerate it with write_tile_index (one index per CRS)."
                     )
+                tile = Tile(
+                    index=int(row["index"]),
+                    grid_row=int(row["grid_row"]),
+                    grid_col=int(row["grid_col"]),
+                    window=PixelWindow(
+                        int(row["row_off"]),
+                        int(row["col_off"]),
+                        int(row["height"]),
+                        int(row["width"]),
+                    ),
+                    transform=affine(*(float(row[k]) for k in "abcdef")),
+                    crs=crs_texts[text],
+                    path=_absolute_path(row["path"], base),
                 )
+                _check_bounds(
+                    tile, [float(row[k]) for k in ("left", "bottom", "right", "top")], src
+                )
+                tiles.append(tile)
+        if tiles:
+            _check_crs_fits(tiles[0].crs, tiles, src)
         return tiles
-    if suffix not in {".geojson", ".json"}:
-        raise ValueError(
-            f"Unknown tile index format {src.suffix!r} for '{src}'. "
-            "Use a .geojson, .json or .csv file."
-        )
     collection = json.loads(src.read_text())
     crs_member = collection.get("crs")
     if not crs_member:
@@ -283,7 +443,11 @@ def read_tile_index(path: PathLike) -> list[Tile]:
             path=_absolute_path(p["path"] or "", base),
         )
         _check_footprint(tile, feature["geometry"]["coordinates"][0], src)
+        if "bounds" in p:
+            _check_bounds(tile, p["bounds"], src)
         tiles.append(tile)
+    if tiles:
+        _check_crs_fits(crs, tiles, src)
     return tiles
 
 
@@ -295,6 +459,7 @@ def tile_raster(
     pad: TilePadding = "zero",
     out_dir: PathLike | None = None,
     index_path: PathLike | None = None,
+    overwrite: bool = False,
 ) -> list[Tile]:
     """Cut a raster into a grid of georeferenced tiles (and optionally write them).
 
@@ -311,6 +476,15 @@ def tile_raster(
     A raster smaller than ``size`` gives one padded tile (``"zero"``,
     ``"shift"``) or an error (``"drop"``).
 
+    Written tiles never mix with an earlier run's: if ``out_dir`` already holds
+    tiles of this source (files ``<stem>_r<row>_c<col>.tif``), the call is
+    refused before anything is written, unless ``overwrite=True``, which
+    replaces them all (also those this grid no longer has). The new tiles are
+    written into a temporary folder inside ``out_dir`` and moved into place only
+    when all are complete, so a failed or killed run adds no tile (the next run
+    removes the temporary folder of a dead process). Other files in ``out_dir``
+    are left alone.
+
     Args:
         src: Georeferenced raster.
         size: Tile edge, in pixels.
@@ -319,18 +493,25 @@ def tile_raster(
         out_dir: If given, every tile is written there as a deflate-compressed
             GeoTIFF ``<stem>_r<row>_c<col>.tif`` with its own transform, the
             source's CRS, nodata and band descriptions, and a mask band where
-            pixels are invalid; :attr:`Tile.path` points to it.
+            pixels are invalid; :attr:`Tile.path` points to it. Created if missing.
         index_path: If given, the tiles are also written to this index
-            (``.geojson``, ``.json`` or ``.csv``, see :func:`write_tile_index`).
+            (``.geojson``, ``.json`` or ``.csv``, see :func:`write_tile_index`);
+            its suffix and folder are checked before anything is written.
+        overwrite: Replace existing tiles of this source in ``out_dir`` and an
+            existing ``index_path``.
 
     Returns:
         The tiles, row-major, with their pixel windows in ``src``, transforms and CRS.
 
     Raises:
         MissingDependencyError: If rasterio is not installed.
-        ValueError: If ``size``/``stride`` are not positive, ``src`` has no CRS,
-            or an index suffix is unknown.
+        ValueError: If ``size``/``stride`` are not positive, ``src`` has no CRS
+            or no geotransform, an index suffix is unknown, or a tile or the
+            index would be ``src`` itself.
         ShapeError: If ``pad="drop"`` and the raster is smaller than ``size``.
+        FileExistsError: If ``out_dir`` holds tiles of ``src`` or ``index_path``
+            exists, and ``overwrite`` is false.
+        FileNotFoundError: If ``index_path``'s folder does not exist.
 
     Example:
         >>> import tempfile, pathlib
@@ -353,9 +534,18 @@ def tile_raster(
         raise ValueError(
             f"Unknown pad {pad!r}. Expected one of: {', '.join(get_args(TilePadding))}."
         )
+    index = None if index_path is None else Path(index_path)
+    if index is not None:
+        _index_suffix(index, writing=True)
     folder = None if out_dir is None else Path(out_dir).resolve()
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"out_dir '{folder}' of geofm.geo.tile_raster is a file, not a folder. "
+            "Pass a folder (it is created if missing)."
+        )
+    stem = Path(src).stem
     with rasterio.open(src) as dataset:
-        require_crs(dataset, src, "tile_raster")
+        require_georeferencing(dataset, src, "tile_raster")
         rows = tile_offsets(dataset.height, size, step, pad)
         cols = tile_offsets(dataset.width, size, step, pad)
         if not rows or not cols:
@@ -364,31 +554,101 @@ def tile_raster(
                 f"one tile of {size} and pad='drop' keeps no tile. "
                 "Use pad='zero' or a smaller size."
             )
+        tiles = [
+            Tile(
+                index=i * len(cols) + j,
+                grid_row=i,
+                grid_col=j,
+                window=PixelWindow(row_off, col_off, size, size),
+                transform=window_transform(dataset.transform, row_off, col_off),
+                crs=dataset.crs,
+                path=None if folder is None else folder / f"{stem}_r{i:03d}_c{j:03d}.tif",
+            )
+            for i, row_off in enumerate(rows)
+            for j, col_off in enumerate(cols)
+        ]
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-        band_indices = list(range(1, dataset.count + 1))
-        tiles: list[Tile] = []
-        for i, row_off in enumerate(rows):
-            for j, col_off in enumerate(cols):
-                window = PixelWindow(row_off, col_off, size, size)
-                path = (
-                    None if folder is None else folder / f"{Path(src).stem}_r{i:03d}_c{j:03d}.tif"
-                )
-                tile = Tile(
-                    index=len(tiles),
-                    grid_row=i,
-                    grid_col=j,
-                    window=window,
-                    transform=window_transform(dataset.transform, row_off, col_off),
-                    crs=dataset.crs,
-                    path=path,
-                )
-                if path is not None:
-                    _write_tile_file(dataset, tile, band_indices)
-                tiles.append(tile)
-    if index_path is not None:
-        write_tile_index(tiles, index_path)
+            _check_tile_folder(folder, stem, tiles, src, overwrite=overwrite)
+        # An index inside an out_dir this run creates (the CLI's default) cannot exist yet.
+        index_in_new_folder = (
+            index is not None
+            and folder is not None
+            and not folder.exists()
+            and index.parent.resolve() == folder
+        )
+        if index is not None and not index_in_new_folder:
+            tile_files = [t.path for t in tiles if t.path is not None]
+            check_output(
+                index, inputs=[src, *tile_files], overwrite=overwrite, caller="tile_raster"
+            )
+        if folder is not None:
+            _write_tiles(dataset, tiles, folder, stem, overwrite=overwrite)
+    if index is not None:
+        write_tile_index(tiles, index, overwrite=overwrite)
     return tiles
+
+
+def _existing_tiles(folder: Path, stem: str) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    pattern = _tile_name_pattern(stem)
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name))
+
+
+def _check_tile_folder(
+    folder: Path, stem: str, tiles: Sequence[Tile], src: PathLike, *, overwrite: bool
+) -> None:
+    """Refuse, before writing, tiles that would be ``src`` or mix with an earlier run's."""
+    for tile in tiles:
+        assert tile.path is not None  # tile_raster sets every path when out_dir is given
+        if same_file(tile.path, src):
+            raise ValueError(
+                f"Tile file '{tile.path}' of geofm.geo.tile_raster is its input '{src}'; "
+                "writing it would destroy the input. Choose another out_dir."
+            )
+    existing = _existing_tiles(folder, stem)
+    if existing and not overwrite:
+        shown = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"Folder '{folder}' already holds {len(existing)} tiles of '{stem}' ({shown}). "
+            "Pass overwrite=True to replace them all (tiles of an earlier grid included), "
+            "or choose another out_dir."
+        )
+
+
+def _write_tiles(
+    dataset: Any, tiles: Sequence[Tile], folder: Path, stem: str, *, overwrite: bool
+) -> None:
+    """Write all tiles into a temporary folder in ``folder``, then move them into place."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder)
+    staging = create_temp_dir(folder / f"{stem}_tiles")
+    band_indices = list(range(1, dataset.count + 1))
+    moved: list[Path] = []
+    try:
+        for tile in tiles:
+            assert tile.path is not None  # tile_raster sets every path when out_dir is given
+            _write_tile_file(dataset, tile, band_indices, staging / tile.path.name)
+        if overwrite:  # the earlier run's tiles that this grid does not rewrite
+            keep = {t.path for t in tiles}
+            for old in _existing_tiles(folder, stem):
+                if old not in keep:
+                    old.unlink()
+        for tile in tiles:
+            assert tile.path is not None
+            commit(staging / tile.path.name, tile.path, overwrite=overwrite, caller="tile_raster")
+            moved.append(tile.path)
+    except BaseException:
+        if not overwrite:  # another writer raced us: take back what this run moved in
+            for path in moved:
+                remove_path(path)
+        remove_path(staging)
+        if created:
+            with contextlib.suppress(OSError):  # only if this run left it empty
+                folder.rmdir()
+        raise
+    remove_path(staging)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from geofm.backbones.base import (
     list_backbones,
 )
 from geofm.errors import GeofmError, ShapeError, UnknownNameError, WeightsError
+from geofm.geo._atomic import atomic_output
 from geofm.heads import FeatureBackbone, PooledModel, SegmentationModel
 from geofm.input_spec import InputSpec, OutputSpec
 from geofm.lora import LoRAConfig, apply_lora, get_lora_config
@@ -574,18 +575,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in ``path``'s folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".geofm-tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
+    """Write through geofm's atomic writer: a temporary file beside ``path``, then a rename."""
+    with atomic_output(path, overwrite=True, caller="save_pretrained") as tmp:
+        write(tmp)
+        # safetensors recreates the file with mode 0600; give it the umask's permissions.
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_pretrained(

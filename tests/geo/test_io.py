@@ -58,6 +58,16 @@ def test_nan_pixels_are_invalid(write_raster: WriteRaster) -> None:
     np.testing.assert_array_equal(data.mask[0], [[True, False], [True, True]])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_infinite_pixels_are_invalid_like_nan(write_raster: WriteRaster, dtype: str) -> None:
+    values = np.arange(24, dtype=dtype).reshape(2, 3, 4)
+    values[0, 1, 2], values[1, 2, 3], values[1, 0, 0] = np.inf, -np.inf, np.nan
+    data = read_raster(write_raster(values))
+    expected = np.isfinite(values)
+    np.testing.assert_array_equal(data.mask, expected)
+    assert data.masked().sum() == values[expected].sum()
+
+
 def test_window_and_band_selection(write_raster: WriteRaster, utm_transform: Affine) -> None:
     array = np.random.default_rng(0).integers(0, 99, (3, 10, 12)).astype(np.int16)
     path = write_raster(array, descriptions=("a", "b", "c"))

@@ -402,3 +402,204 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
             for rank in (0, 1):
                 np.testing.assert_array_equal(_read(tmp_path / f"own{rank}.tif")[0], expected)
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+# ---- numeric boundaries: inf in, overflow, NaN/inf out ----------------------------------
+
+
+def test_inf_in_a_float_raster_is_nodata_like_nan(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).random((2, 30, 40), dtype=np.float32)
+    values[0, 3, 5], values[1, 20, 33], values[0, 10, 10] = np.inf, -np.inf, np.nan
+    out = predict_raster(
+        nn.Identity().eval(),
+        write_raster(values),
+        tmp_path / "o.tif",
+        tile=16,
+        overlap=4,
+        output="regression",
+    )
+    result, _ = _read(out)
+    bad = ~np.isfinite(values).all(axis=0)
+    assert bad.sum() == 3 and np.isnan(result[:, bad]).all()
+    np.testing.assert_array_equal(result[:, ~bad], values[:, ~bad])  # no inf leaked by blending
+
+
+def test_float64_values_beyond_float32_are_an_error_not_inf(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).random((2, 30, 40))  # float64
+    values[1, 22, 31] = -1e39
+    with pytest.raises(ValueError, match=r"band 2 holds -1e\+39 at row 22, column 31, beyond"):
+        predict_raster(
+            nn.Identity().eval(), write_raster(values), tmp_path / "o.tif", tile=16, overlap=4
+        )
+    assert list(tmp_path.glob("*o.tif*")) == []
+    values[1, 22, 31] = 3e38  # still inside float32: fine
+    out = predict_raster(
+        nn.Identity().eval(),
+        write_raster(values, "ok.tif"),
+        tmp_path / "ok_out.tif",
+        tile=16,
+        overlap=4,
+        output="regression",
+    )
+    np.testing.assert_array_equal(_read(out)[0], values.astype(np.float32))
+
+
+class PoisonModel(nn.Module):
+    """Identity, except NaN (all channels) where band 0 > 0.9, +inf in channel 1 where band 0 < 0.05."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y[:, :, :][(x[:, :1] > 0.9).expand_as(x)] = float("nan")
+        y[:, 1][x[:, 0] < 0.05] = float("inf")
+        return y
+
+
+def test_nan_and_inf_model_outputs_are_nodata_not_class_0(
+    tmp_path: Path, write_raster: WriteRaster, caplog: pytest.LogCaptureFixture
+) -> None:
+    values = np.random.default_rng(0).random((3, 40, 50), dtype=np.float32)
+    src = write_raster(values)
+    # overlap=0: every output pixel comes from exactly one tile, so the poison stays put.
+    with caplog.at_level("WARNING", logger="geofm.geo.predict"):
+        classes = predict_raster(PoisonModel().eval(), src, tmp_path / "c.tif", tile=16, overlap=0)
+    result = _read(classes)[0][0]
+    poisoned = (values[0] > 0.9) | (values[0] < 0.05)
+    assert poisoned.sum() > 100
+    assert (result[poisoned] == 255).all()  # nodata, never class 0
+    np.testing.assert_array_equal(result[~poisoned], values[:, ~poisoned].argmax(axis=0))
+    assert f"NaN or infinite outputs for {int(poisoned.sum())} valid pixels" in caplog.text
+    regression = predict_raster(
+        PoisonModel().eval(), src, tmp_path / "r.tif", tile=16, overlap=0, output="regression"
+    )
+    result = _read(regression)[0]
+    assert np.isnan(result[:, values[0] > 0.9]).all()
+    inf_only = values[0] < 0.05
+    assert np.isnan(result[1, inf_only]).all() and not np.isinf(result).any()
+    np.testing.assert_array_equal(result[0, inf_only], values[0, inf_only])  # per value
+
+
+# ---- georeferencing ---------------------------------------------------------------------
+
+
+def test_crs_without_geotransform_is_refused_unless_opted_in(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).random((1, 20, 30), dtype=np.float32)
+    src = write_raster(values, "ng.tif", transform=Affine.identity())  # CRS, no geotransform
+    with pytest.raises(ValueError, match="has a CRS .* but no geotransform.*allow_ungeoreferenced"):
+        predict_raster(nn.Identity().eval(), src, tmp_path / "o.tif", tile=16, overlap=4)
+    assert not (tmp_path / "o.tif").exists()
+    for source in (src, write_raster(values, "plain.tif", crs=None, transform=Affine.identity())):
+        out = predict_raster(
+            nn.Identity().eval(),
+            source,
+            tmp_path / f"o_{source.stem}.tif",
+            tile=16,
+            overlap=4,
+            output="regression",
+            allow_ungeoreferenced=True,
+        )
+        with rasterio.open(out) as r:
+            assert r.crs is None and r.transform.is_identity  # no CRS, no geotransform
+            np.testing.assert_array_equal(r.read(), values)
+    # A georeferenced source keeps its georeferencing with the opt-in too.
+    geo = predict_raster(
+        nn.Identity().eval(),
+        write_raster(values, "geo.tif"),
+        tmp_path / "geo_out.tif",
+        tile=16,
+        overlap=4,
+        allow_ungeoreferenced=True,
+    )
+    assert _read(geo)[1]["crs"].to_epsg() == 32618
+
+
+# ---- precision and memory format (issue 19) -----------------------------------------------
+
+
+class DtypeRecorder(nn.Module):
+    """A small conv net that records the dtype and memory format its first conv sees/gives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 4, 3, padding=1)
+        self.dtypes: set[torch.dtype] = set()
+        self.channels_last: set[bool] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.channels_last.add(
+            x.shape[0] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+        )
+        y = self.first(x)
+        self.dtypes.add(y.dtype)
+        out: torch.Tensor = self.second(y.relu())
+        return out
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
+def test_reduced_precision_agrees_with_fp32(
+    tmp_path: Path, write_raster: WriteRaster, precision: str, dtype: torch.dtype
+) -> None:
+    values = np.random.default_rng(0).random((3, 70, 90), dtype=np.float32)
+    src = write_raster(values)
+    results = {}
+    for name in ("fp32", precision):
+        model = DtypeRecorder().eval()
+        for output in ("regression", "class"):
+            out = predict_raster(
+                model,
+                src,
+                tmp_path / f"{name}_{output}.tif",
+                tile=32,
+                overlap=8,
+                batch_size=4,
+                output=output,
+                precision=name,  # type: ignore[arg-type]
+            )
+            results[name, output] = _read(out)[0]
+        assert model.dtypes == {torch.float32 if name == "fp32" else dtype}
+    low, full = results[precision, "regression"], results["fp32", "regression"]
+    assert low.dtype == np.float32  # blended and written in float32
+    assert not np.array_equal(low, full)  # it did run in reduced precision
+    np.testing.assert_allclose(low, full, atol=0.01 * np.ptp(full))  # bf16: 8 mantissa bits
+    agreement = (results[precision, "class"] == results["fp32", "class"]).mean()
+    assert agreement >= 0.99, agreement  # issue 19's target on valid pixels
+
+
+def test_channels_last_feeds_nhwc_and_changes_nothing(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    values = np.random.default_rng(0).random((3, 50, 40), dtype=np.float32)
+    src = write_raster(values)
+    model = DtypeRecorder().eval()
+    plain = predict_raster(model, src, tmp_path / "a.tif", tile=16, overlap=4, output="regression")
+    assert model.channels_last == {False}
+    model.channels_last.clear()
+    nhwc = predict_raster(
+        model,
+        src,
+        tmp_path / "b.tif",
+        tile=16,
+        overlap=4,
+        output="regression",
+        channels_last=True,
+    )
+    assert True in model.channels_last
+    np.testing.assert_allclose(_read(nhwc)[0], _read(plain)[0], rtol=1e-5, atol=1e-6)
+    assert next(model.parameters()).is_contiguous()  # the model itself is not converted
+
+
+def test_precision_errors(tmp_path: Path, write_raster: WriteRaster) -> None:
+    src = write_raster(np.ones((3, 20, 20), np.float32))
+    with pytest.raises(ValueError, match="Unknown precision 'int8'. Expected one of: bf16, fp16"):
+        predict_raster(nn.Identity().eval(), src, tmp_path / "o.tif", precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="channels_last must be a bool, got str"):
+        predict_raster(nn.Identity().eval(), src, tmp_path / "o.tif", channels_last="yes")  # type: ignore[arg-type]
+    assert not (tmp_path / "o.tif").exists()

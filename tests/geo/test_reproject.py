@@ -46,10 +46,24 @@ def test_utm_zone_matches_definition_on_a_grid() -> None:
             assert utm_epsg_for(float(lon), lat) == _zone_reference(float(lon), lat)
 
 
-@pytest.mark.parametrize(("lon", "lat"), [(0.0, 85.0), (0.0, -81.0), (181.0, 0.0)])
-def test_points_outside_utm_raise(lon: float, lat: float) -> None:
-    with pytest.raises(ValueError, match="outside UTM coverage"):
+@pytest.mark.parametrize(("lon", "lat"), [(0.0, 85.0), (0.0, -81.0)])
+def test_points_past_the_utm_latitudes_get_a_polar_hint(lon: float, lat: float) -> None:
+    with pytest.raises(ValueError, match=r"outside UTM coverage .* polar stereographic"):
         utm_epsg_for(lon, lat)
+
+
+@pytest.mark.parametrize(("lon", "wrapped"), [(181.0, "-179"), (350.5, "-9.5"), (-190.0, "170")])
+def test_longitudes_outside_180_get_a_wrapping_hint(lon: float, wrapped: str) -> None:
+    with pytest.raises(ValueError, match=rf"Longitude {lon} is outside \[-180, 180\]") as info:
+        utm_epsg_for(lon, 10.0)
+    message = str(info.value)
+    assert "0-360" in message and f"gives {wrapped} here" in message
+    assert "polar" not in message
+
+
+def test_non_finite_points_raise() -> None:
+    with pytest.raises(ValueError, match="not a finite longitude/latitude"):
+        utm_epsg_for(float("nan"), 10.0)
 
 
 def _lonlat_raster(write_raster: WriteRaster, values: np.ndarray, **kwargs: object) -> Path:
@@ -137,3 +151,61 @@ def test_errors(tmp_path: Path, write_raster: WriteRaster) -> None:
         reproject_to_utm(src, tmp_path / "exists.tif")
     with pytest.raises(FileNotFoundError, match="does not exist. Create it first"):
         reproject_to_utm(src, tmp_path / "missing" / "x.tif")
+
+
+def _two_sided(write_raster: WriteRaster, west: float, name: str) -> tuple[Path, np.ndarray]:
+    """A lon/lat raster 2 degrees wide from ``west``: 1.0 west of its middle, 2.0 east of it."""
+    values = np.ones((1, 80, 200), np.float32)
+    values[0, :, 100:] = 2.0
+    return write_raster(
+        values, name, crs="EPSG:4326", transform=from_origin(west, -16.0, 0.01, 0.01)
+    ), values
+
+
+@pytest.mark.parametrize(
+    ("west", "epsg"),
+    [
+        (179.0, 32760),  # Fiji written past 180 E: both halves must survive
+        (-181.0, 32701),  # the same place written past 180 W
+        (178.5, 32760),  # a quarter of it past 180 E
+        (199.0, 32704),  # a 0-360 grid past 180 (lon 199-201 = 161-159 W: zone 4)
+    ],
+)
+def test_antimeridian_crossing_rasters_keep_both_sides(
+    tmp_path: Path, write_raster: WriteRaster, west: float, epsg: int
+) -> None:
+    src, values = _two_sided(write_raster, west, f"am{west}.tif")
+    out = reproject_to_utm(src, tmp_path / f"u{west}.tif", resampling="sum")
+    with rasterio.open(out) as r:
+        assert r.crs.to_epsg() == epsg
+        total = float(r.read(1, masked=True).sum())
+    assert total == pytest.approx(float(values.sum()), rel=5e-3)  # dropping a side loses >= 1/4
+    near = reproject_to_utm(src, tmp_path / f"n{west}.tif", resampling="nearest")
+    with rasterio.open(near) as r:
+        data, valid = r.read(1), r.read_masks(1) != 0
+    ones, twos = int((data[valid] == 1).sum()), int((data[valid] == 2).sum())
+    assert ones > 0 and twos > 0 and 0.9 < ones / twos < 1.1
+
+
+def test_a_raster_with_a_crs_but_no_geotransform_is_refused(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    src = write_raster(np.ones((1, 8, 8), np.float32), "ng.tif", transform=Affine.identity())
+    with pytest.raises(ValueError, match="has a CRS .* but no geotransform"):
+        reproject_to_utm(src, tmp_path / "x.tif")
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_overwrite_replaces_and_no_overwrite_keeps(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    src = _lonlat_raster(write_raster, np.ones((1, 6, 8), np.float32))
+    dst = tmp_path / "o.tif"
+    dst.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="Pass overwrite=True"):
+        reproject_to_utm(src, dst)
+    assert dst.read_bytes() == b"old"
+    reproject_to_utm(src, dst, overwrite=True)
+    with rasterio.open(dst) as r:
+        assert r.crs.to_epsg() == 32651
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []

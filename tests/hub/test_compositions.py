@@ -280,3 +280,15 @@ def test_normalize_in_front_of_a_model_saves(tmp_path: Path) -> None:
     x = torch.rand(2, 2, 32, 64) * 8000
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+def test_saved_files_get_umask_permissions_and_no_temporary_is_left(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_pretrained(_pooled_with_linear(), tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"README.md": 0o644, "config.json": 0o644, "model.safetensors": 0o644}
