@@ -1,8 +1,16 @@
-"""Developer sessions: ``tests``, ``lint``, ``typecheck``, ``docs``, ``examples``, ``release``."""
+"""Developer sessions: tests, lint, typecheck, docs, examples, release, mutation.
+
+Plain ``nox`` (and CI) runs only the sessions in ``nox.options.sessions``; the
+others, ``mutation`` included, run only when named: ``nox -s mutation``.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -96,3 +104,303 @@ def release(session: nox.Session) -> None:
     session.run("geofm", "demo", "--no-plot", "--steps", "2", "--output-dir", "demo-bare")
     session.install(f"{wheels[0]}[examples]")
     session.run("geofm", "demo")
+
+
+# Mutation testing: each target is a set of source files and the tests that
+# own them. The session mutates only those files (mutmut 3) and runs only those
+# tests against each mutant, then writes the score and every surviving mutant
+# to MUTATION_REPORT, one section per target (or per file, when a target is
+# run in parts), leaving the other sections and the hand-written notes as they
+# are.
+MUTATION_TARGETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "lora": (("geofm/lora/*.py",), ("tests/lora",)),
+    "losses": (("geofm/losses/*.py",), ("tests/losses",)),
+    "geo": (("geofm/geo/*.py",), ("tests/geo",)),
+    "weights-load": (
+        ("geofm/weights/load.py",),
+        ("tests/hub/test_load.py", "tests/hub/test_load_mutation_kills.py"),
+    ),
+    "backbones-adapt": (
+        ("geofm/backbones/adapt.py",),
+        ("tests/backbones/test_adapt.py", "tests/backbones/test_adapt_mutation_kills.py"),
+    ),
+    "metrics": (("geofm/metrics/*.py",), ("tests/metrics",)),
+    "spectral": (
+        ("geofm/spectral/*.py",),
+        # DOFA's wavelength-conditioned patch embedding (spectral/wavelength.py) is
+        # checked against an independent reference in the DOFA backbone tests.
+        ("tests/test_spectral.py", "tests/backbones/test_dofa.py"),
+    ),
+}
+# Tests that cannot run on mutmut's instrumented code, deselected for the
+# mutation run only: torch.compile(fullgraph=True) cannot trace mutmut's
+# trampolines (each mutated function dispatches on an environment variable),
+# and the layering test reads the package's import lines, which mutmut extends.
+_MUTATION_DESELECT = (
+    "tests/lora/test_inject.py::test_compile_fullgraph",
+    "tests/lora/test_inject.py::test_module_level_imports_respect_layering",
+)
+MUTATION_REPORT = Path("reports/mutation.md")
+# A mutant's tests get timeout_multiplier x their clean duration plus
+# timeout_constant seconds before the mutant counts as killed by timeout.
+_MUTMUT_CONFIG = """[mutmut]
+source_paths = geofm
+only_mutate =
+{only}
+pytest_add_cli_args_test_selection =
+{tests}
+pytest_add_cli_args =
+    -p
+    no:cacheprovider
+{deselect}
+timeout_multiplier = 10.0
+timeout_constant = 10.0
+use_git_change_detection = false
+"""
+# mutmut's exit codes, as mutmut.stats.status_by_exit_code names them; any
+# other code is "suspicious".
+_DETECTED = {
+    1: "killed",
+    3: "killed",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    -9: "segfault",
+    -11: "segfault",
+}
+_UNDETECTED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"}
+
+
+def _mutation_selection(
+    session: nox.Session, args: list[str]
+) -> tuple[list[tuple[str, tuple[str, ...], tuple[str, ...]]], int]:
+    """Parse ``[--jobs=N] [TARGET | FILE ...]`` into (section key, mutated globs, tests) and N."""
+    jobs = os.cpu_count() or 1
+    picked: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    for arg in args:
+        if arg.startswith("--jobs="):
+            jobs = int(arg.removeprefix("--jobs="))
+        elif arg in MUTATION_TARGETS:
+            picked.append((arg, *MUTATION_TARGETS[arg]))
+        else:
+            owner = [
+                (name, tests)
+                for name, (globs, tests) in MUTATION_TARGETS.items()
+                if any(Path(arg).match(glob) for glob in globs) and Path(arg).is_file()
+            ]
+            if not owner:
+                session.error(
+                    f"mutation: expected a target ({', '.join(MUTATION_TARGETS)}), a source file of"
+                    f" one, or --jobs=N; got {arg!r}"
+                )
+            picked.append((arg, (arg,), owner[0][1]))
+    if not picked:
+        picked = [(name, *spec) for name, spec in MUTATION_TARGETS.items()]
+    return picked, jobs
+
+
+# Run in the session's environment, in a target's work folder: reads the
+# survivors' original and mutated functions out of mutants/ and writes, per
+# survivor, the changed lines and whether they all lie inside a `raise`
+# statement or a warnings.warn call (a mutant of the message text only).
+_SURVIVOR_SCRIPT = """
+import ast, difflib, json, sys
+import libcst as cst
+from mutmut.mutation import diff_apply as d
+
+out = {}
+for name in sys.argv[2:]:
+    path = d.find_mutant(name).path
+    pair = d.read_functions_from_index(name, path)
+    if pair is None:
+        module = d.read_mutants_module(path)
+        pair = (d.read_original_function(module, name), d.read_mutant_function(module, name))
+    old, new = (cst.Module([f]).code.strip().splitlines() for f in pair)
+    spans = []
+    for node in ast.walk(ast.parse("\\n".join(old))):
+        func = getattr(node, "func", None)
+        warn = getattr(func, "attr", getattr(func, "id", "")) == "warn"
+        if isinstance(node, ast.Raise) or warn:
+            spans.append((node.lineno - 1, node.end_lineno - 1))
+    changed, diff = set(), []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag != "equal":
+            changed.update(range(i1, max(i2, i1 + 1)))
+            diff += ["- " + line for line in old[i1:i2]] + ["+ " + line for line in new[j1:j2]]
+    message = bool(changed) and all(any(a <= i <= b for a, b in spans) for i in changed)
+    out[name] = {"diff": diff, "message": message}
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f)
+"""
+
+
+def _survivor_details(
+    session: nox.Session, work: Path, names: list[str]
+) -> dict[str, dict[str, object]]:
+    """Changed lines and the message-only flag of each survivor (one process for all)."""
+    if not names:
+        return {}
+    target = work / "survivors.json"
+    session.run("python", "-c", _SURVIVOR_SCRIPT, str(target), *names, silent=True)
+    details: dict[str, dict[str, object]] = json.loads(target.read_text())
+    return details
+
+
+def _mutation_section(
+    session: nox.Session,
+    key: str,
+    globs: tuple[str, ...],
+    tests: tuple[str, ...],
+    work: Path,
+    seconds: float,
+) -> tuple[str, int, int]:
+    """Read mutmut's per-file results under ``work`` into a report section."""
+    rows: list[str] = []
+    survivors: list[tuple[str, str]] = []
+    killed_all = total_all = 0
+    for meta in sorted((work / "mutants").glob("geofm/**/*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        counts: dict[str, int] = {}
+        for name, code in sorted(codes.items()):
+            status = _DETECTED.get(code) or _UNDETECTED.get(code, "suspicious")
+            counts[status] = counts.get(status, 0) + 1
+            if code not in _DETECTED:
+                survivors.append((name, status))
+        killed = sum(n for status, n in counts.items() if status in _DETECTED.values())
+        total = sum(counts.values())
+        killed_all += killed
+        total_all += total
+        source = meta.relative_to(work / "mutants").as_posix().removesuffix(".meta")
+        rest = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+        score = f"{100 * killed / total:.1f}%" if total else "n/a"
+        rows.append(f"| `{source}` | {killed}/{total} | {score} | {rest} |")
+    details = _survivor_details(session, work, [name for name, _ in survivors])
+    wording = [name for name, _ in survivors if details[name]["message"]]
+    score_all = f"{100 * killed_all / total_all:.1f}%" if total_all else "n/a"
+    scored = total_all - len(wording)
+    score_code = f"{100 * killed_all / scored:.1f}%" if scored else "n/a"
+    lines = [
+        f"<!-- mutation:{key} killed={killed_all} total={total_all} wording={len(wording)}"
+        f" seconds={seconds:.0f} -->",
+        f"### `{key}`: {killed_all}/{total_all} killed ({score_all})",
+        "",
+        f"Mutated: {', '.join(f'`{g}`' for g in globs)};"
+        f" tests: {', '.join(f'`{t}`' for t in tests)};"
+        f" {time.strftime('%Y-%m-%d')}, {seconds:.0f} s."
+        f" {len(wording)} of the mutants not killed change only the text of an error message"
+        f" or warning (inside a `raise` or `warnings.warn`); without them: {killed_all}/{scored}"
+        f" ({score_code}).",
+        "",
+        "| file | killed/total | score | statuses |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    for title, group in (
+        ("Not killed", [(n, s) for n, s in survivors if not details[n]["message"]]),
+        ("Not killed, message text only", [(n, s) for n, s in survivors if details[n]["message"]]),
+    ):
+        if not group:
+            continue
+        lines += [f"#### {title} ({len(group)})", ""]
+        for name, status in group:
+            diff = details[name]["diff"]
+            assert isinstance(diff, list)
+            lines += [f"- `{name}` ({status})", "", "  ```diff"]
+            lines += [f"  {line}" for line in diff]
+            lines += ["  ```", ""]
+    lines.append(f"<!-- /mutation:{key} -->")
+    return "\n".join(lines), killed_all, total_all
+
+
+_SECTION = re.compile(
+    r"<!-- mutation:(?P<key>\S+) killed=(?P<killed>\d+) total=(?P<total>\d+)"
+    r" wording=(?P<wording>\d+) seconds=(?P<seconds>\d+) -->.*?<!-- /mutation:(?P=key) -->",
+    re.DOTALL,
+)
+_SUMMARY = re.compile(r"<!-- summary -->.*?<!-- /summary -->", re.DOTALL)
+
+
+def _write_mutation_report(report: Path, sections: dict[str, str]) -> None:
+    """Replace (or append) the given sections of ``report`` and rebuild its summary table."""
+    text = (
+        report.read_text()
+        if report.exists()
+        else (
+            "# Mutation testing\n\nWritten by `nox -s mutation` (see CONTRIBUTING.md).\n\n"
+            "## Summary\n\n<!-- summary -->\n<!-- /summary -->\n\n## Results\n"
+        )
+    )
+    for key, section in sections.items():
+        old = next((m for m in _SECTION.finditer(text) if m.group("key") == key), None)
+        if old is None:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        else:
+            text = text[: old.start()] + section + text[old.end() :]
+    table = [
+        "<!-- summary -->",
+        "| section | killed/total | score | without message-text mutants | run time |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for m in _SECTION.finditer(text):
+        killed, total, wording = (int(m.group(g)) for g in ("killed", "total", "wording"))
+        score = f"{100 * killed / total:.1f}%" if total else "n/a"
+        code = f"{100 * killed / (total - wording):.1f}%" if total > wording else "n/a"
+        table.append(
+            f"| `{m.group('key')}` | {killed}/{total} | {score}"
+            f" | {killed}/{total - wording} ({code}) | {m.group('seconds')} s |"
+        )
+    table.append("<!-- /summary -->")
+    text = _SUMMARY.sub(lambda _: "\n".join(table), text, count=1)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(text)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the core modules against their own tests.
+
+    Not a default session: run ``nox -s mutation`` (every target) or
+    ``nox -s mutation -- lora geofm/geo/tiling.py --jobs=2``. Writes the score and
+    the surviving mutants per target or file to reports/mutation.md.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    picked, jobs = _mutation_selection(session, list(session.posargs))
+    root = Path(__file__).parent.resolve()
+    report = root / MUTATION_REPORT
+    for key, globs, listed in picked:
+        tests = tuple(t for t in listed if (root / t).exists())
+        # A fresh copy per target: mutmut works in its current folder, and a
+        # stale mutants/ folder would keep results of older tests.
+        work = Path(session.create_tmp()).resolve() / "mutation" / re.sub(r"[^\w.-]", "_", key)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(root / "geofm", work / "geofm", ignore=skip)
+        shutil.copytree(root / "tests", work / "tests", ignore=skip)
+        shutil.copy2(root / "pyproject.toml", work / "pyproject.toml")
+        (work / "setup.cfg").write_text(
+            _MUTMUT_CONFIG.format(
+                only="\n".join(f"    {g}" for g in globs),
+                tests="\n".join(f"    {t}" for t in tests),
+                deselect="\n".join(
+                    f"    --deselect\n    {d}"
+                    for d in _MUTATION_DESELECT
+                    if d.split("::")[0].startswith(tests)
+                ),
+            )
+        )
+        session.chdir(work)
+        start = time.monotonic()
+        # One torch thread per worker: the workers are the parallelism.
+        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        session.run("mutmut", "run", f"--max-children={jobs}", env=env)
+        seconds = time.monotonic() - start
+        section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
+        session.chdir(root)
+        _write_mutation_report(report, {key: section})
+        session.log(
+            f"mutation {key}: {killed}/{total} killed, {seconds:.0f} s -> {MUTATION_REPORT}"
+        )

@@ -27,67 +27,107 @@ heads) or Spec-RN50 (no stem, output stride 16), built with
   curve (JSON + PNG) and a linear probe of the frozen embedding (ridge
   classifier of each patch's dominant class) next to the same probe on the
   random initialisation the run started from.
-- ``finetune --task segmentation|multilabel|regression --protocol linear|finetune``.
+- ``finetune --task segmentation|multilabel|regression --protocol
+  linear|finetune_adapter|finetune_first_n_layers|finetune``: the source's
+  protocols (its ``freeze_backbone``, ``finetune_adapter`` and
+  ``finetune_first_n_layers`` flags): ``linear`` trains the head only (the
+  backbone frozen and kept in eval mode; the head trains on its cached
+  features), ``finetune_adapter`` also the spectral adapter,
+  ``finetune_first_n_layers`` also the first ``--finetune-first-n-layers``
+  transformer blocks (Spec-ViT) or ResNet layers (Spec-RN50), never the adapter,
+  ``finetune`` everything.
   Segmentation: Spec-ViT last-block tokens (final norm) -> ``ConvHead`` (two x2
   upsampling stages), or the fully dilated Spec-RN50 -> ``FCNHead`` (2048 -> 256);
   cross-entropy with ``ignore_index`` = the background class (moved to the last
   index, as the source does); overall accuracy, mIoU (macro) and the source's
   micro IoU, next to the majority-class baseline; AdamW lr 1e-3 (wd 1e-4), cosine.
   Multi-label (EnMAP-CORINE, 19 labels): linear ``ClassificationHead`` on the
-  pooled embedding (CLS / global average), BCE-with-logits, micro / macro F1 and
-  mAP next to the label-prior baseline; AdamW lr 1e-3 (wd 1e-5). Regression
-  (Hyperview: 150 bands, 4 standardised soil targets): ``RegressionHead.spectral_earth``
-  (BN1d -> 2048 -> 1024, dropout 0.2) trained on ``relative_mse_loss`` (MSE / MSE
-  of predicting 0, so the trivial baseline scores 1); RMSE and relative MSE; AdamW
-  lr 1e-3 (wd 1e-4). ``linear`` freezes the backbone (kept in eval mode; the heads
-  train on its cached features), ``finetune`` trains everything. Segmentation
-  models are saved with ``save_pretrained`` (``from_pretrained`` rebuilds them);
-  for the pooled tasks the backbone is saved with ``save_pretrained`` and the head
-  next to it as ``head.safetensors``.
+  pooled embedding (CLS / global average), BCE-with-logits; the source's six
+  metrics: multi-label accuracy (micro = overall, macro = average), F1 (micro,
+  macro), average precision micro and macro (``val_map``: labels without a
+  positive sample left out; ``val_map_source``: counted as 0, torchmetrics'
+  value), each next to the label-prior baseline; AdamW lr 1e-3 (wd 1e-5).
+  Regression (Hyperview: 150 bands, 4 standardised soil targets): the
+  ``RegressionHead`` of ``RegressionHead.spectral_earth`` (BN1d -> 2048 -> 1024,
+  dropout 0.2) trained on ``relative_mse_loss`` (MSE / MSE of predicting 0, so
+  the trivial baseline scores 1); RMSE and relative MSE; AdamW lr 1e-3 (wd
+  1e-4); early stopping on the validation loss after every epoch
+  (``--early-stopping-patience`` epochs, 5 by default; the source's patience is
+  in a callbacks file absent from its repository), and the best epoch's weights
+  are evaluated and saved. Every task model is built with
+  ``build_segmentation_model`` / ``build_pooled_model`` and saved with
+  ``save_pretrained`` (``from_pretrained`` rebuilds it; the run checks the
+  reloaded outputs). ``--pretrained`` takes a backbone folder written by
+  ``pretrain`` (rebuilt with ``from_pretrained``) or a weights file.
+
+Each run writes ``metrics.json``, a PNG and the model to its own folder:
+``--output-dir``, by default ``runs/spectral_earth/<mode>_<method>`` or
+``runs/spectral_earth/<mode>_<task>_<protocol>`` (``_rn50`` for Spec-RN50,
+``_from_<run>`` with ``--pretrained``), so the commands below do not overwrite
+each other.
 
 Run (tiny defaults: synthetic patches whose cover types have distinct reflectance
 spectra over the sensor's wavelengths (``geofm.datasets.spectral_signatures``),
 scaled to raw DN; Spec-ViT-S with 2 blocks, 32 px, batch 8, 10 epochs of 5 steps;
-about 10-60 s each on 2 CPU cores)::
+CPU-seconds with one thread, ``OMP_NUM_THREADS=1``, in brackets; results in
+docs/tutorials/spectral-earth.md)::
 
-    python examples/spectral_earth.py                      # = pretrain --method mae
-    python examples/spectral_earth.py pretrain --method moco --output-dir runs/se_moco
-    python examples/spectral_earth.py pretrain --method dino --output-dir runs/se_dino
-    python examples/spectral_earth.py finetune --task segmentation --protocol linear \\
-        --pretrained runs/spectral_earth/backbone --output-dir runs/se_seg
-    python examples/spectral_earth.py finetune --task multilabel --protocol finetune
-    python examples/spectral_earth.py finetune --task regression
+    python examples/spectral_earth.py                      # = pretrain --method mae   [45 s]
+    python examples/spectral_earth.py pretrain --method moco                          # [59 s]
+    python examples/spectral_earth.py pretrain --method dino                          # [91 s]
+    python examples/spectral_earth.py finetune --task segmentation \\
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [12 s]
+    python examples/spectral_earth.py finetune --task segmentation                    # [11 s]
+    python examples/spectral_earth.py finetune --task segmentation --protocol finetune  # [39 s]
+    python examples/spectral_earth.py finetune --task segmentation --protocol finetune_adapter \\
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [36 s]
+    python examples/spectral_earth.py finetune --task segmentation \\
+        --protocol finetune_first_n_layers --finetune-first-n-layers 1 \\
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [23 s]
+    python examples/spectral_earth.py finetune --task multilabel                      # [10 s]
+    python examples/spectral_earth.py finetune --task multilabel --protocol finetune  # [37 s]
+    python examples/spectral_earth.py finetune --task regression                      # [9 s]
 
 Real data, at the source's settings:
 
 - Pre-training on the SpectralEarth archive (``geofm.datasets.SpectralEarth``:
   ``<root>/enmap/<location>/*.tif``, 202 x 128 x 128 int16; two acquisitions of a
   location are the two views), 128 px, batch 64 per GPU, 100 epochs (MAE 200),
-  full depth (the number of steps per epoch is yours to set: 538,974 patches / 64)::
+  full depth (the number of steps per epoch is yours to set: 538,974 patches / 64).
+  Files with all 224 EnMAP L2A bands are reduced to SpectralEarth's 202 with its
+  band table (``SPECTRAL_EARTH_ENMAP_BANDS``, ``original_idx``); any other band
+  count is an error before training. The probe needs labels, which the archive
+  does not have, so it is skipped::
 
       python examples/spectral_earth.py pretrain --method moco --data-dir /data/spectral_earth \\
           --depth 12 --img-size 128 --batch-size 64 --epochs 100 --steps-per-epoch 8422 \\
-          --memory-bank-size 32768
+          --memory-bank-size 32768 --lr 0.001 --output-dir runs/se_pretrain_moco
+      python examples/spectral_earth.py pretrain --method dino --data-dir /data/spectral_earth \\
+          --depth 12 --img-size 128 --batch-size 64 --epochs 100 --steps-per-epoch 8422 \\
+          --output-dir runs/se_pretrain_dino
+      python examples/spectral_earth.py pretrain --method mae --data-dir /data/spectral_earth \\
+          --depth 12 --img-size 128 --batch-size 64 --epochs 200 --steps-per-epoch 8422 \\
+          --output-dir runs/se_pretrain_mae
 
 - EnMAP-CORINE multi-label (``geofm.datasets.EnMAPCorine``: ``<root>/enmap/<id>``,
   ``<root>/corine/<id>``, ``<root>/splits/enmap_corine/<split>.txt``), batch 32,
-  100 epochs::
+  100 epochs, linear protocol at the source's lr::
 
       python examples/spectral_earth.py finetune --task multilabel --data-dir /data/enmap_corine \\
-          --depth 12 --img-size 128 --batch-size 32 --epochs 100 --steps-per-epoch 500 \\
-          --pretrained runs/spectral_earth/backbone
+          --img-size 128 --batch-size 32 --epochs 100 --steps-per-epoch 500 --lr 0.001 \\
+          --pretrained runs/se_pretrain_mae/backbone --output-dir runs/se_corine_linear
 
 - Segmentation: the source's EnMAP-CDL / NLCD / ... files have no reader here. The
   supported layout is the EnMAP-Box "EnMAP Potsdam" tiles (224-band EnMAP L2A GeoTIFFs,
-  nodata -32768, reduced to SpectralEarth's 202 bands with the ``original_idx`` of
-  ``geofm/data/enmap_spectral_earth_bands.csv``; labels 1-6 = roof, pavement, low
-  vegetation, tree, soil, water, 0 = background, ignored)::
+  nodata -32768, reduced to SpectralEarth's 202 bands; labels 1-6 = roof, pavement,
+  low vegetation, tree, soil, water, 0 = background, ignored)::
 
       <root>/{train,validation,test}_files.csv   columns image,mask (paths relative to root)
       <root>/images/*.tif, <root>/labels/*.tif
 
       python examples/spectral_earth.py finetune --task segmentation \\
-          --data-dir ../shared/data/real/enmap_potsdam --img-size 32 --epochs 20
+          --data-dir /data/enmap_potsdam --img-size 32 --epochs 3 \\
+          --steps-per-epoch 10 --output-dir runs/se_potsdam
 
 - Regression: Hyperview's files have no reader in geofm; ``--data-dir`` with
   ``--task regression`` raises an error saying so (the synthetic 150-band data
@@ -96,14 +136,16 @@ Real data, at the source's settings:
 Deviations of the tiny default: depth 2 (source 12), 32 px (128), batch 8 (64 per
 GPU on 4 GPUs), 10 epochs of 5 steps (100 / 200 epochs), MoCo queue 512 (32,768).
 MoCo's lr is 0.06 (source 1e-3, which moves a random network too little in 50
-steps to show a falling loss; 0.06 is the source's model yaml value). Synthetic
-pre-training patches hold 1-3 of 19 cover types (so two crops of one patch share
-spectra that other patches lack). The linear protocol trains the heads on features
-computed once (no augmentation; the source augments every step), and the linear
-multi-label probe uses lr 1e-2 (source 1e-3). Downstream inputs skip the source's
-resize / random-crop pipeline; the finetune protocol uses flips only. Schedules
-(MoCo steps, DINO warm-up and teacher momentum, cosine decays) run per epoch as in
-the source, over the 10 tiny epochs.
+steps to show a falling loss; 0.06 is the source's model yaml value; ``--lr
+0.001`` restores it). Synthetic pre-training patches hold 1-3 of 19 cover types
+(so two crops of one patch share spectra that other patches lack). The linear
+multi-label probe uses lr 1e-2 (source 1e-3; ``--lr 0.001``). Kept on every run:
+the linear protocol trains the heads on features computed once (no augmentation;
+the source augments every step and, in Lightning's train mode, lets a frozen
+Spec-RN50 update its BatchNorm statistics); downstream inputs skip the source's
+resize / random-crop pipeline and the other protocols use flips only; schedules
+(MoCo steps, DINO warm-up and teacher momentum) run per epoch as in the source,
+the downstream cosine decay per step; one process (no DDP).
 """
 
 from __future__ import annotations
@@ -114,7 +156,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -124,8 +166,15 @@ from torch import nn
 from torch.utils.data import default_collate
 
 import geofm
-from geofm.heads import ClassificationHead, PooledModel, RegressionHead
-from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
+from geofm.backbones import Backbone
+from geofm.hub import (
+    ModuleSpec,
+    build_pooled_model,
+    build_segmentation_model,
+    from_pretrained,
+    save_pretrained,
+)
+from geofm.hub.rebuild import WEIGHTS_NAME
 from geofm.losses import relative_mse_loss
 from geofm.transforms import Normalize
 
@@ -148,7 +197,13 @@ class Config:
     mode: Literal["pretrain", "finetune"] = "pretrain"  # the subcommand
     method: Literal["mae", "moco", "dino"] = "mae"  # pretrain
     task: Literal["segmentation", "multilabel", "regression"] = "segmentation"  # finetune
-    protocol: Literal["linear", "finetune"] = "linear"  # finetune: frozen backbone | all
+    # finetune: what trains besides the head (the source's freeze_backbone /
+    # finetune_adapter / finetune_first_n_layers flags): nothing | the spectral adapter |
+    # the first N blocks (ViT) or layers (ResNet) | everything
+    protocol: Literal["linear", "finetune_adapter", "finetune_first_n_layers", "finetune"] = (
+        "linear"
+    )
+    finetune_first_n_layers: int = 1  # protocol finetune_first_n_layers: N
     backbone: Literal["spec_vit_small_patch4", "spec_resnet50"] = "spec_vit_small_patch4"
     depth: int = 2  # Spec-ViT blocks; source: 12
     pretrained: str = ""  # finetune: folder from `pretrain` or a .safetensors file
@@ -165,10 +220,12 @@ class Config:
     num_classes: int = 6  # synthetic segmentation classes (+ 1 ignored background)
     train_samples: int = 128  # synthetic patches
     val_samples: int = 64
-    probe_samples: int = 128  # pretrain: labelled patches of the linear probe (0: skip)
+    probe_samples: int = 128  # pretrain, synthetic data: patches of the linear probe (0: skip)
+    early_stopping_patience: int = 5  # regression: epochs without a lower validation loss
     seed: int = 12345  # source's seed
     progress: bool = False
-    output_dir: str = "runs/spectral_earth"
+    # empty: runs/spectral_earth/<mode>_<method | task_protocol>[_rn50][_from_<pretrained run>]
+    output_dir: str = ""
 
 
 # ---------------------------------------------------------------- data
@@ -257,9 +314,35 @@ def read_potsdam(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def band_indices_224_to_202() -> list[int]:
     """Indices of SpectralEarth's 202 bands among EnMAP's 224 (``original_idx``)."""
-    path = Path(geofm.__file__).parent / "data" / "enmap_spectral_earth_bands.csv"
-    with path.open(newline="") as f:
-        return [int(row["original_idx"]) for row in csv.DictReader(f)]
+    from geofm.datasets.spectral_earth import SPECTRAL_EARTH_ENMAP_BANDS
+
+    return list(SPECTRAL_EARTH_ENMAP_BANDS)
+
+
+def enmap_band_selection(count: int, where: str) -> tuple[int, ...] | None:
+    """``None`` for 202-band SpectralEarth patches, the 202 of 224 for EnMAP L2A files."""
+    from geofm.datasets.spectral_earth import ENMAP_L2A_BAND_COUNT, SPECTRAL_EARTH_ENMAP_BANDS
+
+    if count == len(SPECTRAL_EARTH_ENMAP_BANDS):
+        return None
+    if count == ENMAP_L2A_BAND_COUNT:  # reduced as the source's band table does
+        return SPECTRAL_EARTH_ENMAP_BANDS
+    raise ValueError(
+        f"{where} has {count} bands; expected 202 (SpectralEarth patches) or "
+        f"{ENMAP_L2A_BAND_COUNT} (EnMAP L2A, reduced to SpectralEarth's 202 bands)."
+    )
+
+
+def output_folder(cfg: Config) -> Path:
+    """``--output-dir``, or a folder of its own per documented command."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    what = cfg.method if cfg.mode == "pretrain" else f"{cfg.task}_{cfg.protocol}"
+    suffix = "_rn50" if cfg.backbone == "spec_resnet50" else ""
+    if cfg.mode == "finetune" and cfg.pretrained:
+        weights = Path(cfg.pretrained)
+        suffix += f"_from_{weights.parent.name if weights.name == 'backbone' else weights.stem}"
+    return Path("runs") / "spectral_earth" / f"{cfg.mode}_{what}{suffix}"
 
 
 # ---------------------------------------------------------------- models
@@ -267,7 +350,10 @@ def band_indices_224_to_202() -> list[int]:
 
 def check_config(cfg: Config) -> None:
     check_choices(cfg)
-    for name in ("img_size", "batch_size", "epochs", "steps_per_epoch", "depth"):
+    for name in (
+        "img_size", "batch_size", "epochs", "steps_per_epoch", "depth",
+        "finetune_first_n_layers", "early_stopping_patience",
+    ):  # fmt: skip
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}.")
     divisor = 4 if cfg.backbone == "spec_vit_small_patch4" else 16
@@ -284,6 +370,18 @@ def check_config(cfg: Config) -> None:
             "not supported with --task regression. Drop --data-dir to run on the synthetic "
             "150-band data, or load your arrays and call the functions of this script."
         )
+    if cfg.pretrained and not Path(cfg.pretrained).exists():
+        raise FileNotFoundError(
+            f"--pretrained {cfg.pretrained!r} does not exist; pass the backbone folder a "
+            "`pretrain` run wrote (<output-dir>/backbone) or a weights file."
+        )
+    try:  # the PNG is drawn after training: fail now, not then
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "matplotlib is required for the example's figures. Install it with: "
+            "pip install matplotlib (or pip install 'geofm[examples]')."
+        ) from None
 
 
 def backbone_kwargs(cfg: Config) -> dict[str, Any]:
@@ -298,10 +396,17 @@ def resolve_pretrained(cfg: Config) -> tuple[str, dict[str, Any], str | bool]:
         return cfg.backbone, backbone_kwargs(cfg), False
     path = Path(cfg.pretrained)
     if path.is_dir():
-        # A folder from `pretrain` (save_pretrained): take the architecture from its config.
-        saved = json.loads((path / "config.json").read_text())["backbone"]
-        keep = {k: v for k, v in saved["kwargs"].items() if k in ("depth", "img_size")}
-        return saved["name"], keep, str(path / "model.safetensors")
+        # A folder from `pretrain` (save_pretrained): geofm rebuilds it, and the
+        # backbone's recorded configuration gives the architecture.
+        saved = from_pretrained(path)
+        config = getattr(saved, "config", None)
+        if not isinstance(saved, Backbone) or config is None:
+            raise ValueError(
+                f"--pretrained {path} holds a {type(saved).__name__}, not a backbone; pass the "
+                "backbone folder a `pretrain` run wrote (<output-dir>/backbone)."
+            )
+        keep = {k: v for k, v in config.kwargs.items() if k in ("depth", "img_size")}
+        return config.name, keep, str(path / WEIGHTS_NAME)
     return cfg.backbone, backbone_kwargs(cfg), str(path)
 
 
@@ -331,12 +436,56 @@ def build_downstream(cfg: Config, in_chans: int, num_outputs: int) -> nn.Module:
         return build_segmentation_model(backbone, head=head)
     backbone = geofm.create_backbone(name, in_chans=in_chans, pretrained=weights, **kwargs)
     if cfg.task == "multilabel":
-        pooled: nn.Module = ClassificationHead(
-            backbone.embed_dim, num_outputs, multi_label=True, init_std=None
+        # A linear layer on the pooled embedding (the source's timm classifier: default init).
+        pooled = ModuleSpec(
+            "ClassificationHead",
+            {
+                "in_features": backbone.embed_dim,
+                "num_classes": num_outputs,
+                "multi_label": True,
+                "init_std": None,
+            },
         )
     else:
-        pooled = RegressionHead.spectral_earth(backbone.embed_dim, num_outputs)
-    return PooledModel(backbone, pooled)
+        # RegressionHead.spectral_earth: BN1d -> 2048 -> 1024 (ReLU, dropout 0.2) -> outputs.
+        pooled = ModuleSpec(
+            "RegressionHead",
+            {
+                "in_features": backbone.embed_dim,
+                "out_features": num_outputs,
+                "hidden_features": [2048, 1024],
+                "dropout": 0.2,
+                "use_input_norm": True,
+            },
+        )
+    return build_pooled_model(backbone, head=pooled)
+
+
+def set_protocol(cfg: Config, backbone: nn.Module) -> None:
+    """Freeze the backbone and unfreeze what ``cfg.protocol`` trains, as the source's flags do.
+
+    ``finetune_adapter``: the spectral adapter; ``finetune_first_n_layers``: the first
+    N transformer blocks (Spec-ViT) or ResNet layers (Spec-RN50), never the adapter.
+    """
+    if cfg.protocol == "finetune":
+        backbone.requires_grad_(True)
+        return
+    backbone.requires_grad_(False)
+    spec_vit = hasattr(backbone, "model")
+    if cfg.protocol == "finetune_adapter":
+        adapter = backbone.stem if spec_vit else backbone.spectral_adapter
+        cast(nn.Module, adapter).requires_grad_(True)
+    elif cfg.protocol == "finetune_first_n_layers":
+        layers = list(backbone.model.blocks if spec_vit else backbone.resnet.layers())
+        n = cfg.finetune_first_n_layers
+        if n > len(layers):
+            kind = "transformer blocks" if spec_vit else "ResNet layers"
+            raise ValueError(
+                f"finetune_first_n_layers={n}, but the backbone has {len(layers)} {kind}. "
+                f"Pass --finetune-first-n-layers 1..{len(layers)}."
+            )
+        for layer in layers[:n]:
+            layer.requires_grad_(True)
 
 
 # ---------------------------------------------------------------- helpers
@@ -449,6 +598,9 @@ def pretrain_data(cfg: Config) -> Callable[[torch.Generator], tuple[torch.Tensor
         from geofm.datasets import SpectralEarth
 
         ds = SpectralEarth(cfg.data_dir, two_views=True, seed=cfg.seed)
+        bands = enmap_band_selection(ds.stored_bands, f"{cfg.data_dir} (first patch)")
+        if bands is not None:
+            ds = SpectralEarth(cfg.data_dir, two_views=True, seed=cfg.seed, band_indices=bands)
 
         def real(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
             idx = torch.randint(0, len(ds), (cfg.batch_size,), generator=gen).tolist()
@@ -516,11 +668,11 @@ def pretrain(cfg: Config, out: Path) -> dict[str, Any]:
         update_momentum,
     )
 
+    data = pretrain_data(cfg)  # checks the real files' band count before any training
     torch.manual_seed(cfg.seed)
     backbone = geofm.create_backbone(cfg.backbone, **backbone_kwargs(cfg))
     initial = copy.deepcopy(backbone)
     norm = Normalize.from_sensor(ENMAP)
-    data = pretrain_data(cfg)
     epochs, steps = cfg.epochs, cfg.steps_per_epoch
     lr = cfg.lr or (0.06 if cfg.method == "moco" else SOURCE_LR[cfg.method])
     wd = SOURCE_WD[cfg.method]
@@ -599,8 +751,6 @@ def pretrain(cfg: Config, out: Path) -> dict[str, Any]:
 
     backbone.eval()
     folder = save_pretrained(backbone, out / "backbone")
-    from geofm.hub import from_pretrained
-
     probe_x = norm(data(torch.Generator().manual_seed(cfg.seed + 1))[0][:4])
     reloaded = from_pretrained(folder)
     with torch.no_grad():
@@ -616,7 +766,9 @@ def pretrain(cfg: Config, out: Path) -> dict[str, Any]:
         "backbone_dir": str(folder),
         "losses": losses,
     }
-    if cfg.probe_samples >= 8:
+    if cfg.data_dir:
+        metrics["probe"] = "skipped: the probe's labels exist for the synthetic patches only"
+    elif cfg.probe_samples >= 8:
         metrics |= probe(cfg, backbone, initial.eval(), norm)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_curves(out / "pretrain_loss.png", {f"{cfg.method} loss": losses}, "pre-training loss")
@@ -662,8 +814,11 @@ def finetune_data(cfg: Config) -> tuple[torch.Tensor, ...]:
         if cfg.data_dir:
             from geofm.datasets import EnMAPCorine
 
+            first = EnMAPCorine(cfg.data_dir, split="train")[0]["image"]
+            bands = enmap_band_selection(first.shape[0], f"{cfg.data_dir} (first patch)")
+
             def stack(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-                ds = EnMAPCorine(cfg.data_dir, split=split)  # type: ignore[arg-type]
+                ds = EnMAPCorine(cfg.data_dir, split=split, band_indices=bands)  # type: ignore[arg-type]
                 batch = default_collate([ds[i] for i in range(len(ds))])
                 images = batch["image"].float()
                 if images.shape[-1] != cfg.img_size:
@@ -721,9 +876,10 @@ def finetune(cfg: Config, out: Path) -> dict[str, Any]:
     backbone, head = split_model(model)
     ignore = classes  # background index (segmentation)
     before = state_copy(backbone)
+    set_protocol(cfg, backbone)
     linear = cfg.protocol == "linear"
     if linear:
-        backbone.requires_grad_(False).eval()
+        backbone.eval()
         train_in, val_in = features(cfg, backbone, tx), features(cfg, backbone, vx)
 
         # Only the head runs per step; segmentation logits are resized to the input.
@@ -743,7 +899,9 @@ def finetune(cfg: Config, out: Path) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
-    for _ in iterate(cfg, f"{cfg.task} ({cfg.protocol})"):
+    val_losses: list[float] = []  # regression: relative MSE after each epoch
+    best_state, stale, stopped_epoch = None, 0, None
+    for step in iterate(cfg, f"{cfg.task} ({cfg.protocol})"):
         model.train()
         if linear:
             backbone.eval()
@@ -759,6 +917,20 @@ def finetune(cfg: Config, out: Path) -> dict[str, Any]:
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if cfg.task == "regression" and (step + 1) % cfg.steps_per_epoch == 0:
+            # Early stopping on the validation loss, as the source's Hyperview runs; the
+            # best epoch's weights are evaluated and saved.
+            model.eval()
+            val_losses.append(float(relative_mse_loss(batched(run, val_in, cfg.batch_size), vy)))
+            if val_losses[-1] == min(val_losses):
+                best_state, stale = state_copy(model), 0
+            else:
+                stale += 1
+                if stale >= cfg.early_stopping_patience:
+                    stopped_epoch = len(val_losses) - 1
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     prediction = batched(run, val_in, cfg.batch_size)
     metrics: dict[str, Any] = {
@@ -768,10 +940,20 @@ def finetune(cfg: Config, out: Path) -> dict[str, Any]:
         "backbone": type(backbone).__name__,
         "pretrained": cfg.pretrained,
         "trainable_parameters": sum(p.numel() for p in params),
+        "trainable_backbone_parameters": sum(
+            p.numel() for p in backbone.parameters() if p.requires_grad
+        ),
         "backbone_max_change": max_change(before, backbone),
+        "steps": len(losses),
     }
+    if cfg.task == "regression":
+        metrics |= {
+            "val_losses": val_losses,
+            "best_epoch": int(np.argmin(val_losses)) if val_losses else None,
+            "stopped_epoch": stopped_epoch,
+        }
     metrics |= evaluate(cfg, prediction, ty, vy, ignore)
-    metrics |= save_model(cfg, model, out, vx[:2])
+    metrics |= save_model(model, out, vx[:2])
     metrics["losses"] = losses
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     image = None
@@ -811,21 +993,34 @@ def evaluate(
             "majority_miou": float(base.iou(average="macro")),
         }
     if cfg.task == "multilabel":
-        from geofm.metrics import multilabel_average_precision, multilabel_f1_score
+        from geofm.metrics import (
+            multilabel_accuracy,
+            multilabel_average_precision,
+            multilabel_f1_score,
+        )
 
         probs = torch.sigmoid(prediction)
         k = max(1, round(float(ty.sum(1).mean())))
         prior = torch.zeros_like(vy)
         prior[:, ty.mean(0).topk(k).indices] = 1.0  # the k most frequent training labels
         prior_scores = ty.mean(0).expand_as(vy)
-        return {
-            "val_micro_f1": float(multilabel_f1_score(probs, vy, average="micro")),
-            "val_macro_f1": float(multilabel_f1_score(probs, vy, average="macro")),
-            "val_map": float(multilabel_average_precision(probs, vy, average="macro")),
-            "prior_micro_f1": float(multilabel_f1_score(prior, vy, average="micro")),
-            "prior_macro_f1": float(multilabel_f1_score(prior, vy, average="macro")),
-            "prior_map": float(multilabel_average_precision(prior_scores, vy, average="macro")),
-        }
+        out: dict[str, Any] = {}
+        # The source's six metrics (torchmetrics names: OverallAccuracy, AverageAccuracy,
+        # F1Score, AverageF1Score, Precision = micro AP, AveragePrecision = macro AP).
+        for name, hard, soft in (("val", probs, probs), ("prior", prior, prior_scores)):
+            out |= {
+                f"{name}_accuracy_micro": float(multilabel_accuracy(hard, vy, average="micro")),
+                f"{name}_accuracy_macro": float(multilabel_accuracy(hard, vy, average="macro")),
+                f"{name}_micro_f1": float(multilabel_f1_score(hard, vy, average="micro")),
+                f"{name}_macro_f1": float(multilabel_f1_score(hard, vy, average="macro")),
+                f"{name}_micro_ap": float(multilabel_average_precision(soft, vy, average="micro")),
+                f"{name}_map": float(multilabel_average_precision(soft, vy, average="macro")),
+                # torchmetrics (the source) averages AP 0 for labels without positives in.
+                f"{name}_map_source": float(
+                    multilabel_average_precision(soft, vy, average="macro", absent="include")
+                ),
+            }
+        return out
     from geofm.metrics import root_mean_squared_error
 
     zeros = torch.zeros_like(vy)
@@ -837,25 +1032,13 @@ def evaluate(
     }
 
 
-def save_model(cfg: Config, model: nn.Module, out: Path, x: torch.Tensor) -> dict[str, Any]:
-    """Save (segmentation: whole model; pooled tasks: backbone + head file), reload, compare."""
-    from safetensors.torch import load_file, save_file
-
-    from geofm.hub import from_pretrained
-
+def save_model(model: nn.Module, out: Path, x: torch.Tensor) -> dict[str, Any]:
+    """Save the task model (``save_pretrained``), rebuild it (``from_pretrained``), compare."""
     model.eval()
     with torch.no_grad():
         reference = model(x)
-    if cfg.task == "segmentation":
-        folder = save_pretrained(model, out / "model")
-        again = from_pretrained(folder)
-    else:
-        backbone, head = split_model(model)
-        folder = save_pretrained(backbone, out / "model")
-        save_file(state_copy(head), str(folder / "head.safetensors"))
-        fresh_head = copy.deepcopy(head)
-        fresh_head.load_state_dict(load_file(str(folder / "head.safetensors")), strict=True)
-        again = PooledModel(from_pretrained(folder), fresh_head).eval()
+    folder = save_pretrained(model, out / "model")
+    again = from_pretrained(folder)
     with torch.no_grad():
         diff = float((again(x) - reference).abs().max())
     return {"model_dir": str(folder), "reload_max_abs_diff": diff}
@@ -866,7 +1049,7 @@ def save_model(cfg: Config, model: nn.Module, out: Path, x: torch.Tensor) -> dic
 
 def main(cfg: Config) -> dict[str, Any]:
     check_config(cfg)
-    out = Path(cfg.output_dir)
+    out = output_folder(cfg)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if cfg.mode == "pretrain":

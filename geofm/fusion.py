@@ -6,17 +6,22 @@
   map's shape.
 - :class:`GatedLateFusion` (GLF): a per-pixel, per-channel sigmoid gate mixes
   the fused map and the visual map, ``g * fused + (1 - g) * visual``.
+- :class:`RandomBaseLoRALinear`: Fusion-LoRA's ``LoRALayer``, a linear layer
+  whose base weight is random and frozen, with a trainable bias and a
+  trainable low-rank update (both factors drawn from N(0, 0.01^2)).
 
 Fusion-LoRA uses them as ``GLF(CAF(visual, spectral), visual)`` on 1024-channel
 24x24 maps of a frozen SkySense-O encoder. Its quirks are options here: the
-projections are plain ``nn.Linear`` (apply :mod:`geofm.lora` for LoRA), the
+projections are plain trainable ``nn.Linear`` by default and the source's
+frozen-random-base LoRA layers with ``projection="random_lora"``, the
 feed-forward width is configurable (source: ``C``), the two maps may have
 different token counts (source: equal), and the query residual may use the
 raw instead of the normalised query (source: normalised).
 
-Reference: Fusion-LoRA, ``fusion_lora/caf_module.py`` and ``fusion_lora/glf_module.py``
-of https://github.com/Eyobed-Abby/fusion-lora-skysense (re-implemented; key
-names ``q_proj``, ``norm1``, ``ffn.0``, ``gate_conv.0`` ... follow the source).
+Reference: Fusion-LoRA, ``fusion_lora/caf_module.py``, ``fusion_lora/glf_module.py`` and
+``fusion_lora/lora_layers.py`` of https://github.com/Eyobed-Abby/fusion-lora-skysense
+(re-implemented; key names ``q_proj``, ``norm1``, ``ffn.0``, ``gate_conv.0`` ... follow
+the source).
 
 Example:
     >>> import torch
@@ -29,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -37,7 +43,7 @@ from torch import Tensor, nn
 
 from geofm.errors import ShapeError
 
-__all__ = ["CrossAttentionFusion", "GatedLateFusion"]
+__all__ = ["CrossAttentionFusion", "GatedLateFusion", "RandomBaseLoRALinear"]
 
 
 def _check_map(x: Tensor, *, owner: str, label: str, channels: int) -> None:
@@ -54,6 +60,116 @@ def _check_map(x: Tensor, *, owner: str, label: str, channels: int) -> None:
         )
 
 
+class RandomBaseLoRALinear(nn.Module):
+    """Linear layer with a frozen *random* base weight plus a trainable low-rank update.
+
+    Fusion-LoRA's ``LoRALayer`` (used for the CAF projections and the
+    classifier of its main branch). Unlike LoRA on a pretrained layer
+    (:class:`geofm.lora.LoRALinear`), the base weight ``W`` is not copied from
+    anywhere: it is drawn like ``nn.Linear``'s (Kaiming-uniform, ``a = sqrt(5)``,
+    so ``U(-1/sqrt(in), 1/sqrt(in))``) and frozen. The bias ``b`` is trainable,
+    and both low-rank factors are drawn from ``N(0, init_std^2)`` (``B`` is
+    *not* zero, so the layer is ``W x + b`` plus a small random update from the
+    start):
+
+    ``y = x W^T + b + (alpha / rank) * (dropout(x) A^T) B^T``
+
+    ``W`` stays a ``Parameter`` with ``requires_grad=False``, so it is in the
+    state dict (a reload reproduces the same random base) but not trained.
+
+    Reference: Fusion-LoRA ``fusion_lora/lora_layers.py``
+    (https://github.com/Eyobed-Abby/fusion-lora-skysense).
+
+    Args:
+        in_features: Input width.
+        out_features: Output width.
+        rank: Rank ``r`` of the update (source: 8).
+        alpha: Scaling numerator; the update is multiplied by ``alpha / rank``
+            (source: 1.0, so 0.125 at rank 8).
+        dropout: Dropout probability on the update's input (source: 0).
+        use_bias: Trainable bias (source: yes).
+        init_std: Standard deviation of ``A`` and ``B`` at init (source: 0.01).
+
+    Shape:
+        - Input: ``(*, in_features)``.
+        - Output: ``(*, out_features)``.
+
+    Raises:
+        ValueError: If a width or the rank is not positive, ``alpha`` or
+            ``init_std`` is not positive, or ``dropout`` is not in ``[0, 1)``.
+
+    Example:
+        >>> layer = RandomBaseLoRALinear(1024, 1024, rank=8)
+        >>> sum(p.numel() for p in layer.parameters() if p.requires_grad)
+        17408
+        >>> layer(torch.randn(2, 5, 1024)).shape
+        torch.Size([2, 5, 1024])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        rank: int = 8,
+        alpha: float = 1.0,
+        dropout: float = 0.0,
+        use_bias: bool = True,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0 or rank <= 0:
+            raise ValueError(
+                "RandomBaseLoRALinear sizes must be positive, got "
+                f"in_features={in_features}, out_features={out_features}, rank={rank}."
+            )
+        if not (alpha > 0 and init_std > 0 and 0.0 <= dropout < 1.0):
+            raise ValueError(
+                "RandomBaseLoRALinear needs alpha > 0, init_std > 0 and dropout in [0, 1), got "
+                f"alpha={alpha}, init_std={init_std}, dropout={dropout}."
+            )
+        self.in_features, self.out_features = in_features, out_features
+        self.rank, self.alpha = rank, alpha
+        self.scaling = alpha / rank
+        weight = torch.empty(out_features, in_features)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Linear's draw, then frozen
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        if use_bias:
+            bound = 1.0 / math.sqrt(in_features)
+            self.bias: nn.Parameter | None = nn.Parameter(
+                torch.empty(out_features).uniform_(-bound, bound)
+            )
+        else:
+            self.bias = None
+        self.lora_A = nn.Parameter(torch.randn(rank, in_features) * init_std)
+        self.lora_B = nn.Parameter(torch.randn(out_features, rank) * init_std)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x W^T + b + (alpha / rank) (dropout(x) A^T) B^T``.
+
+        Args:
+            x: Input ``(*, in_features)``.
+
+        Returns:
+            Output ``(*, out_features)``.
+
+        Example:
+            >>> layer = RandomBaseLoRALinear(4, 3, rank=2)
+            >>> layer(torch.zeros(1, 4)).shape
+            torch.Size([1, 3])
+        """
+        base = F.linear(x, self.weight, self.bias)  # (*, out)
+        update = F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)  # (*, out)
+        return base + self.scaling * update
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"rank={self.rank}, alpha={self.alpha}, bias={self.bias is not None}"
+        )
+
+
 class CrossAttentionFusion(nn.Module):
     """Cross-attention fusion (CAF): visual tokens attend to spectral tokens.
 
@@ -66,9 +182,14 @@ class CrossAttentionFusion(nn.Module):
     ``FFN = Linear(C, F) -> act -> Linear(F, C)``; ``Y`` is reshaped back to
     the visual map's ``(N, C, H, W)``.
 
-    With ``embed_dim=1024`` and the defaults it has 6,301,696 parameters; the
-    source's count of 2,172,928 *trainable* ones comes from freezing the four
-    ``1024x1024`` projection weights and adding rank-8 LoRA factors to them.
+    The four projections ``W_q, W_k, W_v, W_o`` are plain trainable
+    ``nn.Linear`` layers (``projection="linear"``, the default) or, as in the
+    source, :class:`RandomBaseLoRALinear` layers (``projection="random_lora"``:
+    random frozen base weight, trainable bias, rank-``lora_rank`` update with
+    both factors from N(0, 0.01^2), scaled by ``lora_alpha / lora_rank``).
+    With ``embed_dim=1024`` the default has 6,301,696 parameters, all
+    trainable; ``projection="random_lora"`` has the source's 2,172,928
+    trainable ones (the four frozen ``1024x1024`` base weights aside).
 
     Reference: Fusion-LoRA ``fusion_lora/caf_module.py``
     (https://github.com/Eyobed-Abby/fusion-lora-skysense).
@@ -86,6 +207,11 @@ class CrossAttentionFusion(nn.Module):
         require_equal_tokens: Reject maps whose token counts differ, as the
             source implicitly does; by default any spectral grid size works.
         use_bias: Bias in the four projections.
+        projection: ``"linear"`` (trainable ``nn.Linear``) or ``"random_lora"``
+            (the source's :class:`RandomBaseLoRALinear`).
+        lora_rank: Rank of the ``"random_lora"`` projections (source: 8).
+        lora_alpha: Scaling numerator of the ``"random_lora"`` projections
+            (source: 1.0).
 
     Shape:
         - Visual input: ``(N, C, H, W)``.
@@ -94,7 +220,7 @@ class CrossAttentionFusion(nn.Module):
 
     Raises:
         ValueError: If ``embed_dim`` is not divisible by ``num_heads``, a size is
-            not positive, or ``query_residual`` is unknown.
+            not positive, or ``query_residual`` or ``projection`` is unknown.
         ShapeError: In ``forward``, for maps that are not 4-D, have the wrong
             channel count, different batch sizes, or (with
             ``require_equal_tokens``) different token counts.
@@ -103,6 +229,9 @@ class CrossAttentionFusion(nn.Module):
         >>> caf = CrossAttentionFusion(embed_dim=16, num_heads=2, ffn_hidden_dim=64)
         >>> caf(torch.randn(1, 16, 4, 4), torch.randn(1, 16, 8, 8)).shape
         torch.Size([1, 16, 4, 4])
+        >>> source = CrossAttentionFusion(embed_dim=1024, projection="random_lora")
+        >>> sum(p.numel() for p in source.parameters() if p.requires_grad)
+        2172928
     """
 
     def __init__(
@@ -116,6 +245,9 @@ class CrossAttentionFusion(nn.Module):
         query_residual: Literal["normalized", "input"] = "normalized",
         require_equal_tokens: bool = False,
         use_bias: bool = True,
+        projection: Literal["linear", "random_lora"] = "linear",
+        lora_rank: int = 8,
+        lora_alpha: float = 1.0,
     ) -> None:
         super().__init__()
         hidden = embed_dim if ffn_hidden_dim is None else ffn_hidden_dim
@@ -134,16 +266,27 @@ class CrossAttentionFusion(nn.Module):
                 "CrossAttentionFusion query_residual must be 'normalized' or 'input', "
                 f"got {query_residual!r}."
             )
+        if projection not in ("linear", "random_lora"):
+            raise ValueError(
+                "CrossAttentionFusion projection must be 'linear' or 'random_lora', "
+                f"got {projection!r}."
+            )
+        self.projection = projection
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
         self.share_norm = share_norm
         self.query_residual = query_residual
         self.require_equal_tokens = require_equal_tokens
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=use_bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=use_bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=use_bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=use_bias)
+
+        def proj() -> nn.Module:
+            if projection == "random_lora":
+                return RandomBaseLoRALinear(
+                    embed_dim, embed_dim, rank=lora_rank, alpha=lora_alpha, use_bias=use_bias
+                )
+            return nn.Linear(embed_dim, embed_dim, bias=use_bias)
+
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = proj(), proj(), proj(), proj()
         self.norm1 = nn.LayerNorm(embed_dim)
         self.norm_kv = None if share_norm else nn.LayerNorm(embed_dim)
         self.norm2 = nn.LayerNorm(embed_dim)

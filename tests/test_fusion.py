@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from geofm.errors import ShapeError
-from geofm.fusion import CrossAttentionFusion, GatedLateFusion
+from geofm.fusion import CrossAttentionFusion, GatedLateFusion, RandomBaseLoRALinear
 
 
 def _reference_caf(caf: CrossAttentionFusion, visual: Tensor, spectral: Tensor) -> Tensor:
@@ -108,6 +108,85 @@ def test_caf_rejects_bad_inputs() -> None:
         CrossAttentionFusion(embed_dim=8, num_heads=3)
     with pytest.raises(ValueError, match="query_residual"):
         CrossAttentionFusion(embed_dim=8, num_heads=2, query_residual="raw")  # type: ignore[arg-type]
+
+
+def test_caf_random_lora_projections_have_the_source_trainable_count() -> None:
+    caf = CrossAttentionFusion(embed_dim=1024, num_heads=8, projection="random_lora")
+    trainable = sum(p.numel() for p in caf.parameters() if p.requires_grad)
+    assert trainable == 2_172_928  # SOURCES.md 5.1: CAF trainable with frozen random bases
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        layer = getattr(caf, name)
+        assert isinstance(layer, RandomBaseLoRALinear)
+        assert not layer.weight.requires_grad and layer.bias.requires_grad
+    assert {"q_proj.weight", "q_proj.lora_A", "q_proj.lora_B"} <= set(caf.state_dict())
+
+
+@pytest.mark.parametrize("spectral_hw", [(4, 4), (2, 3)])
+def test_caf_with_random_lora_projections_matches_reference_formula(
+    spectral_hw: tuple[int, int],
+) -> None:
+    caf = CrossAttentionFusion(embed_dim=16, num_heads=4, projection="random_lora", lora_rank=2)
+    visual, spectral = torch.randn(2, 16, 4, 4), torch.randn(2, 16, *spectral_hw)
+    torch.testing.assert_close(
+        caf(visual, spectral), _reference_caf(caf, visual, spectral), atol=1e-5, rtol=1e-4
+    )
+
+
+def test_caf_random_lora_training_leaves_the_base_weights_and_moves_the_factors() -> None:
+    caf = CrossAttentionFusion(embed_dim=8, num_heads=2, projection="random_lora", lora_rank=2)
+    before = {k: v.clone() for k, v in caf.state_dict().items()}
+    opt = torch.optim.SGD([p for p in caf.parameters() if p.requires_grad], lr=0.1)
+    caf(torch.randn(2, 8, 3, 3), torch.randn(2, 8, 2, 2)).square().sum().backward()
+    opt.step()
+    after = caf.state_dict()
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        assert torch.equal(after[f"{name}.weight"], before[f"{name}.weight"]), name
+        for part in ("bias", "lora_A", "lora_B"):
+            assert not torch.equal(after[f"{name}.{part}"], before[f"{name}.{part}"]), part
+
+
+def test_caf_rejects_an_unknown_projection() -> None:
+    with pytest.raises(ValueError, match="projection must be 'linear' or 'random_lora'"):
+        CrossAttentionFusion(embed_dim=8, num_heads=2, projection="lora")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# RandomBaseLoRALinear
+# ---------------------------------------------------------------------------
+
+
+def test_random_base_lora_linear_matches_its_formula() -> None:
+    layer = RandomBaseLoRALinear(6, 5, rank=3, alpha=1.5)
+    x = torch.randn(2, 4, 6)
+    w, b, a, bb = layer.weight, layer.bias, layer.lora_A, layer.lora_B
+    assert b is not None
+    expected = x @ w.T + b + (1.5 / 3) * ((x @ a.T) @ bb.T)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_random_base_lora_linear_init_follows_the_source() -> None:
+    torch.manual_seed(1)
+    layer = RandomBaseLoRALinear(1024, 512, rank=8)
+    # Base weight: nn.Linear's Kaiming-uniform bound 1/sqrt(in), frozen.
+    bound = 1 / math.sqrt(1024)
+    assert float(layer.weight.abs().max()) <= bound
+    assert float(layer.weight.abs().max()) > 0.99 * bound
+    assert not layer.weight.requires_grad
+    # A and B from N(0, 0.01^2): 8192 / 4096 samples, so the std is within a few percent.
+    for factor in (layer.lora_A, layer.lora_B):
+        assert factor.requires_grad
+        assert abs(float(factor.std()) - 0.01) < 0.0005
+        assert abs(float(factor.mean())) < 0.0005
+    assert layer.lora_A.shape == (8, 1024) and layer.lora_B.shape == (512, 8)
+    assert layer.scaling == 1.0 / 8
+    assert RandomBaseLoRALinear(4, 4, use_bias=False).bias is None
+
+
+def test_random_base_lora_linear_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="rank=0"):
+        RandomBaseLoRALinear(4, 4, rank=0)
+    with pytest.raises(ValueError, match="dropout=1.0"):
+        RandomBaseLoRALinear(4, 4, dropout=1.0)
 
 
 # ---------------------------------------------------------------------------

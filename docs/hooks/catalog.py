@@ -5,8 +5,10 @@
 - ``catalog/sensors.md``: every :class:`geofm.sensors.Sensor`
   (``geofm.sensors.list_sensors()``), a summary table and one band table each.
 - ``changelog.md``: ``CHANGELOG.md`` from the repository root.
-- ``api/datasets.md`` and the "Examples" page join the navigation only when
-  ``geofm.datasets`` / ``docs/examples.md`` exist.
+- ``api/datasets.md`` joins the navigation when ``geofm.datasets`` exists.
+- ``cite.md``: the ``<!-- geofm:citations -->`` marker becomes the tables of
+  every weights entry's and sensor's citation (``list_weights`` /
+  ``get_weights``, ``list_sensors`` / ``get_sensor``).
 
 Nothing is written into ``docs/``: the pages are handed to MkDocs in memory
 (``File.generated``), so the tables can never drift from the catalogs. Reads
@@ -108,6 +110,9 @@ def sensors_page() -> str:
         "apply after the value scaling (`Sensor.scaling`: a per-band offset / divisor "
         "/ clip rule). See [Sensors](../sensors.md).",
         "",
+        "![Every catalog sensor's bands on a wavelength axis, centre plus or minus half the "
+        "FWHM](../assets/figures/sensor_bands.svg)",
+        "",
         "| name | bands | GSD (m) | value scaling | statistics | description |",
         "|---|---|---|---|---|---|",
     ]
@@ -138,6 +143,46 @@ def sensors_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+CITATIONS_MARKER = "<!-- geofm:citations -->"
+
+
+def citations_markdown() -> str:
+    """Markdown tables: each weights entry's citation and licence, each sensor's sources."""
+    from geofm.hub import get_weights, list_weights
+    from geofm.sensors import get_sensor, list_sensors
+
+    lines = [
+        "### Weights",
+        "",
+        "| weights entry | cite | licence |",
+        "|---|---|---|",
+    ]
+    for name in list_weights():
+        spec = get_weights(name)
+        lines.append(
+            f"| [`{name}`](catalog/weights.md#{_anchor(name)}) "
+            f"| {_cell(spec.citation or 'none published')} | {_cell(spec.license or 'unknown')} |"
+        )
+    lines += [
+        "",
+        "### Sensor records (band tables and statistics)",
+        "",
+        "| sensor | source |",
+        "|---|---|",
+    ]
+    for name in list_sensors():
+        sensor = get_sensor(name)
+        lines.append(f"| [`{name}`](catalog/sensors.md#{name}) | {_cell(sensor.citation)} |")
+    return "\n".join(lines) + "\n"
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """Fill the citation tables into ``cite.md``."""
+    if CITATIONS_MARKER in markdown:
+        return markdown.replace(CITATIONS_MARKER, citations_markdown())
+    return markdown
+
+
 def datasets_api_page() -> str:
     """Markdown for ``api/datasets.md`` (only when ``geofm.datasets`` exists)."""
     return "# geofm.datasets\n\n::: geofm.datasets\n"
@@ -148,17 +193,8 @@ def _has_datasets() -> bool:
 
 
 def on_config(config: MkDocsConfig, **kwargs: Any) -> MkDocsConfig:
-    """Add the optional pages to the navigation when they exist."""
+    """Add the ``geofm.datasets`` API page to the navigation when the module exists."""
     nav: list[Any] = config.nav or []
-    docs_dir = Path(config.docs_dir)
-    if (docs_dir / "examples.md").exists() and not any(
-        isinstance(item, dict) and "Examples" in item for item in nav
-    ):
-        at = next(
-            (i + 1 for i, item in enumerate(nav) if isinstance(item, dict) and "Tutorials" in item),
-            len(nav),
-        )
-        nav.insert(at, {"Examples": "examples.md"})
     if _has_datasets():
         for item in nav:
             if isinstance(item, dict) and "API reference" in item:

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 from geofm.datasets.bigearthnet import BIGEARTHNET_19_CLASSES, BigEarthNetS2
+from geofm.datasets.chips import RasterChipDataset
 from geofm.datasets.ecovision import SpaceNet2NightLights
 from geofm.datasets.landcover_ai import LANDCOVER_AI_CLASSES, LandCoverAI
 from geofm.datasets.spacenet7 import SpaceNet7Patches
@@ -54,6 +55,7 @@ __all__ = [
     "EnMAPCorine",
     "LandCoverAI",
     "LandCoverScene",
+    "RasterChipDataset",
     "SpaceNet2NightLights",
     "SpaceNet7Patches",
     "SpectralEarth",

@@ -6,6 +6,10 @@ Fusion-LoRA (Eyobed-Abby/fusion-lora-skysense, ``fusion_lora/bigearthnet_dataset
 / 10000 clipped to [0, 1], B11/B12 resampled to 10 m, resized to 256 px) and a
 multi-hot label CSV per split. The tensors are read with
 ``torch.load(weights_only=True)`` (a pickle that would run code is refused).
+
+The raw BigEarthNet v2.0 folder (per-band GeoTIFFs + ``metadata.parquet``) is
+not read here: prepare it into this layout first (the Fusion-LoRA tutorial,
+``docs/tutorials/fusion-lora.md``, gives the steps).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from geofm.geo._rio import import_rasterio
 from geofm.geo.align import TargetReduce, align_target
+from geofm.geo.archive import predict_rasters
 from geofm.geo.io import PixelWindow, RasterData, RasterProfile, WindowLike, read_raster
 from geofm.geo.predict import BlendMode, OutputMode, Precision, predict_raster
 from geofm.geo.reproject import reproject_to_utm, utm_crs_for, utm_epsg_for
@@ -36,6 +37,7 @@ __all__ = [
     "align_target",
     "import_rasterio",
     "predict_raster",
+    "predict_rasters",
     "read_raster",
     "read_tile_index",
     "reproject_to_utm",

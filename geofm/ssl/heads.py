@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from geofm._registry import register_module
+
 __all__ = [
     "DINOProjectionHead",
     "MoCoProjectionHead",
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 
+@register_module()
 class VICRegProjectionHead(nn.Module):
     """VICReg expander: ``[Linear-BN-ReLU] * (k - 1)``, then ``Linear`` without bias.
 
@@ -100,6 +103,7 @@ class VICRegProjectionHead(nn.Module):
         return cast(Tensor, self.layers(x))
 
 
+@register_module()
 class MoCoProjectionHead(nn.Module):
     """MoCo projection head: ``[Linear-(BN)-ReLU] * (k - 1)``, then ``Linear-(BN)``.
 
@@ -189,6 +193,7 @@ class SimCLRProjectionHead(MoCoProjectionHead):
         super().__init__(input_dim=input_dim, use_batch_norm=use_batch_norm, **kwargs)
 
 
+@register_module()
 class DINOProjectionHead(nn.Module):
     """DINO head: MLP (GELU) to a bottleneck, L2-normalise, weight-normalised ``Linear``.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,154 @@ def test_spacenet2_nightlights_sums_the_lights_per_tile(tmp_path: Path) -> None:
     assert s["buildings"].tolist() == [0.0, 0.0, 0.0]  # no footprint files
     with pytest.raises(DatasetNotFoundError, match="VIIRS"):
         SpaceNet2NightLights(aoi, tmp_path / "none.tif")
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+ATLANTA = REAL / "solaris_spacenet" / "atlanta_sn4_pan"
+needs_real = pytest.mark.skipif(not ATLANTA.exists(), reason=f"{REAL} not available")
+
+
+def test_spacenet7_reads_only_the_patch_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rasterio
+    from rasterio.windows import Window
+
+    mosaic = np.arange(4 * 300 * 300, dtype=np.uint32).reshape(4, 300, 300) % 251
+    _tif(tmp_path / "train" / "L15_A" / "images" / "m1.tif", mosaic.astype(np.uint8))
+    with (tmp_path / "countries.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["aoi", "country"], ["L15_A", "Peru"]])
+    ds = SpaceNet7Patches(tmp_path)
+    windows: list[object] = []
+    original = rasterio.io.DatasetReader.read
+
+    def spy(self: object, *args: object, **kwargs: object) -> np.ndarray:
+        windows.append(kwargs.get("window"))
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    patch = ds[5]["image"]  # row 1, column 1 of the 4 x 4 grid: pixels 256..299 of both axes
+    assert windows == [Window(256, 256, 44, 44)]
+    padded = np.zeros((3, 1024, 1024), np.float32)
+    padded[:, :300, :300] = mosaic[:3]
+    np.testing.assert_array_equal(patch.numpy(), padded[:, 256:512, 256:512])
+    windows.clear()
+    assert float(ds[15]["image"].abs().sum()) == 0.0  # past the mosaic: nothing to read
+    assert windows == []
+    assert ds.value_range == 255.0  # uint8
+
+
+def test_spacenet7_value_range_comes_from_nbits_or_is_an_error(tmp_path: Path) -> None:
+    import rasterio
+
+    folder = tmp_path / "train" / "L15_A" / "images"
+    folder.mkdir(parents=True)
+    with (tmp_path / "countries.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["aoi", "country"], ["L15_A", "Peru"]])
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint16"}
+    with rasterio.open(folder / "m1.tif", "w", nbits=11, **profile) as dst:
+        dst.write(np.full((3, 8, 8), 2047, np.uint16))
+    assert SpaceNet7Patches(tmp_path).value_range == 2047.0
+    with rasterio.open(folder / "m1.tif", "w", **profile) as dst:
+        dst.write(np.full((3, 8, 8), 2047, np.uint16))
+    with pytest.raises(ValueError, match="m1.tif is uint16 without an NBITS tag"):
+        _ = SpaceNet7Patches(tmp_path).value_range
+
+
+def _atlanta_aoi(root: Path, footprints: dict[str, object] | None) -> Path:
+    import shutil
+
+    aoi = root / "AOI_4_Atlanta"
+    (aoi / "PS-RGB").mkdir(parents=True)
+    shutil.copy(ATLANTA / "sample_geotiff.tif", aoi / "PS-RGB" / "SN4_img1.tif")
+    if footprints is not None:
+        (aoi / "geojson" / "buildings").mkdir(parents=True)
+        (aoi / "geojson" / "buildings" / "buildings_img1.geojson").write_text(
+            json.dumps(footprints)
+        )
+    return aoi
+
+
+def _lights_over(tile: Path, path: Path, value: float = 2.0) -> Path:
+    import rasterio
+    import rasterio.warp
+    from rasterio.transform import from_origin
+
+    with rasterio.open(tile) as src:
+        west, _, _, north = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=4, height=4, count=1, dtype="float32",
+        crs="EPSG:4326", transform=from_origin(west - 0.001, north + 0.001, 0.002, 0.002),
+    ) as dst:  # fmt: skip
+        dst.write(np.full((1, 4, 4), value, np.float32))
+    return path
+
+
+@needs_real
+def test_spacenet2_geojson_crs_member_is_honoured(tmp_path: Path) -> None:
+    import rasterio.warp
+
+    labels = json.loads((ATLANTA / "geotiff_labels.geojson").read_text())
+    assert labels["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::32616"
+
+    # Reference: shoelace areas in the file's own UTM 16N metres (the tile's UTM zone).
+    def area(ring: list[list[float]]) -> float:
+        x, y = np.asarray(ring, dtype=np.float64)[:, :2].T
+        return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+    polys = [f["geometry"]["coordinates"] for f in labels["features"]]
+    expected = sum(area(p[0]) - sum(area(h) for h in p[1:]) for p in polys)
+    aoi = _atlanta_aoi(tmp_path / "declared", labels)
+    lights = _lights_over(aoi / "PS-RGB" / "SN4_img1.tif", tmp_path / "lights.tif")
+    count, total, mean = SpaceNet2NightLights(aoi, lights)[0]["buildings"].tolist()
+    assert count == 43
+    assert total == pytest.approx(expected, rel=1e-5)
+    assert mean == pytest.approx(expected / 43, rel=1e-5)
+    # The same footprints in lon/lat without a crs member (RFC 7946) give the same areas.
+    lonlat = json.loads(json.dumps(labels))
+    del lonlat["crs"]
+    for feature in lonlat["features"]:
+        rings = []
+        for ring in feature["geometry"]["coordinates"]:
+            xs, ys = zip(*[(p[0], p[1]) for p in ring], strict=True)
+            lon, lat = rasterio.warp.transform("EPSG:32616", "EPSG:4326", list(xs), list(ys))
+            rings.append([list(p) for p in zip(lon, lat, strict=True)])
+        feature["geometry"]["coordinates"] = rings
+    aoi2 = _atlanta_aoi(tmp_path / "wgs84", lonlat)
+    again = SpaceNet2NightLights(aoi2, lights)[0]["buildings"].tolist()
+    assert again[1] == pytest.approx(expected, rel=1e-4)
+
+
+@needs_real
+def test_spacenet2_metre_coordinates_without_a_crs_member_are_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    # solaris' Albers labels: metre coordinates and no crs member.
+    labels = json.loads(
+        (
+            REAL / "solaris_spacenet" / "landsat_albers" / "geotiff_custom_proj_labels.geojson"
+        ).read_text()
+    )
+    assert "crs" not in labels
+    aoi = _atlanta_aoi(tmp_path, labels)
+    lights = _lights_over(aoi / "PS-RGB" / "SN4_img1.tif", tmp_path / "lights.tif")
+    ds = SpaceNet2NightLights(aoi, lights)
+    with pytest.raises(ValueError, match="outside longitude / latitude range.*'crs' member"):
+        ds[0]
+    # An unusable crs member is rejected by name.
+    bad = {**labels, "crs": {"type": "link", "properties": {"href": "x"}}}
+    ds2 = SpaceNet2NightLights(_atlanta_aoi(tmp_path / "bad", bad), lights)
+    with pytest.raises(ValueError, match="not a named CRS"):
+        ds2[0]
+
+
+@needs_real
+def test_spacenet2_rejects_a_night_light_raster_that_misses_the_tiles(tmp_path: Path) -> None:
+    aoi = _atlanta_aoi(tmp_path, None)
+    viirs = REAL / "nightlights_rnightlights" / "NL_STP_VIIRS.M_201401_VCMCFG_GADM-2.8-SHPZIP.tif"
+    with pytest.raises(ValueError, match=r"no valid pixel under 1 of 1 tiles \(SN4_img1.tif;"):
+        SpaceNet2NightLights(aoi, viirs)
+    lights = _lights_over(aoi / "PS-RGB" / "SN4_img1.tif", tmp_path / "lights.tif", value=3.0)
+    target = float(SpaceNet2NightLights(aoi, lights)[0]["target"])
+    # 450 m tile over 0.002 degree (~185 x 222 m) pixels of 3.0: the bilinear-warped sum.
+    assert target > 3.0
