@@ -222,14 +222,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from geofm.geo import predict_raster
+    from geofm.geo import predict_raster, predict_rasters
     from geofm.hub.rebuild import from_pretrained
 
     bands = _parse_bands(args.bands)
     _check_device(args.device)
-    if not Path(args.src).is_file():
-        raise ValueError(f"the input raster {args.src} does not exist.")
-    _check_output_folder(args.dst)
+    many = (
+        any(c in args.src for c in "*?[")
+        or args.dst.endswith(("/", os.sep))
+        or (Path(args.dst).is_dir())
+    )
+    if many:
+        if not Path(args.dst).is_dir():
+            _check_output_folder(args.dst.rstrip("/" + os.sep))  # its parent must exist
+    else:
+        if not Path(args.src).is_file():
+            raise ValueError(f"the input raster {args.src} does not exist.")
+        _check_output_folder(args.dst)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if distributed:
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
@@ -237,6 +246,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         model = from_pretrained(args.model).eval().to(args.device)
+        if many:
+            outs = predict_rasters(
+                model,
+                args.src,
+                args.dst,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                blend=args.blend,
+                output=args.output,
+                device=args.device,
+                bands=bands,
+                input_spec="model" if args.input_spec else None,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+                precision=args.precision,
+                channels_last=args.channels_last,
+                allow_ungeoreferenced=args.allow_ungeoreferenced,
+            )
+            print(f"{len(outs)} maps in {args.dst}")
+            return 0
         out = predict_raster(
             model,
             args.src,
@@ -324,8 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_pred = sub.add_parser("predict", help="sliding-window prediction of a saved model")
     p_pred.add_argument("model", help="folder written by save_pretrained, or a hub repo id")
-    p_pred.add_argument("src", help="input raster (GeoTIFF or any GDAL raster)")
-    p_pred.add_argument("dst", help="output GeoTIFF; its folder must exist")
+    p_pred.add_argument(
+        "src",
+        help="input raster (GeoTIFF or any GDAL raster), or a quoted glob such as 'scenes/*.tif' "
+        "for many scenes (sharded across torchrun ranks, resumable)",
+    )
+    p_pred.add_argument(
+        "dst", help="output GeoTIFF (its folder must exist), or a folder (ending in /) for many"
+    )
     p_pred.add_argument(
         "--tile",
         type=int,

@@ -127,3 +127,29 @@ def test_help_documents_every_positional_argument() -> None:
         for action in sub._actions:
             if not action.option_strings and action.dest != "help":
                 assert action.help, f"geofm {name} {action.dest} has no help"
+
+
+def test_predict_many_scenes_into_a_folder_and_resume(
+    saved_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for name in ("a.tif", "b.tif"):
+        shutil.copy(sample_raster(), scenes / name)
+    argv = [
+        "predict",
+        str(saved_model),
+        str(scenes / "*.tif"),
+        str(tmp_path / "maps") + "/",
+        "--no-progress",
+        "--tile",
+        "128",
+    ]
+    assert main(argv) == 0
+    assert "2 maps in" in capsys.readouterr().out
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "maps").glob("*.tif")}
+    assert sorted(first) == ["a.tif", "b.tif"]
+    assert main(argv) == 0  # a rerun redoes nothing
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "maps").glob("*.tif")} == first

@@ -90,7 +90,9 @@ def main(out_dir: Path) -> list[Path]:
     ax.set_xlim(0.003, 5)
     ax.set_xlabel("geofm time / peer time (log scale; left of 1: geofm faster)")
     handles = [Rectangle((0, 0), 1, 1, color=COLORS[i]) for i in range(len(sections))]
-    ax.legend(handles, sections, fontsize=9, loc="upper center", bbox_to_anchor=(0.4, -0.09), ncol=3)
+    ax.legend(
+        handles, sections, fontsize=9, loc="upper center", bbox_to_anchor=(0.4, -0.09), ncol=3
+    )
     ax.set_title("Benchmarks, first run of each table (2-core CPU VM; see the tables)", fontsize=10)
     return [save(fig, out_dir / "benchmark_ratios.svg")]
 

@@ -476,7 +476,7 @@ def test_weights_table_lists_sensor_licence_and_hash_status() -> None:
     assert lines[0].split() == ["name", "sensor", "bands", "licence", "hash", "source"]
     assert len(lines) == len(list_weights()) + 1
     row = next(line for line in lines if line.startswith("resnet50.sentinel2_all_moco "))
-    assert row.split()[1:5] == ["sentinel2_l1c", "13", "CC-BY-4.0", "prefix"]
+    assert row.split()[1:5] == ["ssl4eo_s12_sentinel2_l1c", "13", "CC-BY-4.0", "prefix"]
     row = next(line for line in lines if line.startswith("dofa_vit_base_patch16.dofa_mae "))
     assert "reference only" not in row
     row = next(line for line in lines if line.startswith("spec_resnet50.enmap_moco "))

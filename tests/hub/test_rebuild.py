@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import geofm
-from geofm.errors import GeofmError, UnknownNameError, WeightsError
+from geofm.errors import UnknownNameError, WeightsError
 from geofm.heads import FCNHead, SegmentationModel
 from geofm.hub import (
     ModuleSpec,
@@ -319,5 +319,3 @@ def test_pooled_model_round_trip_gives_identical_outputs(
     x = torch.randn(2, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
-
-
