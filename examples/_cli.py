@@ -127,7 +127,9 @@ def config_from_argv(
 
     Raises:
         TypeError: If a field's type has no command-line form (programming error).
-        SystemExit: On ``--help``, an unknown flag or a bad value (argparse).
+        SystemExit: On ``--help``, an unknown flag, a bad value (argparse) or
+            a value the ``Config`` itself refuses (its ``ValueError`` is printed
+            after the usage line, exit status 2).
 
     Example:
         >>> from dataclasses import dataclass
@@ -160,7 +162,14 @@ def config_from_argv(
         for name, field in fields.items():
             if name != subcommand:
                 _add_field(target, field, hints[name], comments.get(name, ""))
-    return config_type(**vars(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    try:
+        return config_type(**vars(args))
+    except ValueError as err:  # a Config.__post_init__ check: argparse's usage + message, exit 2
+        target = targets[0]
+        if subcommand is not None:
+            target = targets[get_args(hints[subcommand]).index(getattr(args, subcommand))]
+        target.error(str(err))
 
 
 def check_choices(cfg: Any) -> None:

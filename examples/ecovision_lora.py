@@ -27,7 +27,8 @@ Kaiming-uniform over the layer's input width, ``U(-1/sqrt(in), 1/sqrt(in))``)
 or ``source``: the notebooks store ``A`` as an ``(in, r)`` matrix and draw it
 with ``kaiming_uniform_(a=sqrt(5))``, whose fan-in is then the rank, so
 ``U(-1/sqrt(r), 1/sqrt(r))``: 9.8x (r 8) or 4.9x (r 32) wider on ViT-B's 768
-inputs. ``B`` starts at zero either way.
+inputs. ``B`` starts at zero either way. Both are options of the preset,
+``ecovision_config(city=..., a_init="kaiming" | "kaiming_rank")``.
 
 Images with ``--data-dir``: bands 1-3 of each tile, clipped to 0-255 and cast
 to 8 bits without rescaling (as the training notebooks do; 11-bit SpaceNet
@@ -89,7 +90,7 @@ import geofm
 from geofm.errors import MissingDependencyError
 from geofm.heads import PooledModel, RegressionHead
 from geofm.lora import (
-    LoRALinear,
+    LoRAInitA,
     apply_lora,
     ecovision_config,
     load_lora,
@@ -322,27 +323,10 @@ def build_model(cfg: Config) -> PooledModel:
     return PooledModel(backbone, RegressionHead(backbone.embed_dim, 1))
 
 
-def init_lora_a_as_source(model: nn.Module) -> int:
-    """Redraw every LoRA ``A`` as the notebooks do (fan-in = rank); returns how many.
-
-    The notebooks hold ``A`` as ``(in, rank)`` and call
-    ``kaiming_uniform_(A, a=sqrt(5))``, whose fan-in is ``A.size(1) = rank``;
-    geofm stores ``A`` as ``(rank, in)``, so the same draw is made on its transpose.
-    """
-    count = 0
-    for module in model.modules():
-        if isinstance(module, LoRALinear):
-            with torch.no_grad():
-                nn.init.kaiming_uniform_(module.lora_A.weight.T, a=math.sqrt(5))  # (in, rank)
-            count += 1
-    return count
-
-
 def adapt(cfg: Config, model: PooledModel) -> list[nn.Parameter]:
     """Add the city's LoRA adapters (``cfg.lora_init``), freeze the rest; trainable params."""
-    apply_lora(model, ecovision_config(city=cfg.city))
-    if cfg.lora_init == "source":
-        init_lora_a_as_source(model)
+    a_init: LoRAInitA = "kaiming_rank" if cfg.lora_init == "source" else "kaiming"
+    apply_lora(model, ecovision_config(city=cfg.city, a_init=a_init))
     mark_only_lora_trainable(model, also=("head",))
     return [p for p in model.parameters() if p.requires_grad]
 

@@ -68,6 +68,41 @@ def test_cli_tuple_fields_parse_comma_lists(capsys: pytest.CaptureFixture[str]) 
     assert "comma list of int" in capsys.readouterr().err
 
 
+@dataclass(frozen=True)
+class CheckedConfig:
+    mode: Literal["pretrain", "finetune"] = "pretrain"
+    delta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.delta > 0:
+            raise ValueError(f"delta must be > 0, got {self.delta}.")
+
+
+@pytest.mark.parametrize("subcommand", [None, "mode"])
+def test_cli_config_checks_become_usage_errors(
+    subcommand: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--delta", "-1"] if subcommand is None else ["finetune", "--delta", "-1"]
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.config_from_argv(CheckedConfig, argv, subcommand=subcommand)
+    assert exit_info.value.code == 2  # argparse's usage error, no traceback
+    err = capsys.readouterr().err
+    assert "usage:" in err and "error: delta must be > 0, got -1.0." in err
+    if subcommand is not None:
+        assert "finetune" in err.splitlines()[0]  # the sub-command's own usage line
+    assert _cli.config_from_argv(CheckedConfig, ["--delta", "2"]).delta == 2.0
+
+
+def test_ecovision_refuses_a_non_positive_huber_delta_at_parsing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    eco = load("ecovision_lora")
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.config_from_argv(eco.Config, ["--huber-delta", "0"])
+    assert exit_info.value.code == 2
+    assert "huber_delta must be > 0" in capsys.readouterr().err
+
+
 def test_cli_unknown_flag_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _cli.config_from_argv(CliConfig, ["--stepz", "3"])

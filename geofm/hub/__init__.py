@@ -19,7 +19,7 @@ Example:
     >>> LoadReport().ok
     True
     >>> get_weights("resnet50.sentinel2_all_moco").sensor
-    'sentinel2_l1c'
+    'ssl4eo_s12_sentinel2_l1c'
 """
 
 from __future__ import annotations

@@ -42,7 +42,13 @@ Example:
 
 from __future__ import annotations
 
-from geofm.lora.config import LoRAConfig, QKVPart, ecovision_config, fusion_lora_config
+from geofm.lora.config import (
+    LoRAConfig,
+    LoRAInitA,
+    QKVPart,
+    ecovision_config,
+    fusion_lora_config,
+)
 from geofm.lora.inject import (
     apply_lora,
     delete_adapter,
@@ -58,10 +64,11 @@ from geofm.lora.inject import (
     unmerge_lora,
 )
 from geofm.lora.io import from_peft, load_lora, lora_state_dict, save_lora, to_peft
-from geofm.lora.layers import LoRAConv2d, LoRALinear
+from geofm.lora.layers import LoRAConv2d, LoRALinear, init_lora_pair
 
 __all__ = [
     "LoRAConfig",
+    "LoRAInitA",
     "LoRAConv2d",
     "LoRALinear",
     "QKVPart",
@@ -73,6 +80,7 @@ __all__ = [
     "fusion_lora_config",
     "get_active_adapter",
     "get_lora_config",
+    "init_lora_pair",
     "list_adapters",
     "load_lora",
     "lora_state_dict",

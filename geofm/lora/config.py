@@ -24,6 +24,7 @@ from geofm.errors import UnsupportedModuleError
 
 __all__ = [
     "LoRAConfig",
+    "LoRAInitA",
     "QKVPart",
     "check_lora_hparams",
     "ecovision_config",
@@ -35,6 +36,11 @@ QKVPart = Literal["q", "k", "v"]
 """One third of a fused query/key/value projection."""
 
 _QKV_ORDER: tuple[QKVPart, ...] = ("q", "k", "v")
+
+LoRAInitA = Literal["kaiming", "kaiming_rank"]
+"""How ``A`` is drawn: fan-in ``in`` (LoRA, PEFT) or ``rank`` (EcoVision's notebooks)."""
+
+_OPTIONAL_FIELDS = {"a_init": "kaiming"}  # fields newer than the first stored configs
 
 
 def _as_str_tuple(value: Sequence[str], *, field_name: str) -> tuple[str, ...]:
@@ -156,6 +162,11 @@ class LoRAConfig:
         use_rslora: Use rank-stabilised scaling ``alpha / sqrt(rank)``.
         also: Module-name globs trained and saved in full next to the adapters
             (PEFT's ``modules_to_save``), e.g. ``("head",)``.
+        a_init: How ``A`` is drawn. ``"kaiming"`` (default; the LoRA reference
+            code and PEFT): Kaiming-uniform with fan-in = the layer's input
+            width. ``"kaiming_rank"``: fan-in = ``rank``, as EcoVision-LoRA's
+            notebooks draw it (values ``sqrt(in / rank)`` times larger). See
+            :func:`~geofm.lora.init_lora_pair`.
 
     Raises:
         ValueError: On an out-of-range number, an empty or string-valued
@@ -180,9 +191,14 @@ class LoRAConfig:
     qkv_names: tuple[str, ...] = ("qkv",)
     use_rslora: bool = False
     also: tuple[str, ...] = field(default=())
+    a_init: LoRAInitA = "kaiming"
 
     def __post_init__(self) -> None:
         check_lora_hparams(self.rank, self.alpha, self.dropout, owner="LoRAConfig")
+        if self.a_init not in get_args(LoRAInitA):
+            raise ValueError(
+                f"LoRAConfig.a_init must be one of {get_args(LoRAInitA)}, got {self.a_init!r}."
+            )
         for name in ("targets", "exclude", "qkv_names", "also"):
             object.__setattr__(self, name, _as_str_tuple(getattr(self, name), field_name=name))
         if not self.targets:
@@ -248,7 +264,7 @@ class LoRAConfig:
 
         Example:
             >>> LoRAConfig(target_types=(nn.Linear,)).to_json()[:40]
-            '{"alpha": 16.0, "also": [], "dropout": 0'
+            '{"a_init": "kaiming", "alpha": 16.0, "al'
         """
         data: dict[str, Any] = asdict(self)
         data["target_types"] = [_type_name(t) for t in self.target_types]
@@ -274,6 +290,8 @@ class LoRAConfig:
         """
         data = json.loads(text)
         expected = set(cls.__dataclass_fields__)
+        if isinstance(data, dict):
+            data = {**{k: v for k, v in _OPTIONAL_FIELDS.items() if k not in data}, **data}
         if not isinstance(data, dict) or set(data) != expected:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ValueError(
@@ -286,7 +304,9 @@ class LoRAConfig:
         return cls(**data)
 
 
-def ecovision_config(*, city: Literal["shanghai", "las_vegas"] = "shanghai") -> LoRAConfig:
+def ecovision_config(
+    *, city: Literal["shanghai", "las_vegas"] = "shanghai", a_init: LoRAInitA = "kaiming"
+) -> LoRAConfig:
     """LoRA placement of EcoVision-LoRA on a timm DINOv2 ViT.
 
     Adapts ``blocks.*.attn.qkv`` and ``blocks.*.attn.proj`` (not the patch
@@ -297,6 +317,8 @@ def ecovision_config(*, city: Literal["shanghai", "las_vegas"] = "shanghai") -> 
 
     Args:
         city: Which notebook's setting: ``"shanghai"`` (4a) or ``"las_vegas"`` (4b).
+        a_init: ``"kaiming"`` (default, fan-in = input width as in PEFT) or
+            ``"kaiming_rank"``, the notebooks' own draw of ``A`` (fan-in = rank).
 
     Returns:
         The config.
@@ -307,6 +329,8 @@ def ecovision_config(*, city: Literal["shanghai", "las_vegas"] = "shanghai") -> 
     Example:
         >>> ecovision_config(city="las_vegas").rank
         32
+        >>> ecovision_config(a_init="kaiming_rank").a_init  # as the notebooks
+        'kaiming_rank'
     """
     ranks = {"shanghai": (8, 16.0), "las_vegas": (32, 64.0)}
     if city not in ranks:
@@ -318,6 +342,7 @@ def ecovision_config(*, city: Literal["shanghai", "las_vegas"] = "shanghai") -> 
         dropout=0.05,
         targets=("blocks.*.attn.qkv", "blocks.*.attn.proj"),
         also=("head",),
+        a_init=a_init,
     )
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from geofm.errors import GeofmError, ShapeError, UnknownNameError, UnsupportedModuleError
 from geofm.lora._match import matches
-from geofm.lora.config import LoRAConfig, check_lora_hparams, lora_scaling
+from geofm.lora.config import LoRAConfig, LoRAInitA, check_lora_hparams, lora_scaling
 
 __all__ = [
     "DEFAULT_ADAPTER",
@@ -57,6 +57,7 @@ __all__ = [
     "LoRALayer",
     "LoRALinear",
     "check_adapter_name",
+    "init_lora_pair",
     "lora_layers",
     "wrapper_for",
 ]
@@ -91,9 +92,40 @@ def check_adapter_name(name: object) -> str:
     return name
 
 
-def _init_pair(a: nn.Linear | nn.Conv2d, b: nn.Linear | nn.Conv2d) -> None:
-    """LoRA's init: ``A`` Kaiming-uniform (``a=sqrt(5)``, as ``nn.Linear``), ``B`` zeros."""
-    nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+def init_lora_pair(
+    a: nn.Linear | nn.Conv2d, b: nn.Linear | nn.Conv2d, a_init: LoRAInitA = "kaiming"
+) -> None:
+    """LoRA's init: ``A`` Kaiming-uniform (``a=sqrt(5)``), ``B`` zeros, in place.
+
+    ``"kaiming"`` (the LoRA reference code and PEFT) draws ``A`` of shape
+    ``(rank, in)`` with fan-in ``in``: ``U(-1/sqrt(in), 1/sqrt(in))``.
+    ``"kaiming_rank"`` is EcoVision-LoRA's notebooks, which hold ``A`` as
+    ``(in, rank)`` and so draw with fan-in ``rank``: ``U(-1/sqrt(rank), 1/sqrt(rank))``
+    (``rank * k * k`` for a ``k x k`` convolution), values ``sqrt(in / rank)``
+    times larger. ``B`` is zero either way, so the adapted layer starts equal
+    to its base.
+
+    Args:
+        a: The down projection ``A`` (weight ``(rank, in)`` or ``(rank, in/groups, k, k)``).
+        b: The up projection ``B``; its weight is zeroed.
+        a_init: ``"kaiming"`` or ``"kaiming_rank"``.
+
+    Raises:
+        ValueError: If ``a_init`` is neither.
+
+    Example:
+        >>> a, b = nn.Linear(64, 4, bias=False), nn.Linear(4, 8, bias=False)
+        >>> init_lora_pair(a, b, "kaiming_rank")
+        >>> bool(a.weight.abs().max() <= 0.5), bool(b.weight.eq(0).all())  # 1/sqrt(4)
+        (True, True)
+    """
+    if a_init == "kaiming":
+        nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+    elif a_init == "kaiming_rank":
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(a.weight.transpose(0, 1), a=math.sqrt(5))  # fan-in = rank
+    else:
+        raise ValueError(f"a_init must be 'kaiming' or 'kaiming_rank', got {a_init!r}.")
     nn.init.zeros_(b.weight)
 
 
@@ -208,6 +240,7 @@ class LoRALayer(nn.Module):
         alpha: float = 16.0,
         dropout: float = 0.0,
         use_rslora: bool = False,
+        a_init: LoRAInitA = "kaiming",
         config: LoRAConfig | None = None,
         target_name: str | None = None,
         **options: Any,
@@ -224,6 +257,7 @@ class LoRALayer(nn.Module):
                 rank 8; PEFT's default ``lora_alpha=8`` gives ``s = 1``.
             dropout: Dropout probability on the adapter input, in ``[0, 1)``.
             use_rslora: Use rank-stabilised scaling ``alpha / sqrt(rank)``.
+            a_init: How ``A`` is drawn (see :func:`init_lora_pair`).
             config: The config recorded for this adapter (``apply_lora`` sets it).
             target_name: This layer's dotted name, recorded with the adapter.
             **options: Layer-specific options (``chunks`` of :class:`LoRALinear`).
@@ -250,11 +284,13 @@ class LoRALayer(nn.Module):
                 f"Cannot add adapter {adapter_name!r} to merged {self._where()}. Unmerge first."
             )
         check_lora_hparams(rank, alpha, dropout, owner=type(self).__name__)
+        if a_init not in get_args(LoRAInitA):
+            raise ValueError(f"a_init must be one of {get_args(LoRAInitA)}, got {a_init!r}.")
         where = f"{self._where()} (adapter {adapter_name!r})"
         if target_name:
             where = f"layer {target_name!r} (adapter {adapter_name!r})"
         a, b, extra = self._build_adapter(rank, where, **options)
-        _init_pair(a, b)
+        init_lora_pair(a, b, a_init)
         drop: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if adapter_name == DEFAULT_ADAPTER:
             self._modules["lora_A"], self._modules["lora_B"] = a, b
@@ -492,7 +528,7 @@ class LoRALayer(nn.Module):
         """
         self.add_adapter(
             adapter_name, rank=config.rank, alpha=config.alpha, dropout=config.dropout,
-            use_rslora=config.use_rslora, config=config, target_name=name,
+            use_rslora=config.use_rslora, a_init=config.a_init, config=config, target_name=name,
             **self._config_options(config, name),
         )  # fmt: skip
 

@@ -130,7 +130,7 @@ def _factor_range(name: str, value: float | tuple[float, float]) -> tuple[float,
 class _PerSampleAugment(Transform):
     """Image-only augmentation applied to each sample with probability ``p``.
 
-    Subclasses implement :meth:`augment` (the changed image for every sample);
+    Subclasses implement ``_augment`` (the changed image for every sample);
     :meth:`forward` draws its parameters first, then which samples keep the
     change, so every subclass consumes the generator in the same order.
     """
@@ -143,9 +143,9 @@ class _PerSampleAugment(Transform):
         check_probability(type(self).__name__, p)
         self.p = p
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """The augmented batch ``(N, C, H, W)`` for every sample (before the ``p`` draw)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement augment.")
+        raise NotImplementedError(f"{type(self).__name__} must implement _augment.")
 
     def forward(self, sample: Sample, *, generator: torch.Generator | None = None) -> Sample:
         """Augment ``sample["image"]``; see the class docstring."""
@@ -156,7 +156,7 @@ class _PerSampleAugment(Transform):
             image, batched = _float_image(sample, name)
         else:
             image, batched = batch_image(sample, name)
-        out = self.augment(image, generator)
+        out = self._augment(image, generator)
         apply = rand((image.shape[0],), generator) < self.p
         return _finish(sample, _where(apply, out, image), batched)
 
@@ -199,7 +199,7 @@ class RandomBrightnessContrast(_PerSampleAugment):
         self.contrast = _factor_range("contrast", contrast)
         self.per_band = per_band
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """Shift and stretch every band around its mean; see the class docstring."""
         n, c = image.shape[:2]
         shape = (n, c if self.per_band else 1, 1, 1)
@@ -249,7 +249,7 @@ class RandomGaussianBlur(_PerSampleAugment):
         self.kernel_size = kernel_size
         self.sigma = sigma
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """Blur every sample with its own sigma; see the class docstring."""
         n, c, h, w = image.shape
         sigma = uniform(*self.sigma, (n,), generator).to(image)
@@ -290,7 +290,7 @@ class RandomBandDropout(_PerSampleAugment):
         self.drop_prob = drop_prob
         self.fill = fill
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """Drop bands of every sample, keeping its highest-scoring one; see the class docstring."""
         n, c = image.shape[:2]
         scores = rand((n, c), generator)
@@ -322,7 +322,7 @@ class RandomSolarize(_PerSampleAugment):
         super().__init__(p)
         self.threshold = threshold
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """Invert the values at or above the threshold; see the class docstring."""
         return torch.where(image >= self.threshold, 1 - image, image)
 
@@ -351,7 +351,7 @@ class RandomGrayscale(_PerSampleAugment):
     def __init__(self, p: float = 0.1) -> None:
         super().__init__(p)
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """The luma of every pixel in all three bands; see the class docstring."""
         return _gray(image).expand_as(image)
 
@@ -402,7 +402,7 @@ class ColorJitter(_PerSampleAugment):
         if not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
             raise ValueError(f"hue shifts must lie in [-0.5, 0.5], got {self.hue}.")
 
-    def augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _augment(self, image: Tensor, generator: torch.Generator | None) -> Tensor:
         """Jitter colours in a random order; see the class docstring."""
         n = image.shape[0]
         device = generator.device if generator is not None else torch.device("cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -13,10 +14,12 @@ from torch import nn
 from geofm.errors import UnsupportedModuleError
 from geofm.lora import (
     LoRAConfig,
+    LoRAConv2d,
     LoRALinear,
     apply_lora,
     ecovision_config,
     fusion_lora_config,
+    init_lora_pair,
     mark_only_lora_trainable,
 )
 
@@ -75,6 +78,65 @@ def test_target_types_must_be_module_classes_and_storable() -> None:
 def test_from_json_rejects_unknown_fields() -> None:
     with pytest.raises(ValueError, match="incompatible geofm version"):
         LoRAConfig.from_json('{"rank": 8}')
+
+
+def test_configs_stored_before_a_init_existed_still_load() -> None:
+    data = json.loads(LoRAConfig(rank=4, a_init="kaiming_rank").to_json())
+    assert data["a_init"] == "kaiming_rank"
+    assert LoRAConfig.from_json(json.dumps(data)).a_init == "kaiming_rank"
+    del data["a_init"]  # a file written by geofm before the field
+    assert LoRAConfig.from_json(json.dumps(data)) == LoRAConfig(rank=4)
+
+
+def test_unknown_a_init_is_refused_by_config_and_layer() -> None:
+    with pytest.raises(ValueError, match="a_init must be one of"):
+        LoRAConfig(a_init="gaussian")  # type: ignore[arg-type]
+    layer = LoRALinear(nn.Linear(8, 8), rank=2)
+    with pytest.raises(ValueError, match="a_init must be one of"):
+        layer.add_adapter("other", rank=2, a_init="pissa")  # type: ignore[arg-type]
+    assert list(layer.adapters) == ["default"]  # nothing half-added
+
+
+def _uniform_bound(w: torch.Tensor) -> tuple[float, float]:
+    """Largest |value| and the std of a sample that should be U(-b, b)."""
+    return float(w.detach().abs().max()), float(w.detach().std())
+
+
+@pytest.mark.parametrize("rank", [2, 8])
+def test_a_init_bounds_follow_the_paper_and_the_ecovision_notebooks(rank: int) -> None:
+    torch.manual_seed(0)
+    fan_in = 512
+    for a_init, fan in (("kaiming", fan_in), ("kaiming_rank", rank)):
+        layer = LoRALinear(nn.Linear(fan_in, 256), rank=1)
+        layer.add_adapter("x", rank=rank, a_init=a_init)  # type: ignore[arg-type]
+        a = layer.adapter_modules("x")[0].weight
+        # kaiming_uniform_(a=sqrt(5)): gain sqrt(2/6), bound = sqrt(3) * gain / sqrt(fan) = 1/sqrt(fan)
+        bound = 1 / math.sqrt(fan)
+        biggest, std = _uniform_bound(a)
+        assert biggest <= bound + 1e-7
+        assert biggest > 0.95 * bound
+        assert std == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    conv = nn.Conv2d(16, 8, 3)
+    lconv = LoRAConv2d(conv, rank=rank)
+    init_lora_pair(lconv.lora_A, lconv.lora_B, "kaiming_rank")
+    biggest, _ = _uniform_bound(lconv.lora_A.weight)
+    assert biggest <= 1 / math.sqrt(rank * 9) + 1e-7  # fan-in rank * k * k
+    assert torch.count_nonzero(lconv.lora_B.weight) == 0
+
+
+def test_apply_lora_draws_a_as_the_config_says_and_starts_at_the_base() -> None:
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(256, 64))
+    x = torch.randn(3, 256)
+    want = base(x)
+    model = apply_lora(base, ecovision_config(a_init="kaiming_rank"))
+    assert model is base
+    wide = base[0]
+    assert isinstance(wide, LoRALinear)
+    assert float(wide.lora_A.weight.detach().abs().max()) > 1 / math.sqrt(256)  # wider than PEFT's
+    torch.testing.assert_close(model(x), want)  # B = 0: the adapted layer starts at its base
+    with pytest.raises(ValueError, match="a_init must be one of"):
+        init_lora_pair(wide.lora_A, wide.lora_B, "xavier")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("city", "lora_params"), [("shanghai", 442_368), ("las_vegas", 1_769_472)])

@@ -261,7 +261,7 @@ def test_get_lora_config_round_trips_every_field(tiny_vit: Factory) -> None:
     config = LoRAConfig(
         rank=3, alpha=5.0, dropout=0.1, targets=("blocks.*", "patch_embed.proj"),
         target_types=(nn.Linear, nn.Conv2d), exclude=("fc2",), qkv_parts=("k",),
-        qkv_names=("attn.qkv",), use_rslora=True, also=("head",),
+        qkv_names=("attn.qkv",), use_rslora=True, also=("head",), a_init="kaiming_rank",
     )  # fmt: skip
     defaults = LoRAConfig()
     changed = [
