@@ -290,14 +290,13 @@ class LoRAConfig:
         """
         data = json.loads(text)
         expected = set(cls.__dataclass_fields__)
-        if isinstance(data, dict):
-            data = {**{k: v for k, v in _OPTIONAL_FIELDS.items() if k not in data}, **data}
-        if not isinstance(data, dict) or set(data) != expected:
+        if not isinstance(data, dict) or set(data) | set(_OPTIONAL_FIELDS) != expected:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ValueError(
                 f"Stored LoRA config has fields {got}, expected {sorted(expected)}. "
                 "It was written by an incompatible geofm version."
             )
+        data = {**_OPTIONAL_FIELDS, **data}  # fields a file written before them lacks
         data["target_types"] = tuple(_type_from_name(n) for n in data["target_types"])
         for name in ("targets", "exclude", "qkv_parts", "qkv_names", "also"):
             data[name] = tuple(data[name])

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, cast, get_args
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, overload
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 LayerT = TypeVar("LayerT", bound="LoRALayer")
+InfoT = TypeVar("InfoT")
 
 DEFAULT_ADAPTER = "default"
 """The adapter name used when none is given (PEFT's); stored under ``lora_A``/``lora_B``."""
@@ -158,6 +159,36 @@ class LoRAAdapterInfo:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scaling", lora_scaling(self.rank, self.alpha, self.use_rslora))
+
+
+class _ActiveInfo(Generic[InfoT]):
+    """A read-only attribute of a LoRA layer: that field of its active adapter's info.
+
+    ``layer.rank`` is ``layer.info.rank``, and likewise for every field of
+    :class:`LoRAAdapterInfo` exposed under PEFT's single-adapter names.
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.field = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = name
+
+    @overload
+    def __get__(self, layer: None, owner: type) -> _ActiveInfo[InfoT]: ...
+    @overload
+    def __get__(self, layer: LoRALayer, owner: type) -> InfoT: ...
+    def __get__(self, layer: LoRALayer | None, owner: type) -> InfoT | _ActiveInfo[InfoT]:
+        if layer is None:
+            return self
+        return cast(InfoT, getattr(layer.info, self.field))
+
+    def __set__(self, layer: LoRALayer, value: object) -> None:
+        raise AttributeError(
+            f"{type(layer).__name__}.{self.field} is read-only: it is the active adapter's; "
+            "add an adapter with other settings instead."
+        )
 
 
 class _AdapterModules(nn.Module):
@@ -436,35 +467,18 @@ class LoRALayer(nn.Module):
         """:class:`LoRAAdapterInfo` of the active adapter."""
         return self.adapters[self._resolve(None)]
 
-    @property
-    def rank(self) -> int:
-        """Rank of the active adapter."""
-        return self.info.rank
-
-    @property
-    def alpha(self) -> float:
-        """``alpha`` of the active adapter."""
-        return self.info.alpha
-
-    @property
-    def use_rslora(self) -> bool:
-        """Whether the active adapter uses rank-stabilised scaling."""
-        return self.info.use_rslora
-
-    @property
-    def scaling(self) -> float:
-        """Scaling ``s`` of the active adapter."""
-        return self.info.scaling
-
-    @property
-    def config(self) -> LoRAConfig | None:
-        """The config ``apply_lora`` used for the active adapter (``None``: built directly)."""
-        return self.info.config
-
-    @property
-    def target_name(self) -> str | None:
-        """This layer's dotted name in the module ``apply_lora`` adapted (``None``: by hand)."""
-        return self.info.target_name
+    rank: _ActiveInfo[int] = _ActiveInfo("Rank of the active adapter.")
+    alpha: _ActiveInfo[float] = _ActiveInfo("``alpha`` of the active adapter.")
+    use_rslora: _ActiveInfo[bool] = _ActiveInfo(
+        "Whether the active adapter uses rank-stabilised scaling."
+    )
+    scaling: _ActiveInfo[float] = _ActiveInfo("Scaling ``s`` of the active adapter.")
+    config: _ActiveInfo[LoRAConfig | None] = _ActiveInfo(
+        "The config ``apply_lora`` used for the active adapter (``None``: built directly)."
+    )
+    target_name: _ActiveInfo[str | None] = _ActiveInfo(
+        "This layer's dotted name in the module ``apply_lora`` adapted (``None``: by hand)."
+    )
 
     @property
     def merged(self) -> bool:

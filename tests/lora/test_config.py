@@ -129,13 +129,13 @@ def test_apply_lora_draws_a_as_the_config_says_and_starts_at_the_base() -> None:
     base = nn.Sequential(nn.Linear(256, 64))
     x = torch.randn(3, 256)
     want = base(x)
-    model = apply_lora(base, ecovision_config(a_init="kaiming_rank"))
+    model = apply_lora(base, LoRAConfig(rank=8, targets=("0",), a_init="kaiming_rank"))
     assert model is base
     wide = base[0]
     assert isinstance(wide, LoRALinear)
     assert float(wide.lora_A.weight.detach().abs().max()) > 1 / math.sqrt(256)  # wider than PEFT's
     torch.testing.assert_close(model(x), want)  # B = 0: the adapted layer starts at its base
-    with pytest.raises(ValueError, match="a_init must be one of"):
+    with pytest.raises(ValueError, match="a_init must be 'kaiming' or 'kaiming_rank'"):
         init_lora_pair(wide.lora_A, wide.lora_B, "xavier")  # type: ignore[arg-type]
 
 
