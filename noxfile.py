@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, docs, examples, release, mutation.
+"""Developer sessions: tests, lint, typecheck, docs, examples, torchgeo, release, mutation.
 
 Plain ``nox`` (and CI) runs only the sessions in ``nox.options.sessions``; the
 others, ``mutation`` included, run only when named: ``nox -s mutation``.
@@ -59,6 +59,21 @@ def examples(session: nox.Session) -> None:
     """Run the example scripts with their tiny defaults."""
     session.install("-e", ".[examples]")
     session.run("python", "examples/quickstart.py")
+
+
+@nox.session
+def torchgeo(session: nox.Session) -> None:
+    """geofm models in torchgeo's SemanticSegmentationTask and a Lightning Trainer.
+
+    Not a default session (torchgeo is no test dependency; the default suite
+    skips tests/test_torchgeo_trainer.py): ``nox -s torchgeo``. Installs
+    torchgeo 0.8.1, which brings Lightning, and runs every block of
+    docs/torchgeo.md, the torchgeo ones included.
+    """
+    # torchgeo 0.8.1 imports requests (torchgeo.datasets.openstreetmap) without
+    # requiring it; huggingface_hub >= 1 no longer brings it.
+    session.install("-e", ".[test]", "torchgeo==0.8.1", "requests")
+    session.run("pytest", "tests/test_torchgeo_trainer.py", "-ra", *session.posargs)
 
 
 # Files the wheel must ship besides the modules: the typing marker and the

@@ -33,7 +33,16 @@ from torch import Tensor
 
 from geofm.errors import MissingDependencyError
 
-__all__ = ["all_reduce_sum", "check_distributed_available", "gather", "rank", "world_size"]
+__all__ = [
+    "all_ranks_ok",
+    "all_reduce_sum",
+    "broadcast_object",
+    "check_distributed_available",
+    "collective_device",
+    "gather",
+    "rank",
+    "world_size",
+]
 
 
 def world_size() -> int:
@@ -179,3 +188,41 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     if world_size() == 1:
         return tensor
     return cast(Tensor, _AllReduceSumWithGradient.apply(tensor))
+
+
+def collective_device() -> torch.device:
+    """The device the process group's collectives use: the current GPU under NCCL, else CPU.
+
+    Only valid inside an initialised process group.
+    """
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` (any picklable object) on every rank; ``value`` as is with one process.
+
+    Example:
+        >>> broadcast_object({"a": 1})
+        {'a': 1}
+    """
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, device=collective_device())
+    return box[0]
+
+
+def all_ranks_ok(ok: bool) -> bool:
+    """``True`` only if ``ok`` is true on every rank (``ok`` itself with one process).
+
+    Example:
+        >>> all_ranks_ok(True)
+        True
+    """
+    if world_size() == 1:
+        return ok
+    flag = torch.tensor([int(ok)], device=collective_device())
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())

@@ -9,7 +9,8 @@ Sub-commands:
   sensors with its band count;
 - ``geofm demo``: train a registry backbone + LoRA + head on the embedded
   Landsat 7 scene, save and reload it, and write metrics, a map and a plot;
-- ``geofm tile SRC OUT_DIR``: split a raster into georeferenced tiles plus an index;
+- ``geofm tile SRC OUT_DIR``: split a raster into georeferenced tiles plus an index
+  (with a progress bar; ``--no-progress`` silences it);
 - ``geofm predict MODEL SRC DST``: whole-scene sliding-window prediction of a
   model saved with :func:`geofm.hub.save_pretrained` (a folder or a hub repo)
   to a tiled GeoTIFF; under ``torchrun`` the windows are sharded across ranks;
@@ -162,6 +163,7 @@ def _cmd_tile(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         index_path=index,
         overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     print(f"{len(tiles)} tiles in {out_dir}, index {index}")
     return 0
@@ -350,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tile.add_argument(
         "--overwrite", action="store_true", help="replace tiles of an earlier run in OUT_DIR"
     )
+    p_tile.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_tile.set_defaults(func=_cmd_tile)
 
     p_pred = sub.add_parser("predict", help="sliding-window prediction of a saved model")

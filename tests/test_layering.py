@@ -42,6 +42,7 @@ FLOORS: dict[str, int] = {
     "_registry": 1,
     "_version": 1,
     "_dist": 1,
+    "_atomic": 1,
     "sensors": 2,
     "input_spec": 2,
     "lora": 3,

@@ -47,8 +47,9 @@ import torch
 from torch import nn
 
 from geofm import _dist
+from geofm._atomic import atomic_output, same_file
 from geofm._version import __version__
-from geofm.geo._atomic import atomic_output, same_file
+from geofm.geo._progress import progress_bar
 from geofm.geo._rio import PathLike, import_rasterio
 from geofm.geo._stream import BlendMode, OutputMode, Precision
 from geofm.geo.predict import predict_raster
@@ -131,29 +132,6 @@ def _assign(sizes: Sequence[int], world: int) -> list[int]:
         owner[k] = rank
         heapq.heappush(load, (total + sizes[k], rank))
     return owner
-
-
-def _collective_device() -> torch.device:
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _broadcast(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank (as is with one process)."""
-    if _dist.world_size() == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0, device=_collective_device())
-    return box[0]
-
-
-def _all_ok(ok: bool) -> bool:
-    if _dist.world_size() == 1:
-        return ok
-    flag = torch.tensor([int(ok)], device=_collective_device())
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-    return bool(flag.item())
 
 
 def _status(
@@ -378,7 +356,7 @@ def predict_rasters(
         except Exception as err:  # every rank must learn that rank 0 failed
             failure = err
             plan = {"error": f"{type(err).__name__}: {err}"}
-    plan = _broadcast(plan)
+    plan = _dist.broadcast_object(plan)
     if failure is not None:
         raise failure
     if "conflicts" in plan:
@@ -441,7 +419,7 @@ def predict_rasters(
                 run(k, together=False)
         except BaseException as err:  # reach the collective below, then raise
             error = err
-        ok = _all_ok(error is None)
+        ok = _dist.all_ranks_ok(error is None)
     finally:
         if bar is not None:
             bar.close()
@@ -456,10 +434,5 @@ def predict_rasters(
 
 
 def _progress_bar(total: int, rank: int, world: int) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        logger.info("tqdm is not installed, so predict_rasters shows no progress bar.")
-        return None
     desc = "predict_rasters" if world == 1 else f"predict_rasters (rank {rank} of {world})"
-    return tqdm(total=total, unit="scene", desc=desc)
+    return progress_bar(total, unit="scene", desc=desc, caller="predict_rasters")

@@ -49,8 +49,9 @@ import torch
 from torch import nn
 
 from geofm import _dist
+from geofm._atomic import check_output, commit, create_temp, remove_path
 from geofm.errors import ShapeError
-from geofm.geo._atomic import check_output, commit, create_temp, remove_path
+from geofm.geo._progress import progress_bar
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
     PathLike,
@@ -98,18 +99,6 @@ def _palette(n: int) -> dict[int, tuple[int, int, int, int]]:
         colours[k] = (round(r * 255), round(g * 255), round(b * 255), 255)
     colours[CLASS_NODATA] = (0, 0, 0, 0)
     return colours
-
-
-def _collective_device() -> torch.device:
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _all_ranks_ok(ok: bool) -> bool:
-    flag = torch.tensor([int(ok)], device=_collective_device())
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-    return bool(flag.item())
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -221,7 +210,7 @@ def predict_raster(
     there, or where the model's outputs are NaN or infinite (never class 0;
     a warning is logged); tiles with no valid pixel are not run.
 
-    Writing is atomic (see ``geofm/geo/_atomic.py``): the file is written to a
+    Writing is atomic (see ``geofm/_atomic.py``): the file is written to a
     temporary ``.<name>.<host>.<pid>.<token>.geofm-partial`` in ``dst``'s
     folder, flushed, and renamed to ``dst`` only on success, so a crash or a
     kill never leaves a partial ``dst`` (the next run removes such leftovers of
@@ -399,12 +388,9 @@ def predict_raster(
     first_row = plan.row_offsets[start] if start < n_bands else height
     last_row = plan.flush_stop(stop - 1) if stop > start else first_row
 
-    names = [""]
-    if rank == 0:
-        names = [str(create_temp(dst_path))]  # mode 0o666 less the umask, recognisable name
-    if world > 1:
-        torch.distributed.broadcast_object_list(names, src=0, device=_collective_device())
-    final_tmp = Path(names[0])
+    # Rank 0 names the temp file (mode 0o666 less the umask, recognisable name).
+    name = str(create_temp(dst_path)) if rank == 0 else ""
+    final_tmp = Path(_dist.broadcast_object(name) if world > 1 else name)
     part = final_tmp if rank == 0 else final_tmp.with_name(f"{final_tmp.name}.rank{rank}")
 
     stack = ExitStack()
@@ -451,7 +437,7 @@ def predict_raster(
         error = err
     if rank != 0 or error is not None:
         stack.close()  # part files are complete (or abandoned) before rank 0 touches them
-    all_ok = _all_ranks_ok(error is None) if world > 1 else error is None
+    all_ok = _dist.all_ranks_ok(error is None) if world > 1 else error is None
     if all_ok and rank == 0:
         try:  # phase 2: rank 0 appends the other ranks' rows, then renames
             assert sink is not None  # rank 0 always opens the output
@@ -464,7 +450,7 @@ def predict_raster(
             error = err
     stack.close()
     if world > 1 and all_ok:
-        all_ok = _all_ranks_ok(error is None)
+        all_ok = _dist.all_ranks_ok(error is None)
     if rank == 0:
         remove_path(final_tmp)
         for other in range(1, world):
@@ -492,9 +478,4 @@ def _append_part(final_tmp: Path, rank: int, sink: Any) -> None:
 
 
 def _progress_bar(total: int) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        logger.info("tqdm is not installed, so predict_raster shows no progress bar.")
-        return None
-    return tqdm(total=total, unit="tile", desc="predict_raster")
+    return progress_bar(total, unit="tile", desc="predict_raster", caller="predict_raster")

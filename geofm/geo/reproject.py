@@ -21,7 +21,7 @@ raster: GDAL's warper maps output pixels back to source longitudes, which PROJ
 otherwise returns in [-180, 180], outside such a raster, so the part beyond
 180 would come out empty.
 
-The output is written atomically through ``geofm/geo/_atomic.py`` (temporary
+The output is written atomically through ``geofm/_atomic.py`` (temporary
 file beside ``dst``, ``fsync``, no-replace rename unless ``overwrite``).
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from geofm.geo._atomic import atomic_output, check_output
+from geofm._atomic import atomic_output, check_output
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
     PathLike,

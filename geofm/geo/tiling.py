@@ -15,7 +15,7 @@ within [-360, 360] x [-90, 90]; a projected CRS's coordinates must map to
 longitudes and latitudes near its EPSG area of use and give pixels of at least
 a millimetre).
 
-Writing goes through ``geofm/geo/_atomic.py``: tiles are written into a
+Writing goes through ``geofm/_atomic.py``: tiles are written into a
 temporary folder inside ``out_dir`` and moved into place only once all are
 complete; the index is written to a temporary file and renamed. Existing
 tiles of the same source are never mixed with new ones: they are refused, or
@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from geofm.errors import ShapeError
-from geofm.geo._atomic import (
+from geofm._atomic import (
     atomic_output,
     check_output,
     commit,
@@ -46,6 +45,8 @@ from geofm.geo._atomic import (
     remove_stale_temps,
     same_file,
 )
+from geofm.errors import ShapeError
+from geofm.geo._progress import progress_bar
 from geofm.geo._rio import PathLike, import_rasterio, require_georeferencing, window_transform
 from geofm.geo._window import PixelWindow, TilePadding, read_window, tile_offsets
 
@@ -277,7 +278,7 @@ def write_tile_index(tiles: Sequence[Tile], path: PathLike, *, overwrite: bool =
     Footprints stay in the tiles' CRS, which is stored explicitly (GeoJSON:
     the ``crs`` member, CSV: a ``crs`` column). Tile file paths are stored
     relative to the index's folder. The file is written atomically (temporary
-    file, ``fsync``, rename; see ``geofm/geo/_atomic.py``).
+    file, ``fsync``, rename; see ``geofm/_atomic.py``).
 
     Args:
         tiles: Tiles sharing one CRS, e.g. from :func:`tile_raster`.
@@ -460,6 +461,7 @@ def tile_raster(
     out_dir: PathLike | None = None,
     index_path: PathLike | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> list[Tile]:
     """Cut a raster into a grid of georeferenced tiles (and optionally write them).
 
@@ -499,6 +501,10 @@ def tile_raster(
             its suffix and folder are checked before anything is written.
         overwrite: Replace existing tiles of this source in ``out_dir`` and an
             existing ``index_path``.
+        progress: Show a tqdm progress bar over the tiles written to
+            ``out_dir`` (total: the number of tiles), if tqdm is installed;
+            without tqdm a log line (once per process) says why there is none.
+            Nothing is shown without ``out_dir``, where no tile is written.
 
     Returns:
         The tiles, row-major, with their pixel windows in ``src``, transforms and CRS.
@@ -582,7 +588,7 @@ def tile_raster(
                 index, inputs=[src, *tile_files], overwrite=overwrite, caller="tile_raster"
             )
         if folder is not None:
-            _write_tiles(dataset, tiles, folder, stem, overwrite=overwrite)
+            _write_tiles(dataset, tiles, folder, stem, overwrite=overwrite, progress=progress)
     if index is not None:
         write_tile_index(tiles, index, overwrite=overwrite)
     return tiles
@@ -617,7 +623,13 @@ def _check_tile_folder(
 
 
 def _write_tiles(
-    dataset: Any, tiles: Sequence[Tile], folder: Path, stem: str, *, overwrite: bool
+    dataset: Any,
+    tiles: Sequence[Tile],
+    folder: Path,
+    stem: str,
+    *,
+    overwrite: bool,
+    progress: bool,
 ) -> None:
     """Write all tiles into a temporary folder in ``folder``, then move them into place."""
     created = not folder.exists()
@@ -626,10 +638,17 @@ def _write_tiles(
     staging = create_temp_dir(folder / f"{stem}_tiles")
     band_indices = list(range(1, dataset.count + 1))
     moved: list[Path] = []
+    bar = (
+        progress_bar(len(tiles), unit="tile", desc="tile_raster", caller="tile_raster")
+        if progress
+        else None
+    )
     try:
         for tile in tiles:
             assert tile.path is not None  # tile_raster sets every path when out_dir is given
             _write_tile_file(dataset, tile, band_indices, staging / tile.path.name)
+            if bar is not None:
+                bar.update(1)
         if overwrite:  # the earlier run's tiles that this grid does not rewrite
             keep = {t.path for t in tiles}
             for old in _existing_tiles(folder, stem):
@@ -648,6 +667,9 @@ def _write_tiles(
             with contextlib.suppress(OSError):  # only if this run left it empty
                 folder.rmdir()
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     remove_path(staging)
 
 

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 import geofm.heads as heads
+from geofm._atomic import atomic_output
 from geofm._registry import INIT_ARGS_ATTR, MODULES
 from geofm._registry import register_module as _register_module
 from geofm._version import __version__
@@ -61,7 +62,6 @@ from geofm.backbones.base import (
     list_backbones,
 )
 from geofm.errors import GeofmError, ShapeError, UnknownNameError, WeightsError
-from geofm.geo._atomic import atomic_output
 from geofm.heads import FeatureBackbone, PooledModel, SegmentationModel
 from geofm.input_spec import InputSpec, OutputSpec
 from geofm.lora import LoRAConfig, apply_lora, get_lora_config
@@ -578,10 +578,6 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Write through geofm's atomic writer: a temporary file beside ``path``, then a rename."""
     with atomic_output(path, overwrite=True, caller="save_pretrained") as tmp:
         write(tmp)
-        # safetensors recreates the file with mode 0600; give it the umask's permissions.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
 
 
 def save_pretrained(

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from geofm._atomic import atomic_output
 from geofm.errors import GeofmError, UnknownNameError, WeightsError
 from geofm.lora._match import match_modules, matches
 from geofm.lora.config import LoRAConfig
@@ -341,6 +342,10 @@ def save_lora(
 
     The :class:`LoRAConfig` goes into the file's metadata, so :func:`load_lora`
     needs only the base model. The file is the same whatever the adapter's name.
+    An existing file is replaced atomically (as PEFT's ``save_pretrained``
+    replaces): the data goes to a temporary file beside it that is renamed
+    over it only when complete, so a crash leaves the previous file or none;
+    permissions follow the umask.
 
     Args:
         model: A model adapted by :func:`apply_lora`.
@@ -370,7 +375,9 @@ def save_lora(
     }
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata={_FORMAT_KEY: _FORMAT, _CONFIG_KEY: config.to_json()})
+    metadata = {_FORMAT_KEY: _FORMAT, _CONFIG_KEY: config.to_json()}
+    with atomic_output(out, overwrite=True, caller="save_lora") as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return out
 
 
@@ -498,12 +505,15 @@ def to_peft(
             tensors[key] = _peft_conv_a(tensors[key], layer.groups)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _PEFT_CONFIG_FILE).write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n")
-    save_file(
-        {_PEFT_PREFIX + k: v.contiguous().clone() for k, v in tensors.items()},
-        str(out / _PEFT_WEIGHTS_FILE),
-        metadata={"format": "pt"},
-    )
+    # Weights first, then the config that makes the folder loadable; each file atomic.
+    with atomic_output(out / _PEFT_WEIGHTS_FILE, overwrite=True, caller="to_peft") as tmp:
+        save_file(
+            {_PEFT_PREFIX + k: v.contiguous().clone() for k, v in tensors.items()},
+            str(tmp),
+            metadata={"format": "pt"},
+        )
+    with atomic_output(out / _PEFT_CONFIG_FILE, overwrite=True, caller="to_peft") as tmp:
+        tmp.write_text(json.dumps(peft_config, indent=2, sort_keys=True) + "\n")
     return out
 
 

@@ -152,10 +152,19 @@ def test_source_lora_init_draws_a_with_fan_in_equal_to_the_rank(city: str, rank:
 
 
 @pytest.mark.parametrize("delta", ["0", "-1"])
-def test_huber_delta_must_be_positive_when_the_flags_are_parsed(delta: str) -> None:
+def test_huber_delta_must_be_positive_when_the_flags_are_parsed(
+    delta: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     parse = load("_cli").config_from_argv
-    with pytest.raises(ValueError, match=f"huber_delta must be > 0 .*got {float(delta)}"):
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error, before any work
         parse(eco.Config, ["--huber-delta", delta])
+    assert exit_info.value.code == 2
+    assert (
+        f"huber_delta must be > 0 (Huber's quadratic-to-linear threshold in target units), got {float(delta)}"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match=f"huber_delta must be > 0 .*got {float(delta)}"):
+        eco.Config(huber_delta=float(delta))  # built in Python: the ValueError itself
     assert parse(eco.Config, ["--huber-delta", "0.5"]).huber_delta == 0.5
 
 

@@ -22,8 +22,7 @@ import rasterio
 from rasterio.transform import from_origin
 from torch import nn
 
-from geofm.geo import predict_raster, read_raster, reproject_to_utm, tile_raster, write_tile_index
-from geofm.geo._atomic import (
+from geofm._atomic import (
     TEMP_SUFFIX,
     atomic_output,
     check_output,
@@ -32,6 +31,7 @@ from geofm.geo._atomic import (
     create_temp_dir,
     remove_stale_temps,
 )
+from geofm.geo import predict_raster, read_raster, reproject_to_utm, tile_raster, write_tile_index
 
 WriteRaster = Callable[..., Path]
 REPO = Path(__file__).resolve().parents[2]

@@ -142,3 +142,44 @@ def test_unreadable_paths_name_the_file(tmp_path: Path, tiny_vit: Factory) -> No
         with pytest.raises(WeightsError, match=rf"LoRA adapter file {path} {reason}"):
             load_lora(target, path)
         assert list_adapters(target) == []
+
+
+@pytest.mark.parametrize("writer", ["save_lora", "to_peft"])
+def test_adapter_files_are_replaced_atomically_with_umask_permissions(
+    writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import safetensors.torch
+
+    from geofm.lora import to_peft
+
+    model = apply_lora(nn.Sequential(nn.Linear(4, 4)), LoRAConfig(rank=2, targets=("0",)))
+    target = tmp_path / ("adapter.safetensors" if writer == "save_lora" else "peft")
+    weights = target if writer == "save_lora" else target / "adapter_model.safetensors"
+
+    def write() -> None:
+        if writer == "save_lora":
+            save_lora(model, target)
+        else:
+            to_peft(model, target)
+
+    old_umask = os.umask(0o022)
+    try:
+        write()
+    finally:
+        os.umask(old_umask)
+    files = [weights] if writer == "save_lora" else sorted(target.iterdir())
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in files)  # not mkstemp's 0o600
+    before = {f: f.read_bytes() for f in files}
+
+    def crash(tensors: dict[str, torch.Tensor], filename: str, **_: Any) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write()
+    assert {f: f.read_bytes() for f in files} == before  # the previous adapter survives
+    leftovers = [p.name for p in weights.parent.iterdir() if p not in before]
+    assert leftovers == []  # no partial file, no temporary file

@@ -1,7 +1,8 @@
-"""Atomic, no-clobber output files for every ``geofm.geo`` writer (private module, public names).
+"""Atomic, no-clobber output files for every geofm writer (private module, public names).
 
-Every file geofm.geo writes goes through this module, so that no run can lose
-the user's data:
+Every file geofm writes (``geofm.geo``'s rasters and indexes, ``geofm.hub``'s
+model folders, ``geofm.lora``'s adapter files) goes through this module, so
+that no run can lose the user's data:
 
 - **Refuse an output that is an input.** :func:`check_output` compares the
   output with every input by ``realpath`` and by ``(st_dev, st_ino)``, so the
@@ -25,8 +26,9 @@ the user's data:
   removes those whose process is gone (same host, pid no longer alive) and
   never touches a live run's files or files it did not name.
 - **Normal permissions.** The temporary file is created with mode ``0o666``
-  filtered by the process's umask (not ``mkstemp``'s ``0o600``), and the rename
-  keeps that mode.
+  filtered by the process's umask (not ``mkstemp``'s ``0o600``), given that
+  mode again before the rename (a writer such as safetensors may have
+  recreated it as ``0o600``), and the rename keeps it.
 
 The no-replace rename follows the ``rename(2)`` manual (``RENAME_NOREPLACE``,
 Linux 3.15) and the classic ``link``/``unlink`` idiom for exclusive
@@ -50,7 +52,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from geofm.geo._rio import PathLike
+PathLike = str | os.PathLike[str]
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -94,6 +96,13 @@ def _temp_path(dst: Path) -> Path:
     tail = f".{_host_tag()}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     room = _NAME_MAX - len(tail.encode()) - 1 - len(".rank9999")  # leave room for a part suffix
     return dst.with_name(f".{_fit_name(dst.name, room)}{tail}")
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _pid_alive(pid: int) -> bool:
@@ -385,6 +394,10 @@ def commit(tmp: Path, dst: Path, *, overwrite: bool, caller: str) -> None:
         >>> dst.read_text(), tmp.exists()
         ('done', False)
     """
+    if tmp.is_file() and not tmp.is_symlink():
+        # A writer may have recreated the file (safetensors writes mode 0o600): the
+        # published file gets the permissions any new file of this process would.
+        os.chmod(tmp, 0o666 & ~_umask())
     _fsync_file(tmp)
     if overwrite:
         os.replace(tmp, dst)
