@@ -153,3 +153,26 @@ def test_predict_many_scenes_into_a_folder_and_resume(
     assert sorted(first) == ["a.tif", "b.tif"]
     assert main(argv) == 0  # a rerun redoes nothing
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "maps").glob("*.tif")} == first
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
+    link: str, saved_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "scene.tif"
+    src.write_bytes(sample_raster().read_bytes())
+    before = src.read_bytes()
+    out = src
+    if link == "symlink":
+        out = tmp_path / "alias.tif"
+        out.symlink_to(src)
+    elif link == "hardlink":
+        out = tmp_path / "alias.tif"
+        os.link(src, out)
+    for extra in ([], ["--overwrite"]):
+        err = _error(capsys, ["predict", str(saved_model), str(src), str(out), *extra])
+        assert "writing it would destroy the input" in err, err
+        assert src.read_bytes() == before  # the user's scene is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["scene.tif"] + ([] if link == "same" else ["alias.tif"])
+    )

@@ -427,3 +427,12 @@ def test_edited_geojson_bounds_are_refused(tmp_path: Path, write_raster: WriteRa
     index.write_text(json.dumps(collection))
     with pytest.raises(ValueError, match="Tile 1 .* has bounds"):
         read_tile_index(index)
+
+
+def test_a_raster_with_a_crs_but_no_geotransform_is_refused_before_any_tile(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    src = write_raster(np.ones((1, 8, 8), np.float32), "ng.tif", transform=Affine.identity())
+    with pytest.raises(ValueError, match="has a CRS .* but no geotransform"):
+        tile_raster(src, size=4, out_dir=tmp_path / "tiles")
+    assert not (tmp_path / "tiles").exists() or not any((tmp_path / "tiles").iterdir())
