@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -453,8 +454,16 @@ _CLI_WORDS = (
 )
 
 
+_LIBRARY_FUNCTION = re.compile(r" of geofm\.[a-z_.]+\.[a-z_]+(?=[ :;,.])")
+
+
 def _cli_words(message: str) -> str:
-    """``message`` on one line, with keyword-argument spellings replaced by the flags."""
+    """``message`` on one line, with keyword-argument spellings replaced by the flags.
+
+    The library function a message names (``Output 'o.tif' of geofm.geo.predict_raster
+    is ...``) is dropped: on the command line the command itself is the context.
+    """
+    message = _LIBRARY_FUNCTION.sub("", message)
     for library, flag in _CLI_WORDS:
         message = message.replace(library, flag)
     return " ".join(message.split())

@@ -172,6 +172,7 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
     for extra in ([], ["--overwrite"]):
         err = _error(capsys, ["predict", str(saved_model), str(src), str(out), *extra])
         assert "writing it would destroy the input" in err, err
+        assert "geofm.geo" not in err  # command-line words, not the library function's name
         assert src.read_bytes() == before  # the user's scene is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["scene.tif"] + ([] if link == "same" else ["alias.tif"])
