@@ -22,10 +22,25 @@ micro (pixel) accuracy beside it, next to the majority-class baseline. The model
 is saved with ``save_pretrained``; ``metrics.json`` is written before the map.
 A land-cover map of a whole georeferenced scene is written with
 ``geofm.geo.predict_raster``: the synthetic validation scene, ``--map-scene``,
-or the first validation chip when it is georeferenced. LandCover.ai's own chips
-(``split.py`` writes plain jpg files) carry no georeference: the map is then
-skipped (``metrics.json`` says why) and the PNG shows the first validation
-chip's prediction instead.
+the scene of the first validation chip (GeoTIFF scenes), or the first validation
+chip when it is georeferenced. LandCover.ai's jpg chips (``split.py`` output)
+carry no georeference: the map is then skipped (``metrics.json`` says why) and
+the PNG shows the first validation chip's prediction instead.
+
+Data (``--data-dir``), two layouts (``--layout``; ``auto``: ``scenes`` when
+``<root>/images/`` exists):
+
+- ``scenes``: LandCover.ai as downloaded, ``<root>/images/<scene>.tif``
+  orthophotos, ``<root>/masks/<scene>.tif`` masks and ``<root>/{train,val}.txt``.
+  Chips are the 512 px grid of every scene read straight from the GeoTIFFs by
+  ``geofm.datasets.RasterChipDataset`` (one windowed read per chip, no jpg
+  re-encoding). A line of a split file names a chip as ``split.py`` does,
+  ``<scene>_<k>`` (``k`` counts 512 px tiles row by row, partial edge tiles
+  included, which ``split.py`` does not write), or a whole ``<scene>`` (all its
+  grid chips, the last of each axis shifted back to end at the edge); the
+  dataset's own split files list ``split.py``'s chips, so this is its split.
+- ``chips``: ``split.py`` output, ``<root>/output/<name>.jpg`` + ``_m.png``
+  (``geofm.datasets.LandCoverAI``).
 
 Run (tiny defaults: 8 synthetic 5-class RGB chips of 256 px for training and 2
 for validation, Swin depths (1, 1, 1, 1), 128 px inputs, 30 steps; about 12
@@ -36,11 +51,9 @@ CPU-seconds with one thread, ``OMP_NUM_THREADS=1``; validation IoU 0.24 against
     python examples/landcover_swin_fpn.py
     python examples/landcover_swin_fpn.py --epochs 20 --steps-per-epoch 20
 
-Real data (LandCover.ai v1 after its ``split.py``: ``<root>/output/*.jpg`` and
-``*_m.png``, ``<root>/{train,val,test}.txt``; ``geofm.datasets.LandCoverAI``),
-at the source's settings (full depths, Satlas weights, first 5 ``features``
-children frozen, stochastic depth 0.5, coarsest FPN level only, 256 px, batch
-16, 50 epochs of 7,470 / 16 steps)::
+Real data (LandCover.ai v1, either layout above) at the source's settings (full
+depths, Satlas weights, first 5 ``features`` children frozen, stochastic depth 0.5,
+coarsest FPN level only, 256 px, batch 16, 50 epochs of 7,470 / 16 steps)::
 
     python examples/landcover_swin_fpn.py --data-dir /data/landcover.ai \\
         --weights /data/weights/sentinel2_swinb_si_rgb.pth --depths 2,2,18,2 \\
@@ -65,6 +78,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,7 +88,7 @@ import torch
 import torch.nn.functional as F
 from _cli import check_choices, progress, run
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 import geofm
 from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
@@ -91,13 +105,15 @@ from geofm.transforms import (
 CLASSES = ("background", "building", "woodland", "water", "road")
 LANDCOVER_AI_MEAN = (0.3686, 0.3971, 0.3442)
 LANDCOVER_AI_STD = (0.1015, 0.0897, 0.0739)
+SCENE_CHIP = 512  # split.py's TARGET_SIZE: grid chips of the GeoTIFF scenes
 
 
 @dataclass(frozen=True)
 class Config:
     """Land-cover settings (every field is also a command-line flag)."""
 
-    data_dir: str = ""  # LandCover.ai root (after split.py); empty: synthetic chips
+    data_dir: str = ""  # LandCover.ai root; empty: synthetic chips
+    layout: Literal["auto", "scenes", "chips"] = "auto"  # scenes: images/+masks/ GeoTIFFs
     weights: str = ""  # Satlas checkpoint (raw file or catalog tag); empty: random init
     depths: tuple[int, ...] = (1, 1, 1, 1)  # source: 2,2,18,2
     taps: Literal["ml4earth", "satlas"] = "ml4earth"  # feature nodes; ml4earth: the source's
@@ -163,10 +179,83 @@ def synthetic_chip(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, An
     return torch.from_numpy(scene.image * 255.0).float(), mask, scene
 
 
+def _chip_names(chips: Any, scenes: list[Path]) -> Iterator[tuple[str, int]]:
+    """``(name, index)`` of every grid chip: its scene's name, and split.py's chip name.
+
+    split.py numbers the 512 px tiles of a scene row by row, ``k = row * columns + col``
+    with ``columns = ceil(width / 512)``, counting the partial edge tiles it does not
+    write; a grid window starting on that lattice is the tile of the same number.
+    """
+    import rasterio
+
+    columns = {}
+    for path in scenes:
+        with rasterio.open(path) as src:
+            columns[path] = -(-src.width // SCENE_CHIP)
+    for index in range(len(chips)):
+        path, row, col = chips.window(index)
+        yield path.stem, index
+        if row % SCENE_CHIP == 0 and col % SCENE_CHIP == 0:
+            tile = row // SCENE_CHIP * columns[path] + col // SCENE_CHIP
+            yield f"{path.stem}_{tile}", index
+
+
+def load_scenes(root: Path) -> tuple[Subset[Any], Subset[Any], Path]:
+    """512 px grid chips of ``images/*.tif`` + ``masks/*.tif`` split by ``{train,val}.txt``.
+
+    Returns the training and validation chips (``RasterChipDataset`` samples: ``image``
+    ``(3, 512, 512)`` float32 in [0, 255], ``mask`` ``(512, 512)`` int64, -100 where a
+    mask declares nodata, which the loss, the class counts and the metrics skip) and the
+    scene of the first validation chip.
+    """
+    from geofm.datasets import RasterChipDataset
+
+    layout = "images/<scene>.tif, masks/<scene>.tif and train.txt / val.txt"
+    scenes = sorted((root / "images").glob("*.tif"))
+    if not scenes:
+        raise FileNotFoundError(f"No GeoTIFF scenes in {root / 'images'}; expected {layout}.")
+    masks = [root / "masks" / path.name for path in scenes]
+    missing = [str(m) for m in masks if not m.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(scenes)} scenes have no mask (e.g. {missing[0]}); "
+            f"expected {layout}."
+        )
+    chips = RasterChipDataset(scenes, masks, size=SCENE_CHIP, rank=0, world_size=1)
+    indices: dict[str, list[int]] = {}
+    for name, index in _chip_names(chips, scenes):
+        indices.setdefault(name, []).append(index)
+    parts = []
+    for split in ("train", "val"):
+        listed = root / f"{split}.txt"
+        if not listed.is_file():
+            raise FileNotFoundError(f"Split file {listed} is missing; expected {layout}.")
+        wanted = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        unknown = [name for name in wanted if name not in indices]
+        if unknown or not wanted:
+            raise ValueError(
+                f"{listed} names {len(unknown)} of {len(wanted)} chips that are neither a scene "
+                f"of images/ nor a whole 512 px chip <scene>_<k> of one (e.g. "
+                f"{(unknown or ['<empty file>'])[0]!r}). List split.py's chip names or scene "
+                "names, one per line."
+            )
+        parts.append(Subset(chips, [index for name in wanted for index in indices[name]]))
+    train, val = parts
+    return train, val, chips.window(val.indices[0])[0]
+
+
 def load_data(cfg: Config, workdir: Path) -> tuple[Dataset[Any], Dataset[Any], Path | None]:
     """Training and validation chips, and a georeferenced scene to map (or ``None``)."""
     if cfg.data_dir:
         from geofm.datasets import LandCoverAI
+
+        root = Path(cfg.data_dir)
+        layout = cfg.layout
+        if layout == "auto":
+            layout = "scenes" if (root / "images").is_dir() else "chips"
+        if layout == "scenes":
+            train_chips, val_chips, first = load_scenes(root)
+            return train_chips, val_chips, Path(cfg.map_scene) if cfg.map_scene else first
 
         train = LandCoverAI(cfg.data_dir, split="train")
         val = LandCoverAI(cfg.data_dir, split="val")
@@ -257,8 +346,9 @@ def evaluate(
 
     The chips are resized to ``image_size`` first, as the source's ValTestTransform does.
     """
-    cm = ConfusionMatrix(num_classes=len(CLASSES))
-    base = ConfusionMatrix(num_classes=len(CLASSES))
+    # -100: RasterChipDataset's label for mask pixels a scene's mask marks as nodata.
+    cm = ConfusionMatrix(num_classes=len(CLASSES), ignore_index=-100)
+    base = ConfusionMatrix(num_classes=len(CLASSES), ignore_index=-100)
     first: torch.Tensor | None = None
     loader = DataLoader(val, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     model.eval()
@@ -332,7 +422,8 @@ def main(cfg: Config) -> dict[str, Any]:
         model.train()
         losses = []
         for batch in loader:
-            counts += torch.bincount(batch["mask"].flatten(), minlength=len(CLASSES))
+            labelled = batch["mask"][batch["mask"] >= 0]  # cross_entropy skips -100 too
+            counts += torch.bincount(labelled, minlength=len(CLASSES))
             sample = augment(
                 {"image": batch["image"] / 255.0, "mask": batch["mask"]}, generator=gen
             )

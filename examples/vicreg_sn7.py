@@ -27,7 +27,15 @@ to [0, 1]: 255 for 8-bit files, ``2**n - 1`` for files that declare
 ``NBITS=n``; 16-bit files without that tag need ``--value-range`` (e.g. 2047
 for 11-bit DN), instead of being divided by 255 (which saturates them).
 ``input_saturated_fraction`` reports the share of training pixels at full
-scale. Each patch reads only its 256 px window of the mosaic.
+scale.
+
+Patches (``--data-dir``): ``geofm.datasets.RasterChipDataset`` over the mosaics
+(bands 1-3, the country of each mosaic's AOI as ``image_labels``), each patch one
+windowed read of 256 x 256 px. The mosaics are split per AOI (a seeded 75/25
+split of each AOI's months). Training patches are seeded random windows of the
+training mosaics, 16 per mosaic and epoch, redrawn every epoch (``set_epoch``);
+validation patches are the 256 px grid of the held-out mosaics (16 of a 1024 px
+mosaic). Both pretraining and the probes' training set use the random windows.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the script joins a gloo
 process group (CPU works), wraps the model in ``DistributedDataParallel`` and
@@ -56,17 +64,20 @@ Run (tiny defaults: synthetic "country" scenes from
     python examples/vicreg_sn7.py
     torchrun --nproc_per_node=2 examples/vicreg_sn7.py   # gloo on CPU
 
-Real data (``geofm.datasets.SpaceNet7Patches`` layout: ``<root>/train/<AOI>/images``
-+ ``<root>/countries.csv``; 16 patches of 256 px per mosaic, 31 countries; the
-8-bit SN7 mosaics need no ``--value-range``), at the source's scale (2 GPUs,
-batch 256, base lr 0.3, 100 epochs)::
+Real data (``geofm.datasets.SpaceNet7Patches`` layout, which gives the mosaics,
+countries and value range: ``<root>/train/<AOI>/images`` + ``<root>/countries.csv``;
+16 patches of 256 px per mosaic and epoch, 31 countries; the 8-bit SN7 mosaics need
+no ``--value-range``), at the source's scale (2 GPUs, batch 256, base lr 0.3, 100
+epochs)::
 
     torchrun --nproc_per_node=2 examples/vicreg_sn7.py --data-dir /data/spacenet7 \\
         --image-size 224 --projector 8192-8192-8192 --batch-size 256 --base-lr 0.3 \\
         --pretrain-steps 6700 --warmup-steps 670 --linear-steps 2700 --finetune-steps 700
 
-Deviations: the split is a seeded random 75/25 split (the source ships CSV
-files); linear evaluation trains on precomputed, standardised features of the
+Deviations: the split is a seeded 75/25 split of each AOI's mosaics (the source
+ships CSV files of patches), and training patches are random 256 px windows of the
+training mosaics instead of the fixed grid of the zero-padded mosaic (the same number
+per epoch, never padding); linear evaluation trains on precomputed, standardised features of the
 un-augmented training images (the reference crops and flips and feeds raw
 features; MAE-style standardisation keeps lr 0.3 stable for any feature scale,
 and, at base lr 3.0, lifted the tiny run's probe from 0.30 to 0.57 top-1); the fine-tuning
@@ -110,6 +121,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 import geofm
 from geofm._dist import all_reduce_sum, rank, world_size
+from geofm.datasets import RasterChipDataset
 from geofm.errors import MissingDependencyError
 from geofm.heads import ClassificationHead, PooledModel
 from geofm.hub import save_pretrained
@@ -130,6 +142,9 @@ from geofm.transforms import (
 )
 
 Sample = dict[str, torch.Tensor]
+
+PATCH = 256  # SN7 code: 16 patches of 256 px per 1024 px mosaic
+PATCHES_PER_MOSAIC = 16
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,11 @@ class Subset(Dataset[Sample]):
         s = self.base[self.indices[index]]
         return {"image": (s["image"].float() / self.scale).clamp(0, 1), "label": s["label"]}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the epoch's random windows (chip datasets; in-memory samples stay)."""
+        if isinstance(self.base, RasterChipDataset):
+            self.base.set_epoch(epoch)
+
 
 class TwoViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Two augmented views per sample, seeded by (seed, epoch, index): independent of the rank."""
@@ -212,6 +232,12 @@ class TwoViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        """New views (and, from chip datasets, new windows) for ``epoch``."""
+        self.epoch = epoch
+        if isinstance(self.base, Subset):
+            self.base.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
@@ -259,29 +285,79 @@ def sn7_views(image_size: int) -> MultiViewTransform:
     return MultiViewTransform([view(1.0, 0.0), view(0.1, 0.3)])
 
 
+def split_mosaics(
+    files: list[tuple[Path, int]], val_fraction: float
+) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """A seeded split of each AOI's mosaics: ``val_fraction`` of them held out.
+
+    An AOI with two or more mosaics holds out at least one, so every country with
+    such an AOI is in both parts; an AOI with one mosaic only trains.
+    """
+    by_aoi: dict[Path, list[tuple[Path, int]]] = {}
+    for path, label in files:
+        by_aoi.setdefault(path.parent.parent, []).append((path, label))  # <AOI>/images/x.tif
+    gen = torch.Generator().manual_seed(42)
+    train: list[tuple[Path, int]] = []
+    val: list[tuple[Path, int]] = []
+    for aoi in sorted(by_aoi):
+        mosaics = by_aoi[aoi]
+        perm = torch.randperm(len(mosaics), generator=gen).tolist()
+        n_val = max(1, int(val_fraction * len(mosaics))) if len(mosaics) > 1 else 0
+        val += [mosaics[i] for i in perm[:n_val]]
+        train += [mosaics[i] for i in perm[n_val:]]
+    if not val:
+        raise ValueError(
+            f"No mosaic to hold out: each of the {len(by_aoi)} AOIs has one mosaic. The "
+            "per-AOI split needs two or more mosaics in some AOI."
+        )
+    return train, val
+
+
+def mosaic_chips(files: list[tuple[Path, int]], **sampling: Any) -> RasterChipDataset:
+    """256 px RGB patches of ``files`` (mosaic, country) with the country as ``label``."""
+    return RasterChipDataset(
+        [path for path, _ in files],
+        image_labels=[label for _, label in files],
+        size=PATCH,
+        bands=[1, 2, 3],
+        rank=0,  # one shard for all: the DistributedSampler splits the patches
+        world_size=1,
+        **sampling,
+    )
+
+
 def load_data(cfg: Config) -> tuple[Subset, Subset, int]:
     """Train and validation sets (images in [0, 1]) and the number of classes."""
     if cfg.data_dir:
         from geofm.datasets import SpaceNet7Patches
 
-        sn7 = SpaceNet7Patches(cfg.data_dir)
-        base: Dataset[Sample] = sn7
+        sn7 = SpaceNet7Patches(cfg.data_dir)  # the layout, the countries, the value range
         # The sensor's full scale (8-bit: 255; NBITS tag; or --value-range), read up front.
         scale = cfg.value_range if cfg.value_range > 0 else sn7.value_range
-        num_classes = len(sn7.countries)
-    else:
-        from geofm.datasets import SyntheticSceneClassification
-
-        synth = SyntheticSceneClassification(
-            length=cfg.samples, num_classes=cfg.num_classes, size=cfg.scene_size, seed=cfg.seed
+        train_files, val_files = split_mosaics(sn7.files, cfg.val_fraction)
+        train_chips = mosaic_chips(
+            train_files,
+            sampler="random",
+            length=PATCHES_PER_MOSAIC * len(train_files),
+            seed=cfg.seed,
         )
-        batch = default_collate([synth[i] for i in range(len(synth))])
-        base = InMemory(batch["image"], batch["label"])
-        num_classes, scale = cfg.num_classes, 1.0
-    n = len(base)  # type: ignore[arg-type]
+        val_chips = mosaic_chips(val_files)  # the grid: 16 patches of a 1024 px mosaic
+        return (
+            Subset(train_chips, list(range(len(train_chips))), scale),
+            Subset(val_chips, list(range(len(val_chips))), scale),
+            len(sn7.countries),
+        )
+    from geofm.datasets import SyntheticSceneClassification
+
+    synth = SyntheticSceneClassification(
+        length=cfg.samples, num_classes=cfg.num_classes, size=cfg.scene_size, seed=cfg.seed
+    )
+    batch = default_collate([synth[i] for i in range(len(synth))])
+    base = InMemory(batch["image"], batch["label"])  # rendered once
+    n = len(base)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(42)).tolist()
     n_val = max(1, int(cfg.val_fraction * n))
-    return Subset(base, perm[n_val:], scale), Subset(base, perm[:n_val], scale), num_classes
+    return Subset(base, perm[n_val:], 1.0), Subset(base, perm[:n_val], 1.0), cfg.num_classes
 
 
 def lr_at(step: int, *, peak: float, warmup: int, total: int) -> float:
@@ -293,7 +369,7 @@ def lr_at(step: int, *, peak: float, warmup: int, total: int) -> float:
     return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, list[float]]:
+def pretrain(cfg: Config, train_set: Subset) -> tuple[geofm.Backbone, list[float]]:
     """VICReg pretraining; returns the (unwrapped) backbone and the global loss per step."""
     world = world_size()
     if cfg.batch_size % world:
@@ -335,7 +411,7 @@ def pretrain(cfg: Config, train_set: Dataset[Sample]) -> tuple[geofm.Backbone, l
         """The loader's batches, epoch after epoch (reshuffled and re-augmented each epoch)."""
         for epoch in itertools.count():
             sampler.set_epoch(epoch)
-            pairs.epoch = epoch
+            pairs.set_epoch(epoch)  # new views, and new windows of the mosaics
             yield from loader
 
     losses: list[float] = []

@@ -10,7 +10,10 @@ ships with geofm (CC0, EPSG:32618, 300 m pixels):
    adapters in ``layer3`` / ``layer4``) + ``FPN`` + ``FPNSegmentationHead``
    as a :class:`~geofm.heads.SegmentationModel` whose backbone carries an
    :class:`~geofm.InputSpec` (the scene's per-band mean and std), and train the
-   adapters and the head on random crops of the upper rows, normalised by that spec;
+   adapters and the head on seeded random chips of the upper rows, read by a
+   :class:`~geofm.datasets.RasterChipDataset` (``roi``: the upper rows) from the
+   GeoTIFF and the reference labels written as a label raster to a temporary
+   folder, normalised by that spec, through a ``DataLoader``;
 4. evaluate on the bottom rows (mean IoU and pixel accuracy against the
    majority-class baseline);
 5. save with :func:`geofm.hub.save_pretrained`, reload with
@@ -29,14 +32,20 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from geofm.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from geofm.datasets import RasterChipDataset
+    from geofm.geo import RasterProfile
+    from geofm.input_spec import InputSpec
 
 __all__ = ["run_demo"]
 
@@ -52,6 +61,65 @@ def _reference_labels(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
     labels: np.ndarray = np.digitize(brightness, [lo, hi]).astype(np.int64)
     labels[~valid] = 255
     return labels
+
+
+def _write_labels(path: Path, labels: np.ndarray, profile: RasterProfile) -> Path:
+    """Write ``labels`` ``(H, W)`` (255: no label) as a uint8 GeoTIFF on ``profile``'s grid."""
+    from geofm.geo import import_rasterio
+
+    rasterio = import_rasterio("run_demo", package="geofm.demo")
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=profile.width,
+        height=profile.height,
+        count=1,
+        dtype="uint8",
+        crs=profile.crs,
+        transform=profile.transform,
+        nodata=255,
+    ) as dst:
+        dst.write(labels.astype(np.uint8)[None])
+    return path
+
+
+def _training_chips(
+    scene: Path,
+    labels: Path,
+    *,
+    profile: RasterProfile,
+    input_spec: InputSpec,
+    rows: int,
+    crop: int,
+    length: int,
+    seed: int,
+) -> RasterChipDataset:
+    """``length`` seeded random ``crop`` px chips of the upper ``rows`` rows of ``scene``.
+
+    Samples hold ``image`` ``(C, crop, crop)`` normalised by ``input_spec`` and ``mask``
+    ``(crop, crop)`` from the ``labels`` raster (255: no label). ``profile`` is the
+    scene's (a north-up grid).
+    """
+    from geofm.datasets import RasterChipDataset
+
+    left, top = profile.transform @ (0, 0)
+    right, bottom = profile.transform @ (profile.width, rows)
+    return RasterChipDataset(
+        scene,
+        labels,
+        size=crop,
+        sampler="random",
+        length=length,
+        seed=seed,
+        roi=(min(left, right), min(top, bottom), max(left, right), max(top, bottom)),
+        input_spec=input_spec,
+        normalize=True,
+        ignore_index=255,
+        align_to_blocks=False,  # any offset, like a random crop
+        rank=0,  # one process: every rank of a surrounding job trains the same demo
+        world_size=1,
+    )
 
 
 def _mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
@@ -106,10 +174,10 @@ def run_demo(
             ``demo.png`` and the saved model (``model/``); created if needed.
         steps: Training steps.
         backbone: A ResNet name of the backbone registry (``resnet18``, ``resnet50``).
-        batch_size: Crops per step.
-        crop: Crop size in pixels (a multiple of 32).
+        batch_size: Chips per step.
+        crop: Chip size in pixels (a multiple of 32).
         lr: AdamW learning rate.
-        seed: Seed of the initialisation and the crops.
+        seed: Seed of the initialisation and the chips' random windows.
         plot: Write ``demo.png`` (image, reference, predicted map, loss curve);
             needs matplotlib (``pip install "geofm[examples]"``).
 
@@ -130,6 +198,8 @@ def run_demo(
         >>> sorted(result["outputs"])  # doctest: +SKIP
         ['map', 'metrics', 'model', 'plot']
     """
+    from torch.utils.data import DataLoader
+
     from geofm.backbones import create_backbone
     from geofm.data import sample_raster
     from geofm.geo import predict_raster, read_raster
@@ -149,9 +219,9 @@ def run_demo(
     out = Path(os.fspath(output_dir))
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
 
-    raster = read_raster(sample_raster())
+    scene = sample_raster()
+    raster = read_raster(scene)
     valid = np.asarray(raster.mask.all(axis=0))
     labels = _reference_labels(raster.array, valid)
     height = raster.array.shape[1]
@@ -167,7 +237,7 @@ def run_demo(
         std=tuple(float(s) + 1e-6 for s in pixels[:, valid].std(axis=1)),
         multiple=net.input_spec.multiple,
     )
-    image = net.input_spec.prepare(torch.from_numpy(pixels))  # (C, H, W)
+    image = net.input_spec.prepare(torch.from_numpy(pixels))  # (C, H, W), for validation
     target = torch.from_numpy(labels)
 
     apply_lora(net, LoRAConfig(rank=4, alpha=8.0, targets=("layer3.*.conv2", "layer4.*.conv2")))
@@ -188,20 +258,24 @@ def run_demo(
 
     losses: list[float] = []
     model.train()
-    for _ in range(steps):
-        rows = torch.randint(0, train_rows - crop + 1, (batch_size,), generator=generator)
-        cols = torch.randint(0, image.shape[2] - crop + 1, (batch_size,), generator=generator)
-        x = torch.stack(
-            [image[:, r : r + crop, c : c + crop] for r, c in zip(rows, cols, strict=True)]
+    with tempfile.TemporaryDirectory(prefix="geofm-demo-") as tmp:
+        chips = _training_chips(
+            scene,
+            _write_labels(Path(tmp) / "reference_labels.tif", labels, raster.profile),
+            profile=raster.profile,
+            input_spec=net.input_spec,
+            rows=train_rows,
+            crop=crop,
+            length=steps * batch_size,
+            seed=seed,
         )
-        y = torch.stack(
-            [target[r : r + crop, c : c + crop] for r, c in zip(rows, cols, strict=True)]
-        )
-        loss = F.cross_entropy(model(x), y, ignore_index=255)
-        optimizer.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        losses.append(loss.item())
+        for batch in DataLoader(chips, batch_size=batch_size):  # steps batches, in order
+            loss = F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=255)
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            losses.append(loss.item())
+        chips.close()  # before the folder goes (open files cannot be deleted on Windows)
 
     model.eval()
     val_x, val_y = image[None, :, train_rows:, :], target[None, train_rows:, :]

@@ -25,6 +25,40 @@ def test_run_demo_writes_metrics_map_plot_and_a_reloadable_model(tmp_path: Path)
     assert Path(result["outputs"]["plot"]).stat().st_size > 0
 
 
+def test_run_demo_trains_on_raster_chip_dataset_windows_of_the_upper_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training batches are RasterChipDataset samples: seeded windows of the training rows."""
+    import numpy as np
+    import torch
+
+    from geofm.data import sample_raster
+    from geofm.datasets import RasterChipDataset
+    from geofm.demo import _reference_labels
+    from geofm.geo import read_raster
+
+    seen: list[tuple[tuple[Path, int, int], dict[str, torch.Tensor], bool]] = []
+    read = RasterChipDataset.__getitem__
+
+    def spy(self: RasterChipDataset, index: int) -> dict[str, torch.Tensor]:
+        sample = read(self, index)
+        seen.append((self.window(index), sample, self.normalize))
+        return sample
+
+    monkeypatch.setattr(RasterChipDataset, "__getitem__", spy)
+    run_demo(tmp_path, steps=2, batch_size=3, crop=64, plot=False)
+    assert len(seen) == 2 * 3
+    raster = read_raster(sample_raster())
+    labels = _reference_labels(raster.array, np.asarray(raster.mask.all(axis=0)))
+    for (path, row, col), sample, normalized in seen:
+        assert Path(path) == Path(sample_raster()) and normalized
+        assert 0 <= row <= 224 - 64 - 64 and 0 <= col <= 224 - 64  # never the 64 val rows
+        assert sample["image"].shape == (3, 64, 64)
+        expected = torch.from_numpy(labels[row : row + 64, col : col + 64])
+        assert torch.equal(sample["mask"], expected)  # the reference labels, 255 kept
+    assert len({window for window, _, _ in seen}) == 6  # seeded, distinct windows
+
+
 def test_run_demo_rejects_a_crop_that_is_not_a_multiple_of_32(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 32"):
         run_demo(tmp_path, steps=1, crop=50)

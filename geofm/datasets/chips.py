@@ -29,6 +29,7 @@ disjoint share of the windows, the same in every process.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,12 +89,57 @@ def _paths(value: PathLike | Sequence[PathLike], name: str) -> list[Path]:
     return paths
 
 
-def _offsets(length: int, size: int, stride: int) -> list[int]:
-    """Grid offsets along one axis; the last window is shifted back to end at the edge."""
-    regular = list(range(0, length - size + 1, stride))
-    if regular[-1] + size < length:
-        regular.append(length - size)
+def _offsets(start: int, stop: int, size: int, stride: int) -> list[int]:
+    """Grid offsets in ``[start, stop)`` along one axis; the last window ends at ``stop``."""
+    if stop - start < size:
+        return []
+    regular = list(range(start, stop - size + 1, stride))
+    if regular[-1] + size < stop:
+        regular.append(stop - size)
     return regular
+
+
+def _roi(value: object) -> tuple[float, float, float, float]:
+    """``(left, bottom, right, top)`` of a region of interest, checked."""
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+    if len(items) != 4 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items
+    ):
+        raise ValueError(
+            f"roi must be 4 finite numbers (left, bottom, right, top) in the images' CRS, got "
+            f"{value!r}."
+        )
+    left, bottom, right, top = (float(v) for v in items)
+    if not (left < right and bottom < top):
+        raise ValueError(
+            f"roi must have left < right and bottom < top, got (left, bottom, right, top) = "
+            f"{value!r}."
+        )
+    return left, bottom, right, top
+
+
+def _pixel_region(
+    roi: tuple[float, float, float, float] | None, src: Any, path: Path
+) -> tuple[int, int, int, int]:
+    """``(row0, row1, col0, col1)``: the pixels of ``src`` whose footprint lies inside ``roi``."""
+    if roi is None:
+        return 0, src.height, 0, src.width
+    transform = src.transform
+    if transform.b != 0 or transform.d != 0:
+        raise ValueError(
+            f"roi needs north-up images, but '{path}' has a rotated transform "
+            f"{tuple(transform)[:6]}. Leave roi out, or warp the image north-up first."
+        )
+    left, bottom, right, top = roi
+    (c_a, r_a), (c_b, r_b) = ~transform @ (left, top), ~transform @ (right, bottom)
+    eps = 1e-6  # pixels: roi edges on pixel edges stay inclusive despite rounding
+    row0 = max(0, math.ceil(min(r_a, r_b) - eps))
+    row1 = min(src.height, math.floor(max(r_a, r_b) + eps))
+    col0 = max(0, math.ceil(min(c_a, c_b) - eps))
+    col1 = min(src.width, math.floor(max(c_a, c_b) + eps))
+    if row1 <= row0 or col1 <= col0:
+        return 0, 0, 0, 0
+    return row0, row1, col0, col1
 
 
 def _same_grid(a: Any, b: Any) -> bool:
@@ -129,6 +175,8 @@ class _Image:
     label: Path | None
     label_warped: bool
     label_masked: bool  # the label raster has a nodata value / mask to honour
+    region: tuple[int, int, int, int]  # (row0, row1, col0, col1) windows must lie in
+    image_label: int | None  # the image's class (image_labels)
 
 
 @dataclass(frozen=True)
@@ -186,6 +234,15 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
     augmentation if the model needs them). Grid windows start at 0 and are
     aligned whenever ``stride`` is a multiple of the block edge.
 
+    **Region of interest.** With ``roi=(left, bottom, right, top)`` (in the
+    images' CRS, which must then be the same for all images; north-up images
+    only) every window lies wholly inside it: a grid covers the pixels inside
+    ``roi`` (starting at its first whole pixel, the last window of an axis
+    shifted back to end at its edge), and random windows are drawn among the
+    positions inside it (on the block lattice where it holds one). Images it
+    does not cover by a whole chip give no windows. This splits one scene into
+    training and validation parts (torchgeo's samplers' ``roi``).
+
     **Valid pixels.** A pixel is valid when every chosen band is valid there
     (the raster's nodata value or mask, and for float rasters a finite value).
     With ``min_valid > 0`` chips whose valid fraction is below it are skipped:
@@ -205,7 +262,10 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
     ``rasterio.features.rasterize``: a feature's ``vector_property`` value
     (default: 1 for every feature), later features over earlier ones, ``0``
     elsewhere. Coordinates are in ``vector_crs``, else the file's ``crs``
-    member, else WGS 84 longitude/latitude (RFC 7946).
+    member, else WGS 84 longitude/latitude (RFC 7946). ``image_labels``: one
+    integer class per image (e.g. the country of a scene), returned as
+    ``label`` with each of its chips (scene classification, self-supervised
+    pretraining with a probe); it combines with either kind of mask.
 
     **Bands.** ``bands`` (1-based indices, or names found in the band
     descriptions) or ``input_spec`` (its band names found in the descriptions,
@@ -229,8 +289,12 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         images: Image raster path(s) (any file GDAL reads, georeferenced).
         labels: Label raster path(s): one per image, or one for all.
         vector_labels: GeoJSON file path or FeatureCollection mapping of polygons.
+        image_labels: One integer class per image (in the order of ``images``),
+            returned as each chip's ``label``.
         size: Chip edge in pixels, or ``(height, width)``.
         stride: Grid step in pixels, or ``(rows, cols)`` (default: ``size``); grid only.
+        roi: Region ``(left, bottom, right, top)`` in the images' CRS that
+            every window lies inside (default: the whole images).
         sampler: ``"grid"`` or ``"random"``.
         length: Number of random windows over all ranks (random only, required).
         seed: Seed of the random windows.
@@ -258,6 +322,7 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
     Sample:
         - ``image``: ``(C, H, W)`` float32, ``C`` the chosen bands, ``(H, W) = size``.
         - ``mask``: ``(H, W)`` int64 (only with labels or vector labels).
+        - ``label``: ``()`` int64, the image's class (only with ``image_labels``).
         - ``crs``: the image's CRS as a string (e.g. ``"EPSG:32618"``).
         - ``bounds``: ``(4,)`` float64 ``left, bottom, right, top`` in ``crs``.
         - ``transform``: ``(6,)`` float64 affine ``a, b, c, d, e, f`` of the chip.
@@ -270,8 +335,11 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             both ``labels`` and ``vector_labels`` are given, a label raster is
             on another grid with ``label_resampling=None``, has no CRS, or does
             not overlap its image, vector labels are not polygons with integer
-            values, ``rank`` is not in ``[0, world_size)``, or no grid window
-            has ``min_valid`` valid pixels.
+            values, ``image_labels`` are not one integer per image, ``roi`` is
+            not 4 finite numbers with ``left < right`` and ``bottom < top``,
+            the images differ in CRS or are rotated with a ``roi``, no window
+            fits inside ``roi``, ``rank`` is not in ``[0, world_size)``, or no
+            grid window has ``min_valid`` valid pixels.
         TypeError: If ``size`` or ``stride`` is not an int or a pair of ints.
         ShapeError: If ``bands`` or ``input_spec`` do not fit an image's bands.
 
@@ -285,6 +353,12 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         >>> rnd = RasterChipDataset(sample_raster(), size=64, sampler="random", length=5, seed=1)
         >>> bool((rnd[3]["image"] == rnd[3]["image"]).all()), len(rnd)
         (True, 5)
+        >>> whole = RasterChipDataset(sample_raster(), size=224)[0]["bounds"].tolist()
+        >>> left, bottom, right, top = whole
+        >>> upper = (left, top - (top - bottom) * 64 / 224, right, top)  # the upper 64 rows
+        >>> part = RasterChipDataset(sample_raster(), size=64, roi=upper, image_labels=[2])
+        >>> [part.window(k)[1:] for k in range(len(part))], part[0]["label"]
+        ([(0, 0), (0, 64), (0, 128), (0, 160)], tensor(2))
     """
 
     def __init__(
@@ -293,8 +367,10 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         labels: PathLike | Sequence[PathLike] | None = None,
         *,
         vector_labels: PathLike | Mapping[str, Any] | None = None,
+        image_labels: Sequence[int] | None = None,
         size: int | tuple[int, int] = 256,
         stride: int | tuple[int, int] | None = None,
+        roi: Sequence[float] | None = None,
         sampler: ChipSampler = "grid",
         length: int | None = None,
         seed: int = 0,
@@ -377,6 +453,21 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             label_paths = [
                 found[0] if len(found) == 1 else found[k] for k in range(len(image_paths))
             ]
+        classes: list[int | None] = [None] * len(image_paths)
+        if image_labels is not None:
+            classes = list(image_labels)
+            if len(classes) != len(image_paths):
+                raise ValueError(
+                    f"Got {len(classes)} image_labels for {len(image_paths)} images; pass one "
+                    "integer class per image, in the same order."
+                )
+            bad = [c for c in classes if isinstance(c, bool) or not isinstance(c, int)]
+            if bad:
+                raise ValueError(
+                    f"image_labels must be integer classes, got {bad[0]!r}. Map class names "
+                    "to integers first."
+                )
+        self.roi = None if roi is None else _roi(roi)
 
         self.length = length
         self.seed = seed
@@ -395,8 +486,14 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         self.has_labels = labels is not None or vector_labels is not None
 
         self.images: list[_Image] = []
-        for path, label in zip(image_paths, label_paths, strict=True):
-            self.images.append(self._describe(rasterio, path, label, bands))
+        for path, label, image_label in zip(image_paths, label_paths, classes, strict=True):
+            self.images.append(self._describe(rasterio, path, label, image_label, bands))
+        if self.roi is not None and len({img.crs for img in self.images}) > 1:
+            detail = ", ".join(f"{img.path.name}: {img.crs}" for img in self.images)
+            raise ValueError(
+                f"roi is in the images' CRS, but the images are in different CRSs ({detail}). "
+                "Pass images in one CRS, or leave roi out."
+            )
         counts = {len(img.bands) for img in self.images}
         if len(counts) > 1:
             detail = ", ".join(f"{img.path.name}: {len(img.bands)}" for img in self.images)
@@ -415,9 +512,11 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             windows = [
                 (i, r, c)
                 for i, img in enumerate(self.images)
-                for r in _offsets(img.height, self.size[0], self.stride[0])
-                for c in _offsets(img.width, self.size[1], self.stride[1])
+                for r in _offsets(*img.region[:2], self.size[0], self.stride[0])
+                for c in _offsets(*img.region[2:], self.size[1], self.stride[1])
             ]
+            if not windows:  # only with a roi: without one every image holds a chip
+                raise self._no_window_in_roi()
             if self.min_valid > 0:
                 windows = [w for w in windows if self._valid_fraction(*w) >= self.min_valid]
                 if not windows:
@@ -431,18 +530,32 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             # Number of window positions per image (on the block lattice if aligned).
             self._positions = [self._axis_positions(img) for img in self.images]
             counts_f = np.array([len(r) * len(c) for r, c in self._positions], np.float64)
+            if counts_f.sum() == 0:
+                raise self._no_window_in_roi()
             self._image_weights = counts_f / counts_f.sum()
             self._indices = self._shard(list(range(length or 0)))
 
     # -- construction helpers ---------------------------------------------------
 
+    def _no_window_in_roi(self) -> ValueError:
+        return ValueError(
+            f"No {self.size[0]} x {self.size[1]} px window lies inside roi={self.roi} in any "
+            f"image ({', '.join(img.path.name for img in self.images)}). Pass a larger roi (in "
+            "the images' CRS) or a smaller size."
+        )
+
     def _describe(
-        self, rasterio: Any, path: Path, label: Path | None, bands: Sequence[int | str] | None
+        self,
+        rasterio: Any,
+        path: Path,
+        label: Path | None,
+        image_label: int | None,
+        bands: Sequence[int | str] | None,
     ) -> _Image:
         with rasterio.open(path) as src:
             require_georeferencing(src, path, _CALLER)
             chosen = choose_bands(self.input_spec, list(src.descriptions), bands, path)
-            if src.height < self.size[0] or src.width < self.size[1]:
+            if self.roi is None and (src.height < self.size[0] or src.width < self.size[1]):
                 raise ValueError(
                     f"Image '{path}' is {src.height} x {src.width} pixels, smaller than the chip "
                     f"size {self.size[0]} x {self.size[1]}. Use a smaller size."
@@ -464,6 +577,8 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
                 label=label,
                 label_warped=warped,
                 label_masked=masked,
+                region=_pixel_region(self.roi, src, path),
+                image_label=None if image_label is None else int(image_label),
             )
 
     def _check_label(self, rasterio: Any, src: Any, path: Path, label: Path) -> tuple[bool, bool]:
@@ -552,11 +667,15 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         return shapes
 
     def _axis_positions(self, img: _Image) -> tuple[np.ndarray, np.ndarray]:
-        """Possible random window starts along rows and columns of one image."""
+        """Possible random window starts along rows and columns of one image (in its region)."""
         out = []
-        for length, size, block in zip((img.height, img.width), self.size, img.block, strict=True):
+        spans = (img.region[:2], img.region[2:])
+        for (start, stop), size, block in zip(spans, self.size, img.block, strict=True):
             step = block if self.align_to_blocks and block <= size else 1
-            out.append(np.arange(0, length - size + 1, step, dtype=np.int64))
+            first = -(-start // step) * step  # first lattice position in the region
+            if first + size > stop:  # the region holds no aligned window: any start
+                first, step = start, 1
+            out.append(np.arange(first, stop - size + 1, step, dtype=np.int64))
         return out[0], out[1]
 
     def _shard(self, items: list[Any]) -> list[Any]:
@@ -723,6 +842,8 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
         }
         if mask is not None:
             sample["mask"] = torch.from_numpy(mask)
+        if img.image_label is not None:
+            sample["label"] = torch.tensor(img.image_label, dtype=torch.int64)
         return sample
 
     def set_epoch(self, epoch: int) -> None:

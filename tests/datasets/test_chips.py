@@ -176,6 +176,110 @@ def test_random_images_are_drawn_in_proportion_to_their_positions(tmp_path: Path
     assert share == pytest.approx(121 / (121 + 961), abs=0.025)
 
 
+# -- region of interest and image labels ---------------------------------------------
+
+
+def roi_of(row0: float, row1: float, col0: float, col1: float) -> tuple[float, ...]:
+    """``(left, bottom, right, top)`` of fractional pixel rows / columns of ``UTM``."""
+    return (X0 + col0 * RES, Y0 - row1 * RES, X0 + col1 * RES, Y0 - row0 * RES)
+
+
+def test_roi_keeps_grid_windows_inside_its_whole_pixels(scene: Any) -> None:
+    image_path, label_path, image, label = scene  # 40 x 56
+    # Pixels wholly inside: rows 4..35 (ends on a pixel edge), columns 8..49.
+    roi = roi_of(4.0, 36.0, 7.5, 50.7)
+    ds = RasterChipDataset(image_path, label_path, size=16, roi=roi)
+    # rows 4, 20 (20 + 16 = 36); columns 8, 24 and 34 (shifted back to end at 50)
+    expected = [(r, c) for r in (4, 20) for c in (8, 24, 34)]
+    assert [ds.window(k)[1:] for k in range(len(ds))] == expected
+    for k, (r, c) in enumerate(expected):
+        sample = ds[k]
+        assert torch.equal(
+            sample["image"], torch.from_numpy(image[:, r : r + 16, c : c + 16]).float()
+        )
+        assert torch.equal(sample["mask"], torch.from_numpy(label[r : r + 16, c : c + 16]).long())
+        assert sample["bounds"].tolist() == expected_bounds(r, c, 16, 16)
+    whole = RasterChipDataset(image_path, size=16, roi=roi_of(0, 40, 0, 56))
+    assert len(whole) == len(RasterChipDataset(image_path, size=16)) == 3 * 4
+
+
+def test_roi_keeps_random_windows_inside_on_blocks_where_it_can(scene: Any) -> None:
+    image_path, _, _, _ = scene  # 16 x 16 blocks
+    kwargs: dict[str, Any] = {"size": 16, "sampler": "random", "length": 80}
+    roi = roi_of(4, 36, 8, 50)
+    aligned = [
+        w[1:] for w in map(RasterChipDataset(image_path, roi=roi, **kwargs).window, range(80))
+    ]
+    assert {r for r, _ in aligned} == {16} and {c for _, c in aligned} == {16, 32}
+    free = RasterChipDataset(image_path, roi=roi, align_to_blocks=False, **kwargs)
+    loose = [free.window(k)[1:] for k in range(80)]
+    assert all(4 <= r <= 20 and 8 <= c <= 34 for r, c in loose)
+    assert {r for r, _ in loose} >= {4, 20} and {c for _, c in loose} >= {8, 34}
+    # Rows 2..19 hold no block-aligned 16 px window: rows start anywhere in the region.
+    narrow = RasterChipDataset(image_path, roi=roi_of(2, 20, 0, 56), **kwargs)
+    starts = [narrow.window(k)[1:] for k in range(80)]
+    assert {r for r, _ in starts} == {2, 3, 4} and {c for _, c in starts} == {0, 16, 32}
+
+
+def test_roi_leaves_out_images_it_does_not_cover(scene: Any, tmp_path: Path) -> None:
+    image_path, _, image, _ = scene
+    east = write(tmp_path / "east.tif", image, transform=UTM @ Affine.translation(100, 0))
+    roi = roi_of(0, 40, 100, 156)  # exactly the second image
+    grid = RasterChipDataset([image_path, east], size=20, roi=roi)
+    assert {grid.window(k)[0] for k in range(len(grid))} == {east}
+    assert len(grid) == 2 * 3
+    rnd = RasterChipDataset([image_path, east], size=20, roi=roi, sampler="random", length=20)
+    assert {rnd.window(k)[0] for k in range(20)} == {east}
+
+
+def test_roi_errors_name_what_was_expected(scene: Any, tmp_path: Path) -> None:
+    image_path, _, image, _ = scene
+    cases: list[tuple[Any, str]] = [
+        ((1.0, 2.0, 3.0), r"roi must be 4 finite numbers \(left, bottom, right, top\)"),
+        ((0.0, 0.0, float("nan"), 1.0), "roi must be 4 finite numbers"),
+        ("abcd", "roi must be 4 finite numbers"),
+        ((5.0, 0.0, 1.0, 1.0), "left < right and bottom < top"),
+    ]
+    for roi, message in cases:
+        with pytest.raises(ValueError, match=message):
+            RasterChipDataset(image_path, size=8, roi=roi)
+    samplers: list[dict[str, Any]] = [{}, {"sampler": "random", "length": 4}]
+    for sampling in samplers:
+        with pytest.raises(ValueError, match=r"No 16 x 16 px window lies inside roi=.*image.tif"):
+            RasterChipDataset(image_path, size=16, roi=roi_of(0, 10, 0, 56), **sampling)
+    other = write(tmp_path / "wgs.tif", image, crs="EPSG:32617")
+    with pytest.raises(ValueError, match="different CRSs .*image.tif: EPSG:32618, wgs.tif"):
+        RasterChipDataset([image_path, other], size=8, roi=roi_of(0, 40, 0, 56))
+    rotated = write(tmp_path / "rot.tif", image, transform=UTM @ Affine.rotation(10))
+    with pytest.raises(ValueError, match="roi needs north-up images, .*rot.tif"):
+        RasterChipDataset(rotated, size=8, roi=roi_of(0, 40, 0, 56))
+
+
+def test_image_labels_come_with_every_chip_of_their_image(scene: Any, tmp_path: Path) -> None:
+    image_path, label_path, image, _ = scene
+    second = write(tmp_path / "second.tif", image)
+    for sampler, length in (("grid", None), ("random", 12)):
+        ds = RasterChipDataset(
+            [image_path, second],
+            label_path,
+            image_labels=[3, 7],
+            size=20,
+            sampler=sampler,  # type: ignore[arg-type]
+            length=length,
+        )
+        labels = [int(ds[k]["label"]) for k in range(len(ds))]
+        assert labels == [3 if ds.window(k)[0] == image_path else 7 for k in range(len(ds))]
+        assert set(labels) == {3, 7}
+        batch = next(iter(DataLoader(ds, batch_size=len(ds))))
+        assert batch["label"].dtype == torch.int64 and batch["label"].shape == (len(ds),)
+        assert batch["mask"].shape == (len(ds), 20, 20)
+    assert "label" not in RasterChipDataset(image_path, size=20)[0]
+    with pytest.raises(ValueError, match="Got 1 image_labels for 2 images"):
+        RasterChipDataset([image_path, second], size=8, image_labels=[1])
+    with pytest.raises(ValueError, match="image_labels must be integer classes, got 'water'"):
+        RasterChipDataset([image_path, second], size=8, image_labels=[1, "water"])  # type: ignore[list-item]
+
+
 # -- valid pixels ---------------------------------------------------------------------
 
 

@@ -1,9 +1,15 @@
-"""examples/landcover_swin_fpn.py on LandCover.ai's own chip layout, built from real files.
+"""examples/landcover_swin_fpn.py on LandCover.ai's two layouts, built from real files.
 
 ``split.py`` of LandCover.ai writes ungeoreferenced ``output/<name>.jpg`` chips,
-``output/<name>_m.png`` masks and ``{train,val,test}.txt``. The layout is built
+``output/<name>_m.png`` masks and ``{train,val,test}.txt``. That layout is built
 here from the real EnMAP Potsdam tiles (RGB from bands 43, 28, 10; the real
 6-class labels mapped to LandCover.ai's 5 classes), upsampled 2x to 64 px.
+
+The downloaded layout, ``images/<scene>.tif`` + ``masks/<scene>.tif`` GeoTIFFs, is
+built from two real SpaceNet scenes with their real labels: Las Vegas (1300 x 1300
+px, EPSG:4326, 11-bit image, road mask -> road) and an Atlanta window (640 x 640 px,
+EPSG:32616, pan, 43 building footprints -> building). The masks declare nodata 255 on
+their top 8 rows (unlabelled pixels, -100 in the chips).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from example_loader import load
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 POTSDAM = REAL / "enmap_potsdam"
 LANDSAT = REAL / "rasterio_landsat7" / "RGB.byte.tif"
+SPACENET = REAL / "solaris_spacenet"
 pytestmark = pytest.mark.skipif(not POTSDAM.is_dir(), reason="real EnMAP Potsdam tiles absent")
 
 # Potsdam labels 0 background, 1 roof, 2 pavement, 3 low vegetation, 4 tree, 5 soil, 6 water
@@ -54,6 +61,67 @@ def chips(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 Image.fromarray(mask).save(root / "output" / f"{name}_m.png")
                 names.append(name)
         (root / f"{split}.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``images/`` + ``masks/`` GeoTIFFs of two real scenes (no split files)."""
+    import rasterio
+    from rasterio import features
+
+    root = tmp_path_factory.mktemp("landcover_scenes")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+
+    def write(name: str, image: np.ndarray, mask: np.ndarray, crs: Any, transform: Any) -> None:
+        mask[:8] = 255  # unlabelled
+        for folder, data, nodata in (("images", image, None), ("masks", mask[None], 255)):
+            with rasterio.open(
+                root / folder / f"{name}.tif",
+                "w",
+                driver="GTiff",
+                width=data.shape[2],
+                height=data.shape[1],
+                count=data.shape[0],
+                dtype="uint8",
+                crs=crs,
+                transform=transform,
+                nodata=nodata,
+            ) as dst:
+                dst.write(data)
+
+    vegas = SPACENET / "vegas_sn3_roads"
+    with rasterio.open(vegas / "road_mask_input.tif") as src:
+        grey = np.clip(src.read(1) / 2047 * 255, 0, 255).astype(np.uint8)  # 11-bit DN
+        crs, transform = src.crs, src.transform
+    with rasterio.open(vegas / "sample_road_raster_mask.tif") as src:
+        roads = np.where(src.read(1) > 0, 4, 0).astype(np.uint8)  # LandCover.ai road
+    write("vegas", np.repeat(grey[None], 3, axis=0), roads, crs, transform)
+
+    atlanta = SPACENET / "atlanta_sn4_pan"
+    with rasterio.open(atlanta / "sample_geotiff.tif") as src:
+        window = rasterio.windows.Window(0, 0, 640, 640)
+        pan = src.read(1, window=window).astype(np.float64)
+        crs, transform = src.crs, src.window_transform(window)
+    grey = np.clip(pan / np.percentile(pan, 99) * 255, 0, 255).astype(np.uint8)
+    polygons = json.loads((atlanta / "geotiff_labels.geojson").read_text())["features"]
+    buildings = features.rasterize(
+        [(f["geometry"], 1) for f in polygons], out_shape=(640, 640), transform=transform
+    ).astype(np.uint8)  # LandCover.ai building
+    assert buildings.any()
+    write("atlanta", np.repeat(grey[None], 3, axis=0), buildings, crs, transform)
+    return root
+
+
+def split_files(scenes: Path, tmp_path: Path, train: str, val: str) -> Path:
+    """A layout root holding ``scenes``' images and masks and the given split files."""
+    root = tmp_path / "landcover"
+    root.mkdir()
+    for folder in ("images", "masks"):
+        (root / folder).symlink_to(scenes / folder, target_is_directory=True)
+    (root / "train.txt").write_text(train)
+    (root / "val.txt").write_text(val)
     return root
 
 
@@ -114,6 +182,75 @@ def test_chip_layout_trains_writes_metrics_and_skips_the_map(
     assert result["val_accuracy_macro"] == pytest.approx(float(macro), abs=1e-6)
     assert result["val_accuracy_micro"] == pytest.approx(float(micro), abs=1e-6)
     assert result["val_iou"] == pytest.approx(float(iou), abs=1e-6)
+
+
+@pytest.mark.skipif(not SPACENET.is_dir(), reason="real SpaceNet scenes absent")
+def test_geotiff_scenes_train_from_raster_chips_and_map_the_validation_scene(
+    scenes: Path, tmp_path: Path
+) -> None:
+    import rasterio
+
+    from geofm.datasets import RasterChipDataset
+
+    # Whole scene for training (9 chips: offsets 0, 512 and 788 on each axis), and
+    # split.py's chip 0 of Atlanta (its only whole 512 px tile) for validation.
+    root = split_files(scenes, tmp_path, "vegas\n", "atlanta_0\n")
+    train, val, scene = landcover.load_data(landcover.Config(data_dir=str(root)), tmp_path)
+    assert isinstance(train.dataset, RasterChipDataset) and val.dataset is train.dataset
+    chips = train.dataset
+    assert [chips.window(k)[1:] for k in train.indices] == [
+        (r, c) for r in (0, 512, 788) for c in (0, 512, 788)
+    ]
+    assert [chips.window(k) for k in val.indices] == [(root / "images" / "atlanta.tif", 0, 0)]
+    assert scene == root / "images" / "atlanta.tif"
+    sample = val[0]
+    with rasterio.open(root / "images" / "atlanta.tif") as src:
+        image = src.read(window=rasterio.windows.Window(0, 0, 512, 512))
+    with rasterio.open(root / "masks" / "atlanta.tif") as src:
+        mask = src.read(1, window=rasterio.windows.Window(0, 0, 512, 512))
+    assert torch.equal(sample["image"], torch.from_numpy(image).float())  # [0, 255] as stored
+    expected = torch.from_numpy(mask).long()
+    expected[:8] = -100  # the mask's nodata: skipped by the loss, the counts and the metrics
+    assert torch.equal(sample["mask"], expected)
+
+    result = landcover.main(tiny(tmp_path / "run", data_dir=str(root)))
+    assert len(result["history"]) == 2 and 0.0 <= result["val_iou"] <= 1.0
+    with rasterio.open(result["map"]) as out, rasterio.open(scene) as src:
+        assert out.crs == src.crs and out.transform == src.transform
+        assert out.shape == (640, 640)
+        assert set(np.unique(out.read(1)).tolist()) - {out.nodata} <= set(range(5))
+
+    # --layout chips reads split.py's jpg chips, which this root does not have.
+    from geofm.errors import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match="output/vegas.jpg"):
+        landcover.load_data(landcover.Config(data_dir=str(root), layout="chips"), tmp_path)
+
+
+@pytest.mark.skipif(not SPACENET.is_dir(), reason="real SpaceNet scenes absent")
+def test_scene_split_files_name_split_py_chips_or_scenes(scenes: Path, tmp_path: Path) -> None:
+    # split.py numbers Vegas' tiles row by row over ceil(1300 / 512) = 3 columns:
+    # 4 = row 1, column 1; 2 and 5-8 are partial tiles it never writes.
+    root = split_files(scenes, tmp_path, "vegas_0\nvegas_1\nvegas_3\n\natlanta\n", "vegas_4\n")
+    train, val, _ = landcover.load_scenes(root)
+    windows = [(path.stem, r, c) for path, r, c in map(train.dataset.window, train.indices)]
+    assert windows == [
+        ("vegas", 0, 0),
+        ("vegas", 0, 512),
+        ("vegas", 512, 0),
+        *[("atlanta", r, c) for r in (0, 128) for c in (0, 128)],
+    ]
+    assert [val.dataset.window(k)[1:] for k in val.indices] == [(512, 512)]
+    for val_text, message in (("vegas_2\n", "'vegas_2'"), ("\n", "<empty file>")):
+        (root / "val.txt").write_text(val_text)
+        with pytest.raises(ValueError, match=f"val.txt names .*chips .*{message}"):
+            landcover.load_scenes(root)
+    (root / "val.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="val.txt is missing"):
+        landcover.load_scenes(root)
+    (root / "masks").unlink()
+    with pytest.raises(FileNotFoundError, match="2 of 2 scenes have no mask"):
+        landcover.load_scenes(root)
 
 
 @pytest.mark.skipif(not LANDSAT.is_file(), reason="real Landsat GeoTIFF absent")

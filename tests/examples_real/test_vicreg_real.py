@@ -4,7 +4,9 @@ Three "AOIs" of two 300 x 300 "monthly mosaics" each, cut from real 11-bit
 SpaceNet rasters stored as uint16: Rotterdam SN6 multispectral (``ms1.tif``,
 4 bands, float64 integers cast losslessly), Rotterdam SN6 pan (``pan1.tif``) and
 Las Vegas SN3 (``road_mask_input.tif``), the single-band ones repeated into 3
-bands. Each mosaic gives 16 patches of 256 px (zero-padded past 300 px), 96 in all.
+bands. The example reads them with ``RasterChipDataset``: one mosaic of each AOI is
+held out; the three training mosaics give 16 random 256 px windows each per epoch, the
+three held-out ones a 256 px grid of 4 windows each (offsets 0 and 44).
 """
 
 from __future__ import annotations
@@ -100,6 +102,40 @@ def test_16bit_mosaics_are_scaled_by_their_bit_depth_not_by_255(tmp_path: Path) 
     assert not any(key.endswith("_top5") for key in result)
     assert "3 classes" in result["top5_omitted"]
     assert 0.0 <= result["linear_top1"] <= 1.0
+
+
+def test_patches_are_chip_windows_of_the_mosaics_scaled_and_labelled(tmp_path: Path) -> None:
+    from rasterio.windows import Window
+
+    from geofm.datasets import RasterChipDataset
+
+    root = write_layout(tmp_path / "sn7", nbits=True)
+    train, val, num_classes = vicreg.load_data(tiny(root, tmp_path / "run"))
+    assert num_classes == 3
+    assert isinstance(train.base, RasterChipDataset) and train.base.sampler == "random"
+    assert isinstance(val.base, RasterChipDataset) and val.base.sampler == "grid"
+    held_out = {img.path for img in val.base.images}
+    trained = {img.path for img in train.base.images}
+    assert not held_out & trained and len(held_out | trained) == 6
+    assert {p.parent.parent.name for p in held_out} == set(SOURCES)  # one month of each AOI
+    assert (len(train), len(val)) == (16 * 3, 3 * 2 * 2)
+    countries = sorted(country for country, _ in SOURCES.values())
+    for ds in (train, val):
+        for k in range(0, len(ds), 5):
+            path, row, col = ds.base.window(k)
+            with rasterio.open(path) as src:
+                raw = src.read([1, 2, 3], window=Window(col, row, 256, 256))  # (3, 256, 256)
+            sample = ds[k]
+            assert torch.equal(sample["image"], (torch.from_numpy(raw).float() / 2047).clamp(0, 1))
+            country = SOURCES[path.parent.parent.name][0]
+            assert int(sample["label"]) == countries.index(country)
+    # The pretraining pairs redraw the windows every epoch.
+    first = [train.base.window(k) for k in range(len(train))]
+    pairs = vicreg.TwoViews(train, vicreg.sn7_views(32), seed=0)
+    pairs.set_epoch(1)
+    assert train.base.epoch == 1 and pairs.epoch == 1
+    assert [train.base.window(k) for k in range(len(train))] != first
+    assert pairs[0][0].shape == (3, 32, 32)
 
 
 def test_16bit_mosaics_without_a_bit_depth_need_value_range(tmp_path: Path) -> None:
