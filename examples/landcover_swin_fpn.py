@@ -20,8 +20,11 @@ included, as the source reports), macro accuracy (mean class recall: the
 source's torchmetrics ``Accuracy(average="macro")``, its reported 0.683) and
 micro (pixel) accuracy beside it, next to the majority-class baseline. The model
 is saved with ``save_pretrained``; ``metrics.json`` is written before the map.
+The model carries its input spec (values / 255, LandCover.ai's mean / std), so
+``geofm predict <output>/model scene.tif map.tif`` prepares scenes as training did.
 A land-cover map of a whole georeferenced scene is written with
-``geofm.geo.predict_raster``: the synthetic validation scene, ``--map-scene``,
+``geofm.geo.predict_raster`` from that spec: the synthetic validation scene (kept
+as ``<output>/scene/image.tif``), ``--map-scene``,
 the scene of the first validation chip (GeoTIFF scenes), or the first validation
 chip when it is georeferenced. LandCover.ai's jpg chips (``split.py`` output)
 carry no georeference: the map is then skipped (``metrics.json`` says why) and
@@ -77,7 +80,6 @@ resamples with ``grid_sample`` (no antialiasing; torchvision antialiases).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 import geofm
 from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
 from geofm.metrics import ConfusionMatrix
+from geofm.sensors import ValueScaling
 from geofm.transforms import (
     ColorJitter,
     Compose,
@@ -324,6 +327,16 @@ def build_model(cfg: Config) -> nn.Module:
         taps=cfg.taps,
         pretrained=cfg.weights or False,
     )
+    # What the model expects, saved with it: 8-bit RGB / 255, then LandCover.ai's
+    # statistics (the training normalisation), so `geofm predict` prepares scenes alike.
+    backbone.input_spec = geofm.InputSpec(
+        num_bands=3,
+        scaling=ValueScaling.uniform(divisor=255.0),
+        mean=LANDCOVER_AI_MEAN,
+        std=LANDCOVER_AI_STD,
+        multiple=backbone.input_spec.multiple,
+        min_size=backbone.input_spec.min_size,
+    )
     channels = [f.channels for f in backbone.feature_info]
     model = build_segmentation_model(
         backbone,
@@ -397,8 +410,10 @@ def main(cfg: Config) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="landcover_"))
-    train, val, scene_path = load_data(cfg, workdir)
+    # The synthetic default writes its held-out scene to <output>/scene/ (kept: it is the
+    # scene mapped, and `geofm predict <output>/model <output>/scene/image.tif` redoes the map).
+    (out / "scene").mkdir(exist_ok=True)
+    train, val, scene_path = load_data(cfg, out / "scene")
     model = build_model(cfg)
     augment = train_augmentation(cfg)
     # (x - mean) / std with LandCover.ai's statistics, on x in [0, 1].
@@ -496,17 +511,17 @@ def write_map(cfg: Config, model: nn.Module, scene: Path | None, out: Path) -> d
         }
     from geofm.geo import predict_raster
 
-    # Rasters hold 0-255: (x / 255 - mean) / std, as in training.
-    norm = Normalize(LANDCOVER_AI_MEAN, LANDCOVER_AI_STD, divisor=255.0)
+    # Rasters hold 0-255; the model's saved input spec gives (x / 255 - mean) / std,
+    # as in training, so this map equals `geofm predict <out>/model <scene>`.
     path = predict_raster(
-        nn.Sequential(norm, model).eval(),
+        model.eval(),
         scene,
         out / "landcover_map.tif",
         tile=max(64, cfg.image_size),
         overlap=max(64, cfg.image_size) // 4,
         overwrite=True,
     )
-    return {"map": str(path)}
+    return {"map": str(path), "map_scene": str(scene)}
 
 
 def plot(

@@ -54,6 +54,26 @@ def test_quickstart_model_through_geofm_predict_reproduces_its_map(tmp_path: Pat
 
 
 @pytest.mark.xdist_group("walks")
+def test_landcover_example_model_through_geofm_predict_reproduces_its_map(tmp_path: Path) -> None:
+    landcover = load("landcover_swin_fpn")
+    cfg = landcover.Config(
+        epochs=1, steps_per_epoch=2, train_chips=4, chip_size=128, output_dir=str(tmp_path)
+    )
+    result = landcover.main(cfg)
+    example_map, scene = Path(result["map"]), Path(result["map_scene"])
+    assert scene == tmp_path / "scene" / "image.tif"  # the synthetic scene, kept beside the model
+    argv = [
+        "predict", str(tmp_path / "model"), str(scene), str(tmp_path / "cli.tif"), "--no-progress",
+        "--tile", str(max(64, cfg.image_size)), "--overlap", str(max(64, cfg.image_size) // 4),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert _agreement(example_map, tmp_path / "cli.tif") >= 0.999
+    # The saved spec carries the example's normalisation: without it the map changes.
+    assert main([*argv[:3], str(tmp_path / "raw.tif"), *argv[4:], "--no-input-spec"]) == 0
+    assert _agreement(example_map, tmp_path / "raw.tif") < 0.999
+
+
+@pytest.mark.xdist_group("walks")
 def test_dinov2_segmentation_predicts_with_the_default_tile(tmp_path: Path) -> None:
     from geofm.heads import FCNHead, SegmentationModel
     from geofm.hub import save_pretrained
