@@ -313,3 +313,19 @@ def test_documented_commands_write_to_their_own_folders() -> None:
     clashes = {str(f): c for f, c in folders.items() if len(c) > 1}
     assert not clashes
     assert se.output_folder(se.Config()) == Path("runs/spectral_earth/pretrain_mae")
+
+
+def test_missing_matplotlib_is_reported_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    calls: list[str] = []
+    monkeypatch.setattr(se, "pretrain", lambda *a, **k: calls.append("pretrain"))
+    monkeypatch.setattr(se, "finetune", lambda *a, **k: calls.append("finetune"))
+    for mode in ("pretrain", "finetune"):
+        with pytest.raises(ImportError, match="matplotlib is required.*pip install matplotlib"):
+            se.main(se.Config(mode=mode, output_dir=str(tmp_path / mode)))
+    assert calls == []  # refused in the checks, before any data, model or training
+    assert not any(tmp_path.rglob("*.json"))

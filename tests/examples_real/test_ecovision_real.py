@@ -230,3 +230,20 @@ def test_missing_matplotlib_is_reported_before_any_work(
     with pytest.raises(MissingDependencyError, match="pip install matplotlib.*--no-plot"):
         eco.main(eco.Config(output_dir=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_scikit_learn_for_the_rf_baseline_is_reported_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name)
+    )
+    from geofm.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match="needs sklearn.*drop rf from --baselines"):
+        eco.main(eco.Config(baselines=("ridge", "rf"), output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+    eco.check_dependencies(eco.Config(baselines=("ridge",), plot=False))  # rf not asked: fine
