@@ -942,4 +942,12 @@ def _resolve_input_bands(
         waves = resolve_wavelengths([float(cast(float, b)) for b in bands])
         return None, waves
     info = resolve_bands(cast("str | Sensor | Sequence[str]", bands))
+    if need_wavelengths and not isinstance(info, Sensor):
+        raise ValueError(
+            f"bands={list(info)!r} are names without a sensor, so their wavelengths are "
+            "unknown and this wavelength-conditioned backbone cannot use them. Pass the "
+            "bands of a sensor, e.g. bands=get_sensor('sentinel2_l2a').select("
+            f"{list(info)!r}) (geofm.sensors.get_sensor), a sensor name, or the centre "
+            "wavelengths in nm."
+        )
     return info, resolve_wavelengths(info) if need_wavelengths else ()

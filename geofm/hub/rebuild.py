@@ -152,15 +152,13 @@ def _jsonable(value: Any, where: str) -> Any:
         return [_jsonable(v, where) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if (
-        isinstance(value, Sensor)
-        and value.name in list_sensors()
-        and get_sensor(value.name) == value
-    ):
-        return value.name
+    if isinstance(value, Sensor):  # a catalog sensor by name, a selection of one as a record
+        record = _sensor_record(value, where)
+        return {"@sensor": record} if "bands" in record else record["name"]
     raise WeightsError(
         f"Cannot save {where}: {type(value).__name__} value {value!r} is not JSON-serialisable. "
-        "Build the model with plain values (numbers, strings, lists) or registered sensor names."
+        "Build the model with plain values (numbers, strings, lists), registered sensor names "
+        "or band selections of them."
     )
 
 
@@ -241,6 +239,27 @@ def _encode(value: Any, model: nn.Module, where: str) -> Any:
             raise WeightsError(f"Cannot save {where}: dict keys starting with '@' are reserved.")
         return {str(k): _encode(v, model, f"{where}.{k}") for k, v in value.items()}
     return _jsonable(value, where)
+
+
+def _sensor_record(sensor: Sensor, where: str) -> dict[str, Any]:
+    """A catalog sensor (or a band selection of one) as ``{"name": ..., "bands": [...]}``.
+
+    Only records the catalog can rebuild exactly are stored by name: the sensor
+    itself or ``get_sensor(name).select(bands)``; anything else is refused.
+    """
+    base = sensor.name.split("[", 1)[0]
+    if base in list_sensors(base):
+        catalog = get_sensor(base)
+        if sensor == catalog:
+            return {"name": base}
+        if sensor.bands and sensor == catalog.select(list(sensor.bands)):
+            return {"name": base, "bands": list(sensor.bands)}
+    raise WeightsError(
+        f"Cannot save {where}: sensor record {sensor.name!r} is neither a registered sensor "
+        "nor a band selection of one (get_sensor(name).select(bands)), so config.json cannot "
+        "rebuild it. Register it with geofm.sensors.register_sensor first, or pass its band "
+        "names or wavelengths."
+    )
 
 
 def _class_name(cls: type, where: str) -> str:
@@ -781,11 +800,30 @@ def _validate_value(value: Any, where: str, depth: int) -> None:
             InputSpec.from_dict(value["@input_spec"], where=where)
         elif "@output_spec" in value:
             OutputSpec.from_dict(value["@output_spec"], where=where)
+        elif "@sensor" in value:
+            _sensor_from_record(value["@sensor"], where)
         else:
             for k, v in value.items():
                 _validate_value(v, f"{where}.{k}", depth + 1)
         return
     raise ValueError(f"field {where} has an unsupported value {value!r}.")
+
+
+def _sensor_from_record(record: Any, where: str) -> Sensor:
+    """The sensor a ``{"@sensor": ...}`` value names; ``ValueError`` naming the field if not."""
+    if not isinstance(record, dict) or set(record) - {"name", "bands"} or "name" not in record:
+        raise ValueError(f"field {where}: @sensor must be {{'name': str, 'bands': [str, ...]}}.")
+    name, bands = record["name"], record.get("bands")
+    if not isinstance(name, str) or name not in list_sensors(name):
+        raise ValueError(f"field {where}: unknown sensor {name!r}.")
+    if bands is None:
+        return get_sensor(name)
+    if not isinstance(bands, list) or not bands or not all(isinstance(b, str) for b in bands):
+        raise ValueError(f"field {where}: @sensor bands must be a non-empty list of names.")
+    try:
+        return get_sensor(name).select(bands)
+    except UnknownNameError as err:
+        raise ValueError(f"field {where}: {err}") from None
 
 
 def _validate_node(node: Any, where: str, depth: int) -> None:
@@ -841,6 +879,8 @@ def _decode(value: Any, where: str, depth: int) -> Any:
             return InputSpec.from_dict(value["@input_spec"], where=where)
         if "@output_spec" in value:
             return OutputSpec.from_dict(value["@output_spec"], where=where)
+        if "@sensor" in value:
+            return _sensor_from_record(value["@sensor"], where)
         return {k: _decode(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
     return value
 
@@ -851,7 +891,7 @@ def _build(node: Mapping[str, Any], where: str, depth: int) -> nn.Module:
     try:
         if "backbone" in node:
             bb = node["backbone"]
-            kwargs = dict(bb.get("kwargs", {}))
+            kwargs = _decode(dict(bb.get("kwargs", {})), f"{where}.backbone.kwargs", depth)
             module = create_backbone(bb["name"], **kwargs)
             module.config = BackboneConfig(
                 name=bb["name"], kwargs=kwargs, weights=bb.get("weights")

@@ -221,6 +221,14 @@ def test_bands_set_the_band_count_and_are_validated() -> None:
         m.embed(torch.randn(1, 3, 16, 16))
     with pytest.raises(TypeError, match="bands="):
         geofm.create_backbone("dofa_vit_base_patch16", depth=1, wavelengths=[490.0])
+    # Names without a sensor have no wavelengths; the message names what create_backbone takes.
+    with pytest.raises(ValueError, match=r"bands=get_sensor\('sentinel2_l2a'\)\.select\("):
+        geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=["B04", "B03"])
+    from geofm.sensors import get_sensor
+
+    picked = get_sensor("sentinel2_l2a").select(["B04", "B03"])
+    two = geofm.create_backbone("dofa_vit_base_patch16", depth=1, bands=picked)
+    assert two.in_chans == 2 and two.input_spec.wavelengths == (664.6, 559.8)
 
 
 def test_builder_rejects_in_chans_that_disagree_with_wavelengths() -> None:

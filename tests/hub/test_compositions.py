@@ -19,6 +19,7 @@ from geofm.errors import WeightsError
 from geofm.heads import (
     FPN,
     ClassificationHead,
+    FCNHead,
     FPNSegmentationHead,
     PooledModel,
     RegressionHead,
@@ -99,6 +100,14 @@ def _user_class() -> nn.Module:
     return PooledModel(geofm.create_backbone("resnet18", in_chans=4), head)
 
 
+def _sensor_selection() -> nn.Module:
+    from geofm.sensors import get_sensor
+
+    bands = get_sensor("sentinel2_l2a").select(["red", "B3", "b02", "nir"])  # a 4-band record
+    backbone = geofm.create_backbone("resnet18", bands=bands)
+    return SegmentationModel(backbone, None, FCNHead(512, num_classes=3, hidden_channels=8))
+
+
 CASES: dict[str, tuple[Callable[[], nn.Module], bool]] = {
     "segmentation_constructor": (_segmentation_from_constructor, False),
     "vit_upernet": (_vit_upernet, False),
@@ -106,6 +115,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], bool]] = {
     "pooled_lora_on_model": (_pooled_with_lora_on_the_model, False),
     "segmentation_lora_merged": (_merged_lora_segmentation, True),
     "user_registered_class": (_user_class, False),
+    "sensor_band_selection": (_sensor_selection, False),
 }
 
 
@@ -292,3 +302,50 @@ def test_saved_files_get_umask_permissions_and_no_temporary_is_left(tmp_path: Pa
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"README.md": 0o644, "config.json": 0o644, "model.safetensors": 0o644}
+
+
+def test_sensors_are_saved_by_catalog_name_and_unknown_records_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geofm.sensors import Sensor, get_sensor
+
+    whole = geofm.create_backbone("resnet18", bands=get_sensor("sentinel2_l2a"), out_indices=[3])
+    save_pretrained(SegmentationModel(whole, None, FCNHead(512, num_classes=2)), tmp_path / "a")
+    stored = json.loads((tmp_path / "a" / "config.json").read_text())
+    kwargs = stored["model"]["args"]["backbone"]["@module"]["backbone"]["kwargs"]
+    assert kwargs["bands"] == "sentinel2_l2a"  # a whole catalog sensor: its name
+    picked = _sensor_selection()
+    save_pretrained(picked, tmp_path / "b")
+    stored = json.loads((tmp_path / "b" / "config.json").read_text())
+    kwargs = stored["model"]["args"]["backbone"]["@module"]["backbone"]["kwargs"]
+    assert kwargs["bands"] == {
+        "@sensor": {"name": "sentinel2_l2a", "bands": ["B04", "B03", "B02", "B08"]}
+    }
+    again = from_pretrained(tmp_path / "b")
+    assert again.backbone.input_spec.bands == ("B04", "B03", "B02", "B08")
+    save_pretrained(again, tmp_path / "c")  # a rebuilt model saves again, the same way
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["model"] == stored["model"]
+    # A record the catalog cannot rebuild is refused at saving, naming the fix.
+    custom = Sensor(name="my_camera", bands=("a", "b"), wavelengths=(500.0, 800.0))
+    model = SegmentationModel(
+        geofm.create_backbone("resnet18", bands=custom), None, FCNHead(512, num_classes=2)
+    )
+    with pytest.raises(
+        WeightsError, match="'my_camera' is neither a registered sensor.*register_sensor"
+    ):
+        save_pretrained(model, tmp_path / "d")
+    assert not (tmp_path / "d" / "config.json").exists()
+    # A tampered record is refused before anything is built.
+    built: list[str] = []
+    monkeypatch.setattr("geofm.hub.rebuild.create_backbone", lambda *a, **k: built.append("x"))
+    for record, message in (
+        ({"name": "nope", "bands": ["B04"]}, "unknown sensor 'nope'"),
+        ({"name": "sentinel2_l2a", "bands": ["B99"]}, "B99"),
+        ({"name": "sentinel2_l2a", "bands": []}, "non-empty list"),
+        ({"bands": ["B04"]}, "@sensor must be"),
+    ):
+        kwargs["bands"] = {"@sensor": record}
+        (tmp_path / "b" / "config.json").write_text(json.dumps(stored))
+        with pytest.raises(WeightsError, match=message):
+            from_pretrained(tmp_path / "b")
+    assert built == []
