@@ -30,6 +30,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from geofm._version import __version__
 
@@ -249,45 +250,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
         model = from_pretrained(args.model).eval().to(args.device)
+        options: dict[str, Any] = {
+            "tile": args.tile,
+            "overlap": args.overlap,
+            "batch_size": args.batch_size,
+            "blend": args.blend,
+            "output": args.output,
+            "device": args.device,
+            "bands": bands,
+            "input_spec": "model" if args.input_spec else None,
+            "progress": not args.no_progress,
+            "overwrite": args.overwrite,
+            "precision": args.precision,
+            "channels_last": args.channels_last,
+            "allow_ungeoreferenced": args.allow_ungeoreferenced,
+        }
         if many:
-            outs = predict_rasters(
-                model,
-                args.src,
-                args.dst,
-                tile=args.tile,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-                blend=args.blend,
-                output=args.output,
-                device=args.device,
-                bands=bands,
-                input_spec="model" if args.input_spec else None,
-                progress=not args.no_progress,
-                overwrite=args.overwrite,
-                precision=args.precision,
-                channels_last=args.channels_last,
-                allow_ungeoreferenced=args.allow_ungeoreferenced,
-            )
+            outs = predict_rasters(model, args.src, args.dst, **options)
             print(f"{len(outs)} maps in {args.dst}")
             return 0
-        out = predict_raster(
-            model,
-            args.src,
-            args.dst,
-            tile=args.tile,
-            overlap=args.overlap,
-            batch_size=args.batch_size,
-            blend=args.blend,
-            output=args.output,
-            device=args.device,
-            bands=bands,
-            input_spec="model" if args.input_spec else None,
-            progress=not args.no_progress,
-            overwrite=args.overwrite,
-            precision=args.precision,
-            channels_last=args.channels_last,
-            allow_ungeoreferenced=args.allow_ungeoreferenced,
-        )
+        out = predict_raster(model, args.src, args.dst, **options)
     finally:
         if distributed:
             dist.destroy_process_group()

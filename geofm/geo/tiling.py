@@ -136,27 +136,19 @@ def _absolute_path(text: str, base: Path) -> Path | None:
     return None if not text else Path(os.path.normpath(base.resolve() / text))
 
 
-def _check_footprint(tile: Tile, ring: Sequence[Sequence[float]], path: PathLike) -> None:
-    expected = np.asarray(tile.footprint, dtype=float)
-    got = np.asarray(ring, dtype=float)
-    scale = max(1.0, float(np.abs(expected).max()))
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-9 * scale):
+def _check_stored(
+    tile: Tile, what: str, got: Sequence[Any], expected: Sequence[Any], path: PathLike
+) -> None:
+    """Refuse an index row whose stored ``bounds`` / ``footprint`` is not the tile's own."""
+    want = np.asarray(expected, dtype=float)
+    have = np.asarray(got, dtype=float)
+    scale = max(1.0, float(np.abs(want).max()))
+    if have.shape != want.shape or not np.allclose(have, want, rtol=0, atol=1e-9 * scale):
         raise ValueError(
-            f"Tile {tile.index} in index '{path}' has a footprint {got.tolist()} that does not "
-            f"match its transform and window (expected {expected.tolist()}). The index was "
+            f"Tile {tile.index} in index '{path}' has {what} {have.tolist()} that "
+            f"{'do' if what == 'bounds' else 'does'} not match its transform and window "
+            f"(expected {want.tolist()}). The index was "
             "edited or written in another CRS; regenerate it with write_tile_index."
-        )
-
-
-def _check_bounds(tile: Tile, bounds: Sequence[float], path: PathLike) -> None:
-    expected = np.asarray(tile.bounds, dtype=float)
-    got = np.asarray(bounds, dtype=float)
-    scale = max(1.0, float(np.abs(expected).max()))
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-9 * scale):
-        raise ValueError(
-            f"Tile {tile.index} in index '{path}' has bounds {got.tolist()} that do not match "
-            f"its transform and window (expected {expected.tolist()}). The index was edited; "
-            "regenerate it with write_tile_index."
         )
 
 
@@ -415,9 +407,8 @@ def read_tile_index(path: PathLike) -> list[Tile]:
                     crs=crs_texts[text],
                     path=_absolute_path(row["path"], base),
                 )
-                _check_bounds(
-                    tile, [float(row[k]) for k in ("left", "bottom", "right", "top")], src
-                )
+                stored = [float(row[k]) for k in ("left", "bottom", "right", "top")]
+                _check_stored(tile, "bounds", stored, tile.bounds, src)
                 tiles.append(tile)
         if tiles:
             _check_crs_fits(tiles[0].crs, tiles, src)
@@ -443,9 +434,11 @@ def read_tile_index(path: PathLike) -> list[Tile]:
             crs=crs,
             path=_absolute_path(p["path"] or "", base),
         )
-        _check_footprint(tile, feature["geometry"]["coordinates"][0], src)
+        _check_stored(
+            tile, "a footprint", feature["geometry"]["coordinates"][0], tile.footprint, src
+        )
         if "bounds" in p:
-            _check_bounds(tile, p["bounds"], src)
+            _check_stored(tile, "bounds", p["bounds"], tile.bounds, src)
         tiles.append(tile)
     if tiles:
         _check_crs_fits(crs, tiles, src)
