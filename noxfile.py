@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, docs, examples, torchgeo, release, mutation.
+"""Developer sessions: tests, lint, typecheck, docs, examples, torchgeo, peers, release, mutation.
 
 Plain ``nox`` (and CI) runs only the sessions in ``nox.options.sessions``; the
 others, ``mutation`` included, run only when named: ``nox -s mutation``.
@@ -74,6 +74,19 @@ def torchgeo(session: nox.Session) -> None:
     # requiring it; huggingface_hub >= 1 no longer brings it.
     session.install("-e", ".[test]", "torchgeo==0.8.1", "requests")
     session.run("pytest", "tests/test_torchgeo_trainer.py", "-ra", *session.posargs)
+
+
+@nox.session
+def peers(session: nox.Session) -> None:
+    """The peers' own tests (lightly, PEFT, timm, torchgeo) ported to geofm: tests_peers/.
+
+    Not a default session (tests_peers/ is outside testpaths, so plain pytest and CI do
+    not collect it): ``nox -s peers``. Intended differences are strict xfails, so the run
+    is green and a change of behaviour fails it; the tests that need torchgeo itself skip
+    unless it is installed. Results: reports/peer-tests.md.
+    """
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests_peers", "-q", "-rfEs", *session.posargs)
 
 
 # Files the wheel must ship besides the modules: the typing marker and the

@@ -14,13 +14,17 @@ models have random weights, so their logits are closer to ties than a trained
 model's, and the share of pixels whose float32 top-2 logit margin is below
 0.05 is printed to show how many decisions are near-ties. A third variant,
 "bf16 weights" (the model cast to bfloat16, run by ``precision="fp32"``: no
-autocast casts), shows what autocast's per-op casts cost. When a target is
-missed, a ``torch.profiler`` summary of one batch in each precision is printed.
+autocast casts), shows what autocast's per-op casts cost. ``--compile`` adds
+``torch.compile(model)`` (inductor, static shapes) in fp32 and bf16, timed after
+a warm-up pass over the timed scene itself, so every batch shape is compiled
+before timing (the compilation time is printed). When a target is missed, a
+``torch.profiler`` summary of one batch in each precision is printed.
 
 Run (about 4 minutes on a loaded 2-core VM with AVX512-BF16/AMX):
 
     python benchmarks/bench_predict_precision.py
     python benchmarks/bench_predict_precision.py --size 1024 --models resnet50
+    python benchmarks/bench_predict_precision.py --size 1024 --repeats 1 --compile
 """
 
 from __future__ import annotations
@@ -157,6 +161,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
     parser.add_argument("--profile", action="store_true", help="always print the profile")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile(model) (inductor) in fp32 and bf16 autocast",
+    )
+    parser.add_argument(
         "--no-bf16-weights",
         dest="bf16_weights",
         action="store_false",
@@ -186,8 +195,17 @@ def main() -> None:
                 variants["bf16 weights"] = (Bf16Weights(build()).eval(), "fp32")
                 if name == "resnet50":
                     variants["bf16 weights"][0].to(memory_format=torch.channels_last)
-            for net, precision in variants.values():
+            if args.compile:  # one compiled module per precision (autocast is traced in)
+                for precision in ("fp32", "bf16"):
+                    compiled = torch.compile(model, dynamic=False)
+                    variants[f"{precision} compiled"] = (compiled, precision)  # type: ignore[assignment]
+            for variant, (net, precision) in variants.items():
+                start = time.perf_counter()
                 timed(net, warm, folder / "warm_out.tif", tile, precision, **extra)
+                if "compiled" in variant:  # compile every batch shape of the timed scene
+                    timed(net, scene, folder / "warm_out.tif", tile, precision, **extra)
+                    spent = time.perf_counter() - start
+                    print(f"  {variant}: compilation + warm-up passes {spent:.0f} s")
             best = dict.fromkeys(variants, float("inf"))
             for _ in range(args.repeats):
                 for variant, (net, precision) in variants.items():

@@ -390,8 +390,10 @@ def load_state_dict_into(
             rep.converted.append(names)
     if strict and not rep.ok:
         raise WeightsError(
-            "Strict loading failed. " + rep.summary() + "\nPass strict=False to load the "
-            "matching keys anyway, or convert the checkpoint to this model's layout and dtypes."
+            "Strict loading failed. " + rep.summary() + "\nPass strict=False (to "
+            "load_weights / load_state_dict_into; create_backbone loads strictly: build it with "
+            "pretrained=False, then call load_weights) to load the matching keys anyway, or "
+            "convert the checkpoint to this model's layout and dtypes."
         )
     model.load_state_dict(loadable, strict=False)
     return rep

@@ -30,8 +30,9 @@ from geofm.weights.load import (
 )
 
 FIX_STRICT = (
-    "\nPass strict=False to load the matching keys anyway, or convert the checkpoint to this"
-    " model's layout and dtypes."
+    "\nPass strict=False (to load_weights / load_state_dict_into; create_backbone loads "
+    "strictly: build it with pretrained=False, then call load_weights) to load the matching "
+    "keys anyway, or convert the checkpoint to this model's layout and dtypes."
 )
 
 
