@@ -11,7 +11,9 @@ reloaded model on held-out rows and write a georeferenced map of the scene with
 ``geofm predict runs/quickstart/model scene.tif map.tif`` writes the same map.
 ``geofm demo`` runs the same pipeline and also writes a plot (``geofm.demo.run_demo``).
 
-Run (about 20-40 s on a 2-core CPU)::
+Run (about 7 s on a 2-core CPU; validation mean IoU 0.35 vs 0.05 for the majority
+class; measured 2026-12-06, torch 2.14.1, ``OMP_NUM_THREADS=1``, on a 2-core VM
+shared with other jobs, times +-30%)::
 
     python examples/quickstart.py
     python examples/quickstart.py --steps 100 --output-dir runs/quickstart

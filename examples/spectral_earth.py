@@ -69,23 +69,24 @@ each other.
 Run (tiny defaults: synthetic patches whose cover types have distinct reflectance
 spectra over the sensor's wavelengths (``geofm.datasets.spectral_signatures``),
 scaled to raw DN; Spec-ViT-S with 2 blocks, 32 px, batch 8, 10 epochs of 5 steps;
-CPU-seconds with one thread, ``OMP_NUM_THREADS=1``, in brackets; results in
-docs/tutorials/spectral-earth.md)::
+wall-clock seconds with one thread, ``OMP_NUM_THREADS=1``, in brackets, measured
+2026-12-06 with torch 2.14.1 on a 2-core VM shared with other jobs, times +-30%; results
+in docs/tutorials/spectral-earth.md)::
 
-    python examples/spectral_earth.py                      # = pretrain --method mae   [45 s]
-    python examples/spectral_earth.py pretrain --method moco                          # [59 s]
-    python examples/spectral_earth.py pretrain --method dino                          # [91 s]
+    python examples/spectral_earth.py                      # = pretrain --method mae   [64 s]
+    python examples/spectral_earth.py pretrain --method moco                          # [67 s]
+    python examples/spectral_earth.py pretrain --method dino                          # [111 s]
     python examples/spectral_earth.py finetune --task segmentation \\
-        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [12 s]
-    python examples/spectral_earth.py finetune --task segmentation                    # [11 s]
-    python examples/spectral_earth.py finetune --task segmentation --protocol finetune  # [39 s]
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [18 s]
+    python examples/spectral_earth.py finetune --task segmentation                    # [15 s]
+    python examples/spectral_earth.py finetune --task segmentation --protocol finetune  # [59 s]
     python examples/spectral_earth.py finetune --task segmentation --protocol finetune_adapter \\
-        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [36 s]
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [40 s]
     python examples/spectral_earth.py finetune --task segmentation \\
         --protocol finetune_first_n_layers --finetune-first-n-layers 1 \\
-        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [23 s]
+        --pretrained runs/spectral_earth/pretrain_mae/backbone                        # [25 s]
     python examples/spectral_earth.py finetune --task multilabel                      # [10 s]
-    python examples/spectral_earth.py finetune --task multilabel --protocol finetune  # [37 s]
+    python examples/spectral_earth.py finetune --task multilabel --protocol finetune  # [36 s]
     python examples/spectral_earth.py finetune --task regression                      # [9 s]
 
 Real data, at the source's settings:

@@ -59,7 +59,7 @@ evaluates and writes files.
 
 Run (tiny defaults: synthetic "country" scenes from
 ``geofm.datasets.SyntheticSceneClassification``, 8 classes, 32 px crops from
-40 px scenes, "256-256-256" expander, 30 steps; about 2 minutes of CPU time)::
+40 px scenes, "256-256-256" expander, 30 steps; about 25 s on a 2-core CPU)::
 
     python examples/vicreg_sn7.py
     torchrun --nproc_per_node=2 examples/vicreg_sn7.py   # gloo on CPU
@@ -85,10 +85,12 @@ head has an affine-free BatchNorm in front for the same reason; the learning rat
 the VICReg reference (``base_lr * batch / 256``), not the SN7 code's
 ``* 8 / 256`` with its warm-up quirk; no AMP.
 
-Tiny-default results (about 2 minutes of CPU time, measured on a shared 2-core machine;
-seeds 0 / 1 / 2): linear top-1 0.59 / 0.57 / 0.56 (top-5 0.94-0.97) against 0.33 / 0.31
-/ 0.20 for the same probe on the random-init backbone, chance 0.125. The 1% / 10%
-fine-tuning runs stay near chance (0.07-0.18 top-1) at this scale. What was measured: 32
+Tiny-default results (about 25 s, 2 minutes while the VM was busy; measured 2026-12-06,
+torch 2.14.1, ``OMP_NUM_THREADS=1`` (the script sets its own thread count: both cores),
+on a 2-core VM shared with other jobs, times +-30%; seeds 0 / 1 / 2): linear top-1
+0.59 / 0.57 / 0.56 (top-5 0.94-0.97) against 0.33 / 0.31 / 0.20 for the same probe on the
+random-init backbone, chance 0.125. The 1% / 10% fine-tuning runs stay near chance
+(0.07-0.18 top-1) at this scale. What was measured: 32
 px crops reach layer4 as 1 x 1 maps, whose BatchNorm running variances end near 2e-3,
 and in eval mode the pretrained embedding moves about 35x more under a small conv-weight
 perturbation than the freshly initialised network's; every backbone update tried (SGD
