@@ -15,9 +15,11 @@ A ``subcommand`` field (``Literal`` typed) becomes positional sub-commands
 instead of a flag; with none given on the command line, the field's default
 is used (``python examples/spectral_earth.py`` = ``... pretrain``).
 
-``progress(steps, desc=..., show=cfg.progress)`` adds a tqdm bar when asked
-for and installed. ``run(main, Config)`` is a script's entry point: parse,
-call ``main``, print the result as JSON (without the per-step lists in ``hide``).
+``progress(steps, desc=..., show=cfg.progress)`` adds a tqdm bar (on stderr)
+when tqdm is installed; every example shows bars on its training and
+evaluation loops by default and ``--no-progress`` silences them.
+``run(main, Config)`` is a script's entry point: parse, call ``main``, print
+the result as JSON (without the per-step lists in ``hide``).
 
 ``check_choices(cfg)`` repeats the ``Literal`` check for configs built in
 Python (``main(Config(...))`` in the tests), where argparse does not run.

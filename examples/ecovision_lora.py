@@ -129,7 +129,7 @@ class Config:
     baselines: tuple[str, ...] = ("linear", "ridge", "mlp")  # of linear,ridge,mlp,rf
     seed: int = 0
     plot: bool = True  # write ecovision.png (needs matplotlib, checked at start)
-    progress: bool = False
+    progress: bool = True  # tqdm bars (if installed); --no-progress silences them
     output_dir: str = "runs/ecovision_lora"
 
     def __post_init__(self) -> None:

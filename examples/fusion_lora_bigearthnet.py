@@ -139,7 +139,7 @@ class Config:
     workers: int = 0  # DataLoader worker processes
     seed: int = 0
     plot: bool = True  # write fusion_lora.png (needs matplotlib, checked at start)
-    progress: bool = False
+    progress: bool = True  # tqdm bars (if installed); --no-progress silences them
     output_dir: str = "runs/fusion_lora_bigearthnet"
 
 
@@ -357,7 +357,7 @@ def predict(model: nn.Module, data: Dataset[Sample], cfg: Config) -> tuple[torch
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers)
     logits, labels = [], []
     with torch.no_grad():
-        for batch in loader:
+        for batch in progress(loader, desc="fusion-lora eval", show=cfg.progress):
             logits.append(model(batch["image"]))
             labels.append(batch["label"])
     return torch.cat(logits), torch.cat(labels)

@@ -144,7 +144,7 @@ class Config:
     map_scene: str = ""  # GeoTIFF to map; empty: synthetic scene or first val chip
     num_workers: int = 0  # data-loading processes (real data)
     seed: int = 0
-    progress: bool = False
+    progress: bool = True  # tqdm bars (if installed); --no-progress silences them
     output_dir: str = "runs/landcover_swin_fpn"
 
 
@@ -367,7 +367,7 @@ def evaluate(
     loader = DataLoader(val, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     model.eval()
     with torch.no_grad():
-        for batch in loader:
+        for batch in progress(loader, desc="landcover eval", show=cfg.progress):
             image, mask = resize_for_validation(
                 batch["image"] / 255.0, batch["mask"], cfg.image_size
             )

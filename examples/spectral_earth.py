@@ -224,7 +224,7 @@ class Config:
     probe_samples: int = 128  # pretrain, synthetic data: patches of the linear probe (0: skip)
     early_stopping_patience: int = 5  # regression: epochs without a lower validation loss
     seed: int = 12345  # source's seed
-    progress: bool = False
+    progress: bool = True  # tqdm bars (if installed); --no-progress silences them
     # empty: runs/spectral_earth/<mode>_<method | task_protocol>[_rn50][_from_<pretrained run>]
     output_dir: str = ""
 

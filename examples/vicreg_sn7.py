@@ -178,7 +178,7 @@ class Config:
     precision: Literal["float32", "float64"] = "float32"  # float64: the 2-rank == 1-rank test
     pretrain_only: bool = False
     plot: bool = True  # write vicreg_sn7.png (needs matplotlib, checked at start)
-    progress: bool = False
+    progress: bool = True  # tqdm bars (if installed); --no-progress silences them
     output_dir: str = "runs/vicreg_sn7"
 
 

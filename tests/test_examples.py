@@ -289,3 +289,31 @@ def test_vicreg_sn7_two_gloo_ranks_match_one_rank_with_the_doubled_batch(tmp_pat
     assert len(a) == len(b) == 4
     assert torch.allclose(a, b, rtol=1e-7, atol=0.0)
     assert not torch.equal(a[0], a[-1])  # the runs did train
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ecovision_lora",
+        "fusion_lora_bigearthnet",
+        "landcover_swin_fpn",
+        "spectral_earth",
+        "vicreg_sn7",
+    ],
+)
+def test_examples_show_progress_by_default_and_no_progress_silences(name: str) -> None:
+    module = load(name)
+    sub = "mode" if name == "spectral_earth" else None
+    assert module.Config().progress is True
+    assert _cli.config_from_argv(module.Config, ["--no-progress"], subcommand=sub).progress is False
+
+
+def test_progress_wraps_loops_in_tqdm_only_when_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    from tqdm import tqdm
+
+    steps = range(3)
+    assert _cli.progress(steps, desc="x", show=False) is steps
+    bar = _cli.progress(steps, desc="train", show=True)
+    assert isinstance(bar, tqdm)
+    assert list(bar) == [0, 1, 2]
+    assert "train" in capsys.readouterr().err  # the bar is drawn on stderr
