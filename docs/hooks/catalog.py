@@ -55,15 +55,24 @@ def weights_page() -> str:
         "see [Weights](../weights.md).",
         "",
         "*Hash*: `sha256` = full digest checked, `prefix` = the host's hash prefix checked, "
-        "`-` = no published hash. *Source*: `hf://repo@revision/file` is fetched through "
-        "huggingface_hub; anything else is a manual download (pass the local file).",
+        "`-` = no published hash. *Source* (under each entry): `hf://repo@revision/file` is "
+        "fetched through huggingface_hub; anything else is a manual download (pass the local "
+        "file).",
         "",
-        "| name | sensor | bands | licence | hash | converter | source |",
-        "|---|---|---|---|---|---|---|",
+        "| name | sensor | bands | licence | hash | converter |",
+        "|---|---|---|---|---|---|",
     ]
     for name in names:
         spec = get_weights(name)
         sensor = f"[`{spec.sensor}`](sensors.md#{spec.sensor})" if spec.sensor else "-"
+        lines.append(
+            f"| [`{name}`](#{_anchor(name)}) | {sensor} | {_cell(spec.in_chans)} | "
+            f"{_cell(spec.license or 'unknown')} | {hash_status(spec)} | "
+            f"{_cell(spec.converter)} |"
+        )
+    lines += ["", "## Entries", ""]
+    for name in names:
+        spec = get_weights(name)
         if spec.repo_id is not None:
             rev = f"@{spec.revision[:10]}" if spec.revision else ""
             source = f"`hf://{spec.repo_id}{rev}/{spec.filename}`"
@@ -73,18 +82,11 @@ def weights_page() -> str:
             source = "-"
         if spec.unsupported_reason is not None:
             source += " (reference only, not loadable)"
-        lines.append(
-            f"| [`{name}`](#{_anchor(name)}) | {sensor} | {_cell(spec.in_chans)} | "
-            f"{_cell(spec.license or 'unknown')} | {hash_status(spec)} | "
-            f"{_cell(spec.converter)} | {_cell(source)} |"
-        )
-    lines += ["", "## Entries", ""]
-    for name in names:
-        spec = get_weights(name)
         lines += [f"### `{name}` {{#{_anchor(name)}}}", ""]
         if spec.default:
             lines.append(f"Default weights of `{spec.backbone}` (`pretrained=True`).")
             lines.append("")
+        lines.append(f"- Source: {_cell(source)}")
         lines.append(f"- Citation: {_cell(spec.citation)}")
         lines.append(f"- Notes: {_cell(spec.notes)}")
         if spec.unsupported_reason is not None:
