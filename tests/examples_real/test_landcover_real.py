@@ -315,3 +315,17 @@ def test_missing_matplotlib_fails_before_training(
     with pytest.raises(ImportError, match="pip install matplotlib"):
         landcover.main(tiny(tmp_path))
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_failing_map_step_leaves_the_metrics_and_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_map(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise OSError("disk full while writing the map")
+
+    monkeypatch.setattr(landcover, "write_map", broken_map)
+    with pytest.raises(OSError, match="disk full"):
+        landcover.main(tiny(tmp_path, train_chips=4, chip_size=64))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())  # written before the map
+    assert metrics["map"] is None and 0.0 <= metrics["val_iou"] <= 1.0
+    assert (tmp_path / "model" / "config.json").is_file()  # the trained model is kept too
