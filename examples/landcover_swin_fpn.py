@@ -273,6 +273,7 @@ def load_data(cfg: Config, workdir: Path) -> tuple[Dataset[Any], Dataset[Any], P
     held_out = [synthetic_chip(cfg.chip_size, cfg.seed + 10_000 + i) for i in range(cfg.val_chips)]
     train = ChipList([c[0] for c in chips], [c[1] for c in chips])
     val = ChipList([c[0] for c in held_out], [c[1] for c in held_out])
+    workdir.mkdir(parents=True, exist_ok=True)  # only the synthetic default writes a scene
     image_path, _ = write_landcover_scene(workdir, held_out[0][2])  # EPSG:32633, 10 m
     return train, val, Path(cfg.map_scene) if cfg.map_scene else image_path
 
@@ -413,7 +414,6 @@ def main(cfg: Config) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     # The synthetic default writes its held-out scene to <output>/scene/ (kept: it is the
     # scene mapped, and `geofm predict <output>/model <output>/scene/image.tif` redoes the map).
-    (out / "scene").mkdir(exist_ok=True)
     train, val, scene_path = load_data(cfg, out / "scene")
     model = build_model(cfg)
     augment = train_augmentation(cfg)
