@@ -11,7 +11,10 @@ default; a uint8 label raster on the same grid), 256 px chips with their masks, 
   ``RandomGeoSampler(size=256, length=N)``; geofm also without block alignment
   (``align_to_blocks=False``: uniform positions like torchgeo's, 4 blocks per chip);
 - geofm ``sampler="grid"`` vs torchgeo ``GridGeoSampler(size=256, stride=256)``;
-- each with 0 and 2 DataLoader workers.
+- each with 0 and 2 DataLoader workers;
+- "floor" (grid only): two bare rasterio reads per block-aligned grid window
+  (float32 image, int64 mask) and nothing else, in the same DataLoader settings:
+  the ceiling of any GDAL-based reader, so its ratio bounds what geofm can reach.
 
 Each setting runs in its own subprocess (fresh caches, only its own library
 imported, one torch intra-op thread as in DataLoader workers), after the files
@@ -32,6 +35,7 @@ Run (about 5 minutes at --size 4096 on a loaded 2-core VM):
     python benchmarks/bench_chips.py
     python benchmarks/bench_chips.py --size 4096 --samples 512
     python benchmarks/bench_chips.py --size 4096 --compress none  # no decompression floor
+    python benchmarks/bench_chips.py --samplers grid --workers 0  # one setting
 """
 
 from __future__ import annotations
@@ -132,6 +136,52 @@ def _geofm_loader(args: argparse.Namespace, sampler: str, workers: int, aligned:
     return DataLoader(_Probe(dataset), batch_size=BATCH, num_workers=workers)  # type: ignore[arg-type]
 
 
+class _Floor:
+    """The least a reader can do per grid chip: two rasterio reads, nothing else.
+
+    Reads the grid windows of ``RasterChipDataset(sampler="grid")`` (block-aligned)
+    with one open handle per file and returns only what the other two return as
+    pixels: the image as float32 and the mask as int64. Its rate is the ceiling for
+    any GDAL-based reader in the same DataLoader setting (decoding and hand-over
+    included); the ratio geofm can reach against torchgeo is at most this row's.
+    """
+
+    def __init__(self, folder: Path, size: int) -> None:
+        self.folder = folder
+        self.per_row = size // CHIP
+        self.handles: Any = None
+
+    def __len__(self) -> int:
+        return self.per_row * self.per_row
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import rasterio
+        import torch
+
+        if self.handles is None:
+            self.handles = tuple(
+                rasterio.open(self.folder / name) for name in ("image.tif", "label.tif")
+            )
+        image, label = self.handles
+        row, col = divmod(index, self.per_row)
+        window = rasterio.windows.Window(col * CHIP, row * CHIP, CHIP, CHIP)
+        return {
+            "image": torch.from_numpy(image.read(window=window, out_dtype="float32")),
+            "mask": torch.from_numpy(label.read(1, window=window).astype(np.int64)),
+        }
+
+
+def _floor_loader(args: argparse.Namespace, workers: int) -> Any:
+    from torch.utils.data import DataLoader
+
+    folder = Path(args.dir)
+    import rasterio
+
+    with rasterio.open(folder / "image.tif") as src:
+        size = src.width
+    return DataLoader(_Probe(_Floor(folder, size)), batch_size=BATCH, num_workers=workers)  # type: ignore[arg-type]
+
+
 def _torchgeo_loader(args: argparse.Namespace, sampler: str, workers: int) -> Any:
     import torch
     from torch.utils.data import DataLoader
@@ -189,6 +239,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     impl, sampler, workers = args.child, args.sampler, args.workers
     if impl == "torchgeo":
         loader = _torchgeo_loader(args, sampler, workers)
+    elif impl == "floor":
+        loader = _floor_loader(args, workers)
     else:
         loader = _geofm_loader(args, sampler, workers, aligned=impl == "geofm")
     peaks: dict[int, int] = {}
@@ -250,6 +302,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192, help="raster edge in pixels")
     parser.add_argument("--samples", type=int, default=512, help="chips timed per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument(
+        "--samplers", nargs="+", choices=["random", "grid"], default=["random", "grid"]
+    )
     parser.add_argument("--dir", type=str, default=None, help="reuse/keep files in this folder")
     parser.add_argument(
         "--compress",
@@ -257,7 +312,7 @@ def main() -> None:
         choices=["deflate", "lzw", "zstd", "none"],
         help="compression of the written files",
     )
-    parser.add_argument("--child", choices=["geofm", "geofm-unaligned", "torchgeo"])
+    parser.add_argument("--child", choices=["geofm", "geofm-unaligned", "floor", "torchgeo"])
     parser.add_argument("--sampler", choices=["random", "grid"], default="random")
     args = parser.parse_args()
     if args.child:
@@ -298,11 +353,11 @@ def main() -> None:
         f"{'peak RSS/worker':>17}"
     )
     rows = []
-    for sampler in ("random", "grid"):
+    for sampler in args.samplers:
         impls = (
             ["geofm", "geofm-unaligned", "torchgeo"]
             if sampler == "random"
-            else ["geofm", "torchgeo"]
+            else ["geofm", "floor", "torchgeo"]
         )
         for workers in args.workers:
             results = {impl: run_setting(args, impl, sampler, workers) for impl in impls}
