@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +46,14 @@ from geofm.errors import ShapeError
 from geofm.sensors import Sensor, get_sensor
 from geofm.spectral._checks import band_values, check_nchw
 
+if TYPE_CHECKING:  # Python 3.10's typing has no Unpack
+    from typing_extensions import Unpack
+
 __all__ = [
     "DOFAResidualMLP",
     "DOFAWeightGenerator",
     "KernelGenerator",
+    "WavelengthEmbedOptions",
     "WavelengthPatchEmbed",
     "sincos_wavelength_embedding",
 ]
@@ -206,6 +210,26 @@ class DOFAWeightGenerator(nn.Module):
         weight = self.fc_weight(out[num_tokens:-1] + waves)  # (C, kernel_numel)
         bias = self.fc_bias(out[-1])  # (embed_dim,)
         return weight, bias
+
+
+class WavelengthEmbedOptions(TypedDict, total=False):
+    """Optional keyword arguments of :class:`WavelengthPatchEmbed` besides the bands.
+
+    What :meth:`WavelengthPatchEmbed.from_sensor` passes on; see the class for
+    each argument's meaning and default.
+
+    Example:
+        >>> options: WavelengthEmbedOptions = {"band_reduction": "mean", "use_bias": False}
+        >>> embed = WavelengthPatchEmbed.from_sensor("rgb", embed_dim=8, patch_size=4, **options)
+        >>> embed.band_reduction, embed.bias is None
+        ('mean', True)
+    """
+
+    generator: KernelGenerator
+    wave_dim: int
+    hidden_dim: int
+    band_reduction: Literal["sum", "mean"]
+    use_bias: bool
 
 
 class WavelengthPatchEmbed(nn.Module):
@@ -371,11 +395,7 @@ class WavelengthPatchEmbed(nn.Module):
         embed_dim: int,
         patch_size: int,
         use_bandwidth: bool = False,
-        generator: KernelGenerator = "mlp",
-        wave_dim: int = _WAVE_DIM,
-        hidden_dim: int = 128,
-        band_reduction: Literal["sum", "mean"] = "sum",
-        use_bias: bool = True,
+        **options: Unpack[WavelengthEmbedOptions],
     ) -> WavelengthPatchEmbed:
         """Build the embedding with a sensor's wavelengths (and bandwidths) as defaults.
 
@@ -384,11 +404,9 @@ class WavelengthPatchEmbed(nn.Module):
             embed_dim: Output channels ``D``.
             patch_size: Patch side ``p``.
             use_bandwidth: Condition on the sensor's bandwidths too.
-            generator: ``"mlp"`` or ``"dofa"``.
-            wave_dim: Size of each sine-cosine embedding.
-            hidden_dim: Width of the ``"mlp"`` hypernetwork.
-            band_reduction: ``"sum"`` or ``"mean"`` over bands.
-            use_bias: Add a learned bias.
+            **options: The other keyword arguments of :class:`WavelengthPatchEmbed`
+                (``generator``, ``wave_dim``, ``hidden_dim``, ``band_reduction``,
+                ``use_bias``), see :class:`WavelengthEmbedOptions`.
 
         Returns:
             The embedding.
@@ -416,11 +434,7 @@ class WavelengthPatchEmbed(nn.Module):
             wavelengths=record.wavelengths,
             bandwidths=record.bandwidths if use_bandwidth else None,
             use_bandwidth=use_bandwidth,
-            generator=generator,
-            wave_dim=wave_dim,
-            hidden_dim=hidden_dim,
-            band_reduction=band_reduction,
-            use_bias=use_bias,
+            **options,
         )
 
     def _band_inputs(
