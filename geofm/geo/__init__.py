@@ -19,7 +19,7 @@ from geofm.geo._rio import import_rasterio
 from geofm.geo.align import TargetReduce, align_target
 from geofm.geo.archive import predict_rasters
 from geofm.geo.io import PixelWindow, RasterData, RasterProfile, WindowLike, read_raster
-from geofm.geo.predict import BlendMode, OutputMode, Precision, predict_raster
+from geofm.geo.predict import BlendMode, OutputMode, Precision, PredictOptions, predict_raster
 from geofm.geo.reproject import reproject_to_utm, utm_crs_for, utm_epsg_for
 from geofm.geo.tiling import Tile, TilePadding, read_tile_index, tile_raster, write_tile_index
 
@@ -28,6 +28,7 @@ __all__ = [
     "OutputMode",
     "PixelWindow",
     "Precision",
+    "PredictOptions",
     "RasterData",
     "RasterProfile",
     "TargetReduce",

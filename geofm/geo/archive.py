@@ -36,12 +36,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import heapq
+import inspect
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -51,9 +52,11 @@ from geofm._atomic import atomic_output, same_file
 from geofm._version import __version__
 from geofm.geo._progress import progress_bar
 from geofm.geo._rio import PathLike, import_rasterio
-from geofm.geo._stream import BlendMode, OutputMode, Precision
-from geofm.geo.predict import predict_raster
+from geofm.geo.predict import PredictOptions, predict_raster
 from geofm.input_spec import InputSpec
+
+if TYPE_CHECKING:  # Python 3.10's typing has no Unpack
+    from typing_extensions import Unpack
 
 __all__ = ["MARKER_SUFFIX", "predict_rasters"]
 
@@ -212,6 +215,24 @@ def _plan(
     }
 
 
+# predict_raster's defaults of the options predict_rasters passes on, in its order.
+_SCENE_DEFAULTS = {
+    name: inspect.signature(predict_raster).parameters[name].default
+    for name in PredictOptions.__annotations__
+}
+
+
+def _predict_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` completed with :func:`predict_raster`'s defaults."""
+    unknown = sorted(set(options) - set(_SCENE_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"predict_rasters got unexpected keyword arguments {unknown}; expected its own "
+            f"or those of predict_raster: {list(_SCENE_DEFAULTS)}."
+        )
+    return {name: options.get(name, default) for name, default in _SCENE_DEFAULTS.items()}
+
+
 def predict_rasters(
     model: nn.Module,
     sources: PathLike | Sequence[PathLike],
@@ -221,18 +242,7 @@ def predict_rasters(
     overwrite: bool = False,
     progress: bool = True,
     large_scene_pixels: int | None = None,
-    tile: int | None = None,
-    overlap: int = 32,
-    batch_size: int = 8,
-    blend: BlendMode = "cosine",
-    output: OutputMode = "class",
-    device: str | torch.device | None = None,
-    bands: Sequence[int | str] | None = None,
-    input_spec: InputSpec | Literal["model"] | None = "model",
-    colormap: Mapping[int, tuple[int, int, int]] | None = None,
-    precision: Precision = "fp32",
-    channels_last: bool = False,
-    allow_ungeoreferenced: bool = False,
+    **options: Unpack[PredictOptions],
 ) -> list[Path]:
     """Predict many scenes into ``out_dir``, sharded across ranks and resumable.
 
@@ -259,23 +269,21 @@ def predict_rasters(
         large_scene_pixels: Pixel count from which a scene is predicted by all
             ranks together; ``None``: more than an even share of the pixels left
             to predict (``total // world_size + 1``). Ignored with one process.
-        tile: Tile edge, see :func:`~geofm.geo.predict_raster`.
-        overlap: Tile overlap.
-        batch_size: Tiles per forward pass.
-        blend: Blending of overlapping outputs.
-        output: ``"class"``, ``"probability"`` or ``"regression"``.
-        device: Device for the forward pass (not fingerprinted).
-        bands: Source bands fed to the model.
-        input_spec: ``"model"``, an :class:`~geofm.InputSpec` or ``None``.
-        colormap: RGB colour per class id.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-        channels_last: Feed tiles in channels-last memory format.
-        allow_ungeoreferenced: Accept sources without a CRS or geotransform.
+        **options: How each scene is predicted: the keyword arguments of
+            :func:`~geofm.geo.predict_raster` listed in
+            :class:`~geofm.geo.PredictOptions` (``tile``, ``overlap``,
+            ``batch_size``, ``blend``, ``output``, ``device``, ``bands``,
+            ``input_spec``, ``colormap``, ``precision``, ``channels_last``,
+            ``allow_ungeoreferenced``), with its defaults. All but ``device`` are
+            recorded in the markers: a rerun with other values refuses to reuse
+            the outputs.
 
     Returns:
         The output path of every source, in source order (on every rank).
 
     Raises:
+        TypeError: If ``options`` holds a name that is not in
+            :class:`~geofm.geo.PredictOptions`.
         FileNotFoundError: If a source does not exist or the pattern matches nothing.
         FileExistsError: If an existing output was written by another model,
             other arguments or from a changed source, has no marker, or was
@@ -322,18 +330,13 @@ def predict_rasters(
             raise ValueError(
                 f"Output '{dst}' is its source '{src}'. Choose another out_dir or a suffix."
             )
+    chosen = _predict_options(options)
+    bands, input_spec, colormap = chosen["bands"], chosen["input_spec"], chosen["colormap"]
     arguments = {
-        "tile": tile,
-        "overlap": overlap,
-        "batch_size": batch_size,
-        "blend": blend,
-        "output": output,
+        **{name: value for name, value in chosen.items() if name != "device"},
         "bands": None if bands is None else list(bands),
         "input_spec": input_spec.to_dict() if isinstance(input_spec, InputSpec) else input_spec,
         "colormap": None if colormap is None else {str(k): list(v) for k, v in colormap.items()},
-        "precision": precision,
-        "channels_last": channels_last,
-        "allow_ungeoreferenced": allow_ungeoreferenced,
     }
     rank, world = _dist.rank(), _dist.world_size()
     plan: dict[str, Any] = {}
@@ -370,19 +373,8 @@ def predict_rasters(
             len(paths),
         )
 
-    options: dict[str, Any] = {
-        "tile": tile,
-        "overlap": overlap,
-        "batch_size": batch_size,
-        "blend": blend,
-        "output": output,
-        "device": device,
-        "bands": bands,
-        "input_spec": input_spec,
-        "colormap": colormap,
-        "precision": precision,
-        "channels_last": channels_last,
-        "allow_ungeoreferenced": allow_ungeoreferenced,
+    per_scene: dict[str, Any] = {
+        **chosen,
         "overwrite": True,  # the plan decided; an existing output here is one to replace
         "progress": False,
     }
@@ -404,7 +396,7 @@ def predict_rasters(
                 "output": None,
             }
             _write_marker(marker, pending)
-        predict_raster(model, paths[k], outputs[k], shard_across_ranks=together, **options)
+        predict_raster(model, paths[k], outputs[k], shard_across_ranks=together, **per_scene)
         if writer:
             _write_marker(marker, {**pending, "output": _identity(outputs[k])})
         if bar is not None:

@@ -42,7 +42,7 @@ import logging
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ from geofm.input_spec import InputSpec
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["BlendMode", "OutputMode", "Precision", "predict_raster"]
+__all__ = ["BlendMode", "OutputMode", "PredictOptions", "Precision", "predict_raster"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,33 @@ def _open_output(
         for k in range(channels):
             dataset.set_band_description(k + 1, f"{output}_{k}")
     return dataset
+
+
+class PredictOptions(TypedDict, total=False):
+    """Keyword arguments of :func:`predict_raster` that choose how a scene is predicted.
+
+    What :func:`~geofm.geo.predict_rasters` passes on to every scene (and
+    records in its resume markers); see :func:`predict_raster` for each
+    argument's meaning and default.
+
+    Example:
+        >>> options: PredictOptions = {"tile": 64, "output": "probability"}
+        >>> sorted(options)
+        ['output', 'tile']
+    """
+
+    tile: int | None
+    overlap: int
+    batch_size: int
+    blend: BlendMode
+    output: OutputMode
+    device: str | torch.device | None
+    bands: Sequence[int | str] | None
+    input_spec: InputSpec | Literal["model"] | None
+    colormap: Mapping[int, tuple[int, int, int]] | None
+    precision: Precision
+    channels_last: bool
+    allow_ungeoreferenced: bool
 
 
 def predict_raster(

@@ -202,6 +202,33 @@ def test_argument_errors(scenes: list[Path], tmp_path: Path) -> None:
         predict_rasters(conv_net(), [scenes[0]], out, **{**KW, "overlap": 12})
 
 
+def test_predict_options_are_the_scene_arguments_of_predict_raster() -> None:
+    import inspect
+
+    from geofm.geo.predict import PredictOptions
+
+    own = {"model", "src", "dst", "progress", "overwrite", "shard_across_ranks"}
+    scene_args = [n for n in inspect.signature(predict_raster).parameters if n not in own]
+    assert list(PredictOptions.__annotations__) == scene_args
+
+
+def test_omitted_options_fingerprint_like_their_defaults(
+    scenes: list[Path], tmp_path: Path, calls: Calls
+) -> None:
+    out = tmp_path / "out"
+    predict_rasters(conv_net(), scenes[:1], out, **KW)
+    marker = json.loads((out / "s0.tif.geofm.json").read_text())
+    assert marker["arguments"]["blend"] == "cosine"  # predict_raster's default, recorded
+    assert marker["arguments"]["output"] == "class"
+    assert "device" not in marker["arguments"]
+    calls.sources.clear()
+    explicit = {**KW, "blend": "cosine", "output": "class", "precision": "fp32", "device": "cpu"}
+    predict_rasters(conv_net(), scenes[:1], out, **explicit)  # the same arguments: resumed
+    assert calls.sources == []
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['tiles'\]"):
+        predict_rasters(conv_net(), scenes[:1], out, tiles=16)  # type: ignore[call-arg]
+
+
 def test_assignment_balances_pixels_largest_first() -> None:
     # 9 -> r0, 5 -> r1, 4 -> r1 (5 < 9), 4 -> r0 (tie 9 = 9: lowest rank), 1 -> r1 (9 < 13)
     assert archive._assign([5, 9, 1, 4, 4], 2) == [1, 0, 1, 1, 0]
