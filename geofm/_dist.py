@@ -226,3 +226,30 @@ def all_ranks_ok(ok: bool) -> bool:
     flag = torch.tensor([int(ok)], device=collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def raise_rank_failure(
+    error: BaseException | None, all_ok: bool, *, caller: str, hint: str
+) -> None:
+    """After a collective: raise this rank's ``error``, else say another rank failed.
+
+    Args:
+        error: What this rank raised, or ``None``.
+        all_ok: What :func:`all_ranks_ok` returned (every rank succeeded).
+        caller: The public function, named in the message.
+        hint: Advice appended to the message.
+
+    Raises:
+        BaseException: ``error`` itself, when this rank failed.
+        RuntimeError: When only another rank failed.
+
+    Example:
+        >>> raise_rank_failure(None, True, caller="predict_raster", hint="")  # nothing failed
+    """
+    if error is not None:
+        raise error
+    if not all_ok:
+        raise RuntimeError(
+            f"{caller} failed on another rank (this is rank {rank()} of {world_size()}); see "
+            f"that rank's error.{' ' + hint if hint else ''}"
+        )

@@ -415,13 +415,9 @@ def predict_rasters(
     finally:
         if bar is not None:
             bar.close()
-    if error is not None:
-        raise error
-    if not ok:
-        raise RuntimeError(
-            f"predict_rasters failed on another rank (this is rank {rank} of {world}); see "
-            "that rank's error. Finished outputs are kept: rerun to resume."
-        )
+    _dist.raise_rank_failure(
+        error, ok, caller="predict_rasters", hint="Finished outputs are kept: rerun to resume."
+    )
     return outputs
 
 

@@ -482,13 +482,7 @@ def predict_raster(
         remove_path(final_tmp)
         for other in range(1, world):
             remove_path(final_tmp.with_name(f"{final_tmp.name}.rank{other}"))
-    if error is not None:
-        raise error
-    if not all_ok:
-        raise RuntimeError(
-            f"predict_raster failed on another rank (this is rank {rank} of {world}); "
-            "see that rank's error."
-        )
+    _dist.raise_rank_failure(error, all_ok, caller="predict_raster", hint="")
     return dst_path
 
 
