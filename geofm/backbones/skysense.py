@@ -222,6 +222,7 @@ class _ShiftWindowAttention(nn.Module):
         pretrained_window_size: int,
     ) -> None:
         super().__init__()
+        self.dim = dim
         self.window_size = window_size
         self.shift_size = window_size // 2 if shift else 0
         self.w_msa = _WindowAttentionV2(
@@ -269,25 +270,10 @@ class _FFN(nn.Module):
 class _SwinBlockV2(nn.Module):
     """SkySense-O ``SwinBlockV2``: post-norm, drop-path before the norm, optional ``norm3``."""
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        num_heads: int,
-        window_size: int,
-        shift: bool,
-        pretrained_window_size: int,
-        extra_norm: bool,
-        drop_path: float,
-    ) -> None:
+    def __init__(self, attn: _ShiftWindowAttention, *, extra_norm: bool, drop_path: float) -> None:
         super().__init__()
-        self.attn = _ShiftWindowAttention(
-            dim=dim,
-            num_heads=num_heads,
-            window_size=window_size,
-            shift=shift,
-            pretrained_window_size=pretrained_window_size,
-        )
+        dim = attn.dim
+        self.attn = attn
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = _FFN(dim, 4 * dim)
         self.norm2 = nn.LayerNorm(dim)
@@ -365,11 +351,13 @@ class _Stage(nn.Module):
         self.downsample = _PatchMerging(in_dim, dim) if downsample else None
         self.blocks = nn.ModuleList(
             _SwinBlockV2(
-                dim=dim,
-                num_heads=num_heads,
-                window_size=window_size,
-                shift=j % 2 == 1,
-                pretrained_window_size=pretrained_window_size,
+                _ShiftWindowAttention(
+                    dim=dim,
+                    num_heads=num_heads,
+                    window_size=window_size,
+                    shift=j % 2 == 1,
+                    pretrained_window_size=pretrained_window_size,
+                ),
                 extra_norm=extra_norm_every > 0 and (j + 1) % extra_norm_every == 0,
                 drop_path=drop_paths[j],
             )

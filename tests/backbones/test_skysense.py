@@ -23,6 +23,7 @@ import geofm
 from geofm.backbones.skysense import (
     SkySenseOVisualEncoder,
     _PatchMerging,
+    _ShiftWindowAttention,
     _SwinBlockV2,
     _WindowAttentionV2,
 )
@@ -241,8 +242,9 @@ def test_window_attention_matches_timm_swinv2_window_attention(pretrained: int) 
 def test_block_matches_the_mmcls_formulas(
     hw: tuple[int, int], window: int, shift: int, pretrained: int, extra_norm: bool
 ) -> None:
-    block = _SwinBlockV2(dim=16, num_heads=2, window_size=window, shift=shift > 0,
-                         pretrained_window_size=pretrained, extra_norm=extra_norm, drop_path=0.1)  # fmt: skip
+    attn = _ShiftWindowAttention(dim=16, num_heads=2, window_size=window, shift=shift > 0,
+                                 pretrained_window_size=pretrained)  # fmt: skip
+    block = _SwinBlockV2(attn, extra_norm=extra_norm, drop_path=0.1)
     _randomize(block)
     x = torch.randn(2, hw[0] * hw[1], 16)
     want = ref_block(x, hw, dict(block.state_dict()), 2, window, shift, pretrained)
@@ -251,8 +253,9 @@ def test_block_matches_the_mmcls_formulas(
 
 
 def test_drop_path_sits_before_the_post_norm() -> None:
-    block = _randomize(_SwinBlockV2(dim=8, num_heads=2, window_size=2, shift=False,
-                                    pretrained_window_size=0, extra_norm=False, drop_path=0.5))  # fmt: skip
+    attn = _ShiftWindowAttention(dim=8, num_heads=2, window_size=2, shift=False,
+                                 pretrained_window_size=0)  # fmt: skip
+    block = _randomize(_SwinBlockV2(attn, extra_norm=False, drop_path=0.5))
 
     class DropAll(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -295,8 +298,9 @@ def test_tiny_encoder_matches_the_reference_end_to_end() -> None:
 
 
 def test_maps_smaller_than_the_window_attend_in_one_unshifted_window() -> None:
-    block = _randomize(_SwinBlockV2(dim=16, num_heads=2, window_size=8, shift=True,
-                                    pretrained_window_size=0, extra_norm=False, drop_path=0.0))  # fmt: skip
+    attn = _ShiftWindowAttention(dim=16, num_heads=2, window_size=8, shift=True,
+                                 pretrained_window_size=0)  # fmt: skip
+    block = _randomize(_SwinBlockV2(attn, extra_norm=False, drop_path=0.0))
     x = torch.randn(1, 3, 5, 16)
     p = _sub(dict(block.state_dict()), "attn.w_msa.")
     # window 3 (the shorter side), no shift, bias of the same table (normalised by window 8)
