@@ -40,9 +40,10 @@ import colorsys
 import itertools
 import logging
 import warnings
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 import torch
@@ -76,9 +77,6 @@ from geofm.geo._stream import (
 from geofm.geo._window import tile_offsets
 from geofm.geo.inputs import PreparedModel, choose_bands, choose_tile, model_input_spec
 from geofm.input_spec import InputSpec
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
 
 __all__ = ["BlendMode", "OutputMode", "PredictOptions", "Precision", "predict_raster"]
 

@@ -204,12 +204,14 @@ def test_argument_errors(scenes: list[Path], tmp_path: Path) -> None:
 
 def test_predict_options_are_the_scene_arguments_of_predict_raster() -> None:
     import inspect
+    import typing
 
-    from geofm.geo.predict import PredictOptions
+    from geofm.geo import PredictOptions
 
     own = {"model", "src", "dst", "progress", "overwrite", "shard_across_ranks"}
     scene_args = [n for n in inspect.signature(predict_raster).parameters if n not in own]
     assert list(PredictOptions.__annotations__) == scene_args
+    assert list(typing.get_type_hints(PredictOptions)) == scene_args  # resolvable at run time
 
 
 def test_omitted_options_fingerprint_like_their_defaults(
