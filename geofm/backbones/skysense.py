@@ -66,7 +66,7 @@ from torch import nn
 
 from geofm.backbones.base import Backbone, FeatureInfo, normalize_out_indices, register_backbone
 from geofm.weights.catalog import WeightsSpec, register_weights
-from geofm.weights.convert import register_converter
+from geofm.weights.convert import register_converter, take_prefixed
 from geofm.weights.load import LoadReport, StateDict
 
 __all__ = ["SkySenseOVisualEncoder", "skysense_o_swinv2_huge", "skysense_o_visual"]
@@ -403,16 +403,16 @@ def skysense_o_visual(state_dict: StateDict, report: LoadReport) -> StateDict:
         ['patch_embed.projection.weight']
     """
     prefix = next((p for p in _SKYSENSE_VISUAL if any(k.startswith(p) for k in state_dict)), "")
-    out: StateDict = {}
-    for key, value in state_dict.items():
-        if not key.startswith(prefix):
-            report.ignored.append(f"{key} (not part of the SkySense-O visual encoder)")
-        elif key.endswith(_SKYSENSE_BUFFERS):
-            report.ignored.append(f"{key} (buffer recomputed from the window size on load)")
-        else:
-            out[key[len(prefix) :]] = value
-    if prefix:
-        report.adapted.append(f"skysense_o_visual: stripped {prefix!r}")
+    out = take_prefixed(
+        state_dict,
+        report,
+        prefix,
+        converter="skysense_o_visual",
+        outside="not part of the SkySense-O visual encoder",
+    )
+    for key in [k for k in out if k.endswith(_SKYSENSE_BUFFERS)]:
+        del out[key]
+        report.ignored.append(f"{prefix}{key} (buffer recomputed from the window size on load)")
     return out
 
 

@@ -53,7 +53,7 @@ from geofm.backbones.base import (
     register_backbone,
 )
 from geofm.weights.catalog import TORCHGEO_HASH_NOTE, WeightsSpec, register_weights
-from geofm.weights.convert import register_converter
+from geofm.weights.convert import register_converter, take_prefixed
 from geofm.weights.load import LoadReport, StateDict
 
 __all__ = [
@@ -464,15 +464,13 @@ def satlas_fpn(state_dict: StateDict, report: LoadReport) -> StateDict:
         >>> list(satlas_fpn(sd, LoadReport()))
         ['inner_blocks.0.0.bias']
     """
-    out: StateDict = {}
-    for key, value in state_dict.items():
-        if key.startswith(_SATLAS_FPN):
-            out[key[len(_SATLAS_FPN) :]] = value
-        else:
-            report.ignored.append(f"{key} (not part of the Satlas FPN)")
-    if out:
-        report.adapted.append(f"satlas_fpn: stripped {_SATLAS_FPN!r}")
-    return out
+    return take_prefixed(
+        state_dict,
+        report,
+        _SATLAS_FPN,
+        converter="satlas_fpn",
+        outside="not part of the Satlas FPN",
+    )
 
 
 # --- weights --------------------------------------------------------------------------------

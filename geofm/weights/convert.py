@@ -33,7 +33,14 @@ from collections.abc import Callable
 from geofm._registry import Registry
 from geofm.weights.load import LoadReport, StateDict
 
-__all__ = ["CONVERTERS", "Converter", "get_converter", "list_converters", "register_converter"]
+__all__ = [
+    "CONVERTERS",
+    "Converter",
+    "get_converter",
+    "list_converters",
+    "register_converter",
+    "take_prefixed",
+]
 
 Converter = Callable[[StateDict, LoadReport], StateDict]
 """``(state_dict, report) -> state_dict`` from an original layout to a geofm source layout."""
@@ -96,3 +103,43 @@ def list_converters(pattern: str = "*") -> list[str]:
         ['doc_strip_module']
     """
     return CONVERTERS.list(pattern)
+
+
+def take_prefixed(
+    state_dict: StateDict, report: LoadReport, prefix: str, *, converter: str, outside: str
+) -> StateDict:
+    """The tensors under ``prefix``, with it stripped; every other key ignored with a reason.
+
+    The common step of converters that pull one part out of a larger
+    checkpoint (a backbone out of a detector, an FPN out of a full model).
+
+    Args:
+        state_dict: Checkpoint tensors.
+        report: Receives each key outside ``prefix`` in ``report.ignored``
+            (``"<key> (<outside>)"``) and, when something was stripped, a note
+            in ``report.adapted``.
+        prefix: Key prefix to keep and strip (``""`` keeps everything).
+        converter: Converter name used in the note.
+        outside: Why keys outside ``prefix`` are dropped.
+
+    Returns:
+        The kept tensors under their stripped names.
+
+    Example:
+        >>> import torch
+        >>> report = LoadReport()
+        >>> sd = {"fpn.w": torch.zeros(1), "head.w": torch.zeros(1)}
+        >>> list(take_prefixed(sd, report, "fpn.", converter="doc", outside="not the FPN"))
+        ['w']
+        >>> report.ignored, report.adapted
+        (['head.w (not the FPN)'], ["doc: stripped 'fpn.'"])
+    """
+    out: StateDict = {}
+    for key, value in state_dict.items():
+        if key.startswith(prefix):
+            out[key[len(prefix) :]] = value
+        else:
+            report.ignored.append(f"{key} ({outside})")
+    if prefix and out:
+        report.adapted.append(f"{converter}: stripped {prefix!r}")
+    return out
