@@ -344,34 +344,41 @@ def create_timm_vit(
 # --- variants -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Variant:
+    """One registered ViT: its name, timm architecture, family, size letter, patch, grid."""
+
     name: str
     timm_name: str
     family: str
+    size: str  # "S", "B", "L", "g", "H"
     patch: int
     img_size: int
-    description: str
-    timm_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def timm_kwargs(self) -> dict[str, Any]:
+        """Overrides of the timm architecture: its patch size where the name differs."""
+        return {} if f"patch{self.patch}" in self.timm_name else {"patch_size": self.patch}
+
+    @property
+    def description(self) -> str:
+        """One line for ``list_backbones`` and the docs."""
+        prefix = "DINOv2 " if self.family == "dinov2" else ""
+        patch = f" with patch {self.patch}" if self.timm_kwargs else ""
+        return (
+            f"{prefix}ViT-{self.size}/{self.patch} (timm {self.timm_name}{patch}), "
+            f"{self.img_size} px grid."
+        )
 
 
 _VARIANTS = (
-    _Variant("dinov2_vit_small_patch14", "vit_small_patch14_dinov2", "dinov2", 14, 518,
-             "DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2), 518 px grid."),
-    _Variant("dinov2_vit_base_patch14", "vit_base_patch14_dinov2", "dinov2", 14, 518,
-             "DINOv2 ViT-B/14 (timm vit_base_patch14_dinov2), 518 px grid."),
-    _Variant("dinov2_vit_large_patch14", "vit_large_patch14_dinov2", "dinov2", 14, 518,
-             "DINOv2 ViT-L/14 (timm vit_large_patch14_dinov2), 518 px grid."),
-    _Variant("dinov2_vit_giant_patch14", "vit_giant_patch14_dinov2", "dinov2", 14, 518,
-             "DINOv2 ViT-g/14 (timm vit_giant_patch14_dinov2), 518 px grid."),
-    _Variant("vit_small_patch16", "vit_small_patch16_224", "vit", 16, 224,
-             "ViT-S/16 (timm), 224 px native grid."),
-    _Variant("vit_base_patch16", "vit_base_patch16_224", "vit", 16, 224,
-             "ViT-B/16 (timm), 224 px native grid."),
-    _Variant("vit_large_patch16", "vit_large_patch16_224", "vit", 16, 224,
-             "ViT-L/16 (timm), 224 px native grid."),
-    _Variant("vit_huge_patch16", "vit_huge_patch14_224", "vit", 16, 224,
-             "ViT-H/16 (timm vit_huge_patch14_224 with patch 16), 224 px native grid.",
-             (("patch_size", 16),)),
-)  # fmt: skip
+    _Variant("dinov2_vit_small_patch14", "vit_small_patch14_dinov2", "dinov2", "S", 14, 518),
+    _Variant("dinov2_vit_base_patch14", "vit_base_patch14_dinov2", "dinov2", "B", 14, 518),
+    _Variant("dinov2_vit_large_patch14", "vit_large_patch14_dinov2", "dinov2", "L", 14, 518),
+    _Variant("dinov2_vit_giant_patch14", "vit_giant_patch14_dinov2", "dinov2", "g", 14, 518),
+    _Variant("vit_small_patch16", "vit_small_patch16_224", "vit", "S", 16, 224),
+    _Variant("vit_base_patch16", "vit_base_patch16_224", "vit", "B", 16, 224),
+    _Variant("vit_large_patch16", "vit_large_patch16_224", "vit", "L", 16, 224),
+    _Variant("vit_huge_patch16", "vit_huge_patch14_224", "vit", "H", 16, 224),
+)
 
 
 def _build(
@@ -399,7 +406,7 @@ def _build(
         img_size=variant.img_size if img_size is None else img_size,
         depth=depth,
         drop_path_rate=drop_path_rate,
-        **dict(variant.timm_kwargs),
+        **variant.timm_kwargs,
     )
     return build_vit(
         vit,
