@@ -580,8 +580,9 @@ def unload(model: ModuleT) -> ModuleT:
 def disable_adapters(model: nn.Module) -> Iterator[None]:
     """Context manager: inside it, LoRA layers compute their base layer only (``disable_adapter``).
 
-    The previous state is restored on exit, also after an exception. Nothing
-    is merged or copied.
+    The previous state is restored on exit, also after an exception. Layers
+    that :func:`apply_lora` wraps inside the block start disabled there and get
+    the model's previous state on exit. Nothing is merged or copied.
 
     Args:
         model: A model adapted by :func:`apply_lora`.
@@ -617,6 +618,11 @@ def disable_adapters(model: nn.Module) -> Iterator[None]:
     finally:
         for layer, state in zip(layers, before, strict=True):
             layer.adapters_disabled = state
+        # Layers wrapped inside the block joined its disabled state: they leave it too.
+        known = {id(layer) for layer in layers}
+        for _, layer in lora_layers(model):
+            if id(layer) not in known:
+                layer.adapters_disabled = any(before)
 
 
 def _saved_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -422,8 +422,10 @@ def load_lora(
     metadata, tensors = _read_safetensors(file, "LoRA adapter file")
     if metadata.get(_FORMAT_KEY) != _FORMAT or _CONFIG_KEY not in metadata:
         raise WeightsError(
-            f"{file} is not a geofm LoRA file (no {_CONFIG_KEY!r} metadata). Use from_peft for "
-            "PEFT adapter folders, or save the adapter with save_lora."
+            f"{file} is not a geofm LoRA file: its metadata has {_FORMAT_KEY!r}="
+            f"{metadata.get(_FORMAT_KEY)!r} and {'a' if _CONFIG_KEY in metadata else 'no'} "
+            f"{_CONFIG_KEY!r}, expected {_FORMAT!r} and a config. Use from_peft for PEFT adapter "
+            "folders, or save the adapter with save_lora."
         )
     config = LoRAConfig.from_json(metadata[_CONFIG_KEY])
     _load_transaction(
