@@ -19,6 +19,15 @@ UTM_TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 WriteRaster = Callable[..., Path]
 
 
+def error_message(kind: type[Exception], call: Callable[[], object]) -> str:
+    """The message of the ``kind`` error ``call()`` raises (the test fails if it raises none)."""
+    try:
+        call()
+    except kind as err:
+        return str(err)
+    pytest.fail(f"expected {kind.__name__}")
+
+
 def write_geotiff(
     path: Path,
     array: np.ndarray,

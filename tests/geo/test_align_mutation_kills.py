@@ -9,7 +9,6 @@ CRSs in one call; and the band and argument checks with their messages.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,11 @@ from rasterio.transform import Affine, from_origin
 from geofm.errors import MissingDependencyError
 from geofm.geo import PixelWindow, Tile, align_target
 
-WriteRaster = Callable[..., Path]
+from .conftest import WriteRaster, error_message
 
 UTM18 = CRS.from_epsg(32618)
 # An 8 x 8 target of 10 m pixels from (500000, 4000000); pixel (r, c) holds 10 * r + c + 1.
 VALUES = (np.arange(64, dtype=np.float64).reshape(8, 8) // 8 * 10 + np.arange(8) + 1)[None]
-
-
-def _error(kind: type[Exception], call: Callable[[], object]) -> str:
-    """The message of the ``kind`` error ``call()`` raises (the test fails if it raises none)."""
-    try:
-        call()
-    except kind as err:
-        return str(err)
-    pytest.fail(f"expected {kind.__name__}")
 
 
 @pytest.fixture
@@ -113,15 +103,17 @@ def test_band_and_reduce_checks(write_raster: WriteRaster) -> None:
     assert align_target([tile], target, band=2, reduce="mean")[0] == 2.0
     assert align_target([tile], target, band=1, reduce="mean")[0] == 1.0
     for band in (0, 3):
-        assert _error(ValueError, lambda band=band: align_target([tile], target, band=band)) == (
+        assert error_message(
+            ValueError, lambda band=band: align_target([tile], target, band=band)
+        ) == (
             f"band={band} is out of range for '{target}', which has 2 bands. "
             "Pass a 1-based index in 1..2."
         )
-    assert _error(ValueError, lambda: align_target([tile], target, reduce="max")) == (  # type: ignore[arg-type]
+    assert error_message(ValueError, lambda: align_target([tile], target, reduce="max")) == (  # type: ignore[arg-type]
         "Unknown reduce 'max'. Expected one of: sum, mean, nonzero."
     )
     bare = Tile(4, 0, 0, PixelWindow(0, 0, 2, 2), Affine.identity(), None)
-    assert _error(ValueError, lambda: align_target([tile, bare], target)) == (
+    assert error_message(ValueError, lambda: align_target([tile, bare], target)) == (
         "Tile 4 has no CRS, so its footprint cannot be matched to the target. "
         "Tile a georeferenced raster."
     )
@@ -215,15 +207,15 @@ def test_align_target_errors_name_the_function_and_the_target(
 ) -> None:
     tile = _tile(500000, 4000000, 20)
     bad: Any = "lanczos9"
-    assert _error(ValueError, lambda: align_target([tile], target, resampling=bad)).startswith(
-        "Unknown resampling 'lanczos9' for geofm.geo.align_target."
-    )
+    assert error_message(
+        ValueError, lambda: align_target([tile], target, resampling=bad)
+    ).startswith("Unknown resampling 'lanczos9' for geofm.geo.align_target.")
     bare = write_raster(np.ones((1, 4, 4), np.float32), "bare.tif", crs=None)
-    assert _error(ValueError, lambda: align_target([tile], bare)).startswith(
+    assert error_message(ValueError, lambda: align_target([tile], bare)).startswith(
         f"Raster '{bare}' has no CRS, but geofm.geo.align_target needs a georeferenced source"
     )
     monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio raises ImportError
-    assert _error(MissingDependencyError, lambda: align_target([tile], target)) == (
+    assert error_message(MissingDependencyError, lambda: align_target([tile], target)) == (
         "rasterio is required for geofm.geo.align_target. Install it with: pip install rasterio."
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -27,18 +26,9 @@ from geofm.errors import MissingDependencyError
 from geofm.geo import reproject_to_utm, utm_crs_for, utm_epsg_for
 from geofm.geo.reproject import _centre_lonlat, _wrapped_source_crs
 
-WriteRaster = Callable[..., Path]
+from .conftest import WriteRaster, error_message
 
 UTM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
-
-
-def _error(kind: type[Exception], call: Callable[[], object]) -> str:
-    """The message of the ``kind`` error ``call()`` raises (the test fails if it raises none)."""
-    try:
-        call()
-    except kind as err:
-        return str(err)
-    pytest.fail(f"expected {kind.__name__}")
 
 
 # ---- utm_epsg_for ----------------------------------------------------------------------------
@@ -54,7 +44,7 @@ def test_utm_band_limits_are_included(lon: float, lat: float, epsg: int) -> None
 
 @pytest.mark.parametrize("lat", [-80.001, 84.001])
 def test_just_past_the_utm_band_is_refused(lat: float) -> None:
-    assert _error(ValueError, lambda: utm_epsg_for(3.0, lat)) == (
+    assert error_message(ValueError, lambda: utm_epsg_for(3.0, lat)) == (
         f"Point (lon=3.0, lat={lat}) is outside UTM coverage (lat in [-80, 84]). "
         "Use a polar stereographic CRS instead (UPS, EPSG:32661 / EPSG:32761)."
     )
@@ -64,13 +54,13 @@ def test_just_past_the_utm_band_is_refused(lat: float) -> None:
     ("lon", "lat"), [(math.nan, 10.0), (10.0, math.nan), (math.inf, 10.0), (10.0, -math.inf)]
 )
 def test_non_finite_coordinates_are_refused(lon: float, lat: float) -> None:
-    assert _error(ValueError, lambda: utm_epsg_for(lon, lat)) == (
+    assert error_message(ValueError, lambda: utm_epsg_for(lon, lat)) == (
         f"Point (lon={lon}, lat={lat}) is not a finite longitude/latitude."
     )
 
 
 def test_longitude_message() -> None:
-    assert _error(ValueError, lambda: utm_epsg_for(181.0, 10.0)) == (
+    assert error_message(ValueError, lambda: utm_epsg_for(181.0, 10.0)) == (
         "Longitude 181.0 is outside [-180, 180] (point lon=181.0, lat=10.0). If it comes from a "
         "0-360 grid, wrap it first: lon = (lon + 180) % 360 - 180 gives -179 here. If lon and "
         "lat are swapped, swap them back."
@@ -218,7 +208,7 @@ def test_resolution_must_be_positive(
     tmp_path: Path, write_raster: WriteRaster, resolution: float
 ) -> None:
     src = write_raster(np.ones((1, 4, 4), np.float32))
-    assert _error(
+    assert error_message(
         ValueError, lambda: reproject_to_utm(src, tmp_path / "o.tif", resolution=resolution)
     ) == (f"resolution must be > 0 metres, got {resolution}.")
     assert not (tmp_path / "o.tif").exists()
@@ -250,14 +240,14 @@ def test_without_rasterio_the_public_functions_name_themselves(
         ("utm_crs_for", lambda: utm_crs_for(10.0, 10.0)),
         ("reproject_to_utm", lambda: reproject_to_utm(tmp_path / "a.tif", tmp_path / "b.tif")),
     ):
-        assert _error(MissingDependencyError, call) == (
+        assert error_message(MissingDependencyError, call) == (
             f"rasterio is required for geofm.geo.{name}. Install it with: pip install rasterio."
         )
 
 
 @pytest.mark.parametrize("lon", [-180.5, 180.5])
 def test_longitudes_just_past_180_are_refused(lon: float) -> None:
-    assert _error(ValueError, lambda: utm_epsg_for(lon, 0.0)).startswith(
+    assert error_message(ValueError, lambda: utm_epsg_for(lon, 0.0)).startswith(
         f"Longitude {lon} is outside [-180, 180] (point lon={lon}, lat=0.0)."
     )
 
@@ -267,15 +257,17 @@ def test_reproject_errors_name_the_function_and_the_source(
 ) -> None:
     src = write_raster(np.ones((1, 4, 4), np.float32))
     bad: Any = "lanczos9"
-    message = _error(ValueError, lambda: reproject_to_utm(src, tmp_path / "o.tif", resampling=bad))
+    message = error_message(
+        ValueError, lambda: reproject_to_utm(src, tmp_path / "o.tif", resampling=bad)
+    )
     assert message.startswith("Unknown resampling 'lanczos9' for geofm.geo.reproject_to_utm.")
     (tmp_path / "o.tif").write_bytes(b"old")
-    assert _error(FileExistsError, lambda: reproject_to_utm(src, tmp_path / "o.tif")) == (
+    assert error_message(FileExistsError, lambda: reproject_to_utm(src, tmp_path / "o.tif")) == (
         f"Output '{tmp_path / 'o.tif'}' of geofm.geo.reproject_to_utm already exists. "
         "Pass overwrite=True to replace it."
     )
     bare = write_raster(np.ones((1, 4, 4), np.float32), "bare.tif", crs=None)
-    assert _error(ValueError, lambda: reproject_to_utm(bare, tmp_path / "b.tif")).startswith(
+    assert error_message(ValueError, lambda: reproject_to_utm(bare, tmp_path / "b.tif")).startswith(
         f"Raster '{bare}' has no CRS, but geofm.geo.reproject_to_utm needs a georeferenced source"
     )
 
@@ -336,7 +328,7 @@ def test_an_output_created_by_another_writer_meanwhile_is_kept(
                 dst.write_bytes(b"the other writer's")
 
     monkeypatch.setattr(rasterio.vrt, "WarpedVRT", Racing)
-    assert _error(FileExistsError, lambda: reproject_to_utm(src, dst)) == (
+    assert error_message(FileExistsError, lambda: reproject_to_utm(src, dst)) == (
         f"Output '{dst}' of geofm.geo.reproject_to_utm was created by another writer while this "
         "run was writing it; it was left as it is and this run's result was discarded. "
         "Pass overwrite=True to replace it."

@@ -12,7 +12,6 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from geofm.errors import MissingDependencyError, ShapeError
 from geofm.geo import PixelWindow, Tile, read_tile_index, tile_raster, tiling, write_tile_index
 from geofm.geo.tiling import _area_of_use, _lon_within
 
-WriteRaster = Callable[..., Path]
+from .conftest import WriteRaster, error_message
 
 UTM18 = CRS.from_epsg(32618)
 WGS84 = CRS.from_epsg(4326)
@@ -43,19 +42,10 @@ def _tile(transform: Affine, crs: Any = UTM18, *, size: int = 2, **kwargs: Any) 
     return Tile(window=PixelWindow(0, 0, size, size), transform=transform, crs=crs, **fields)
 
 
-def _error(kind: type[Exception], call: Callable[[], object]) -> str:
-    """The message of the ``kind`` error ``call()`` raises (the test fails if it raises none)."""
-    try:
-        call()
-    except kind as err:
-        return str(err)
-    pytest.fail(f"expected {kind.__name__}")
-
-
 def _refused(tiles: list[Tile], path: Path) -> str:
     """Write ``tiles`` to ``path`` and return the message of the ValueError reading raises."""
     write_tile_index(tiles, path)
-    return _error(ValueError, lambda: read_tile_index(path))
+    return error_message(ValueError, lambda: read_tile_index(path))
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -78,10 +68,10 @@ def _set_csv(path: Path, column: str, value: str, row: int = 0) -> None:
 def test_unknown_suffix_messages_for_writing_and_reading(tmp_path: Path) -> None:
     tile = _tile(Affine(10, 0, 500000, 0, -10, 4000000))
     path = tmp_path / "i.txt"
-    assert _error(ValueError, lambda: write_tile_index([tile], path)) == (
+    assert error_message(ValueError, lambda: write_tile_index([tile], path)) == (
         f"Unknown tile index format '.txt' for '{path}'. Use a .geojson, .json or .csv file name."
     )
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Unknown tile index format '.txt' for '{path}'. Use a .geojson, .json or .csv file."
     )
 
@@ -100,13 +90,13 @@ def test_tiles_without_or_with_mixed_crs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^write_tile_index got no tiles\. Pass at least one"):
         write_tile_index([], tmp_path / "i.csv")
     no_crs = _tile(Affine(10, 0, 500000, 0, -10, 4000000), None)
-    assert _error(ValueError, lambda: write_tile_index([no_crs], tmp_path / "i.csv")) == (
+    assert error_message(ValueError, lambda: write_tile_index([no_crs], tmp_path / "i.csv")) == (
         "Tiles have no CRS; an index needs one. Tile a georeferenced raster."
     )
     a = _tile(Affine(10, 0, 500000, 0, -10, 4000000))
     b = _tile(Affine(10, 0, 500020, 0, -10, 4000000), CRS.from_epsg(32619), index=1)
     c = _tile(Affine(10, 0, 500040, 0, -10, 4000000), CRS.from_epsg(32619), index=2)
-    assert _error(ValueError, lambda: write_tile_index([a, b, c], tmp_path / "i.csv")) == (
+    assert error_message(ValueError, lambda: write_tile_index([a, b, c], tmp_path / "i.csv")) == (
         "All tiles of one index must share a CRS; got EPSG:32618 and ['EPSG:32619']. "
         "Write one index per CRS."
     )
@@ -215,7 +205,7 @@ def test_geojson_with_an_empty_crs_member_is_refused(tmp_path: Path) -> None:
     collection = json.loads(path.read_text())
     collection["crs"] = {}
     path.write_text(json.dumps(collection))
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Tile index '{path}' has no 'crs' member, so its footprints' CRS is unknown. "
         "geofm does not assume EPSG:4326; write the index with write_tile_index."
     )
@@ -226,7 +216,7 @@ def test_mixed_crs_message(tmp_path: Path) -> None:
     b = _tile(Affine(10, 0, 500020, 0, -10, 4000000), index=1)
     path = write_tile_index([a, b, a], tmp_path / "i.csv")
     _set_csv(path, "crs", "EPSG:32617", row=1)
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Tile index '{path}' mixes CRSs in its crs column (EPSG:32617, EPSG:32618); an index "
         "has one CRS. The index was edited; regenerate it with write_tile_index (one index per "
         "CRS)."
@@ -240,7 +230,7 @@ def test_stored_bounds_and_footprint_messages(tmp_path: Path) -> None:
     tile = _tile(Affine(10, 0, 500000, 0, -10, 4000000))
     path = write_tile_index([tile], tmp_path / "i.csv")
     _set_csv(path, "top", "4000100.0")
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Tile 0 in index '{path}' has bounds [500000.0, 3999980.0, 500020.0, 4000100.0] that "
         "do not match its transform and window (expected [500000.0, 3999980.0, 500020.0, "
         "4000000.0]). The index was edited or written in another CRS; regenerate it with "
@@ -251,7 +241,7 @@ def test_stored_bounds_and_footprint_messages(tmp_path: Path) -> None:
     del collection["features"][0]["geometry"]["coordinates"][0][-1]  # an open ring
     path.write_text(json.dumps(collection))
     ring = "[500000.0, 4000000.0], [500020.0, 4000000.0], [500020.0, 3999980.0], "
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Tile 0 in index '{path}' has a footprint [{ring}[500000.0, 3999980.0]] that does not "
         f"match its transform and window (expected [{ring}[500000.0, 3999980.0], "
         "[500000.0, 4000000.0]]). The index was edited or written in another CRS; regenerate "
@@ -457,7 +447,7 @@ def test_points_more_than_ten_degrees_outside_the_area_are_refused(
     lon0, lat0 = (-75.0, 40.0) if tile.crs == UTM18 else (0.0, 45.0)
     # Two points outside: the message names the first.
     _with_points(monkeypatch, [lon0, lon0, lon, lon0, 100.0], [lat0, lat0, lat, lat0, lat0])
-    message = _error(ValueError, lambda: read_tile_index(path))
+    message = error_message(ValueError, lambda: read_tile_index(path))
     code = tile.crs.to_epsg()
     box = (
         "(500000, 3999980, 500020, 4000000)"
@@ -574,22 +564,22 @@ def test_tile_numbering_names_and_unit_size(tmp_path: Path, write_raster: WriteR
 
 def test_argument_error_messages(tmp_path: Path, write_raster: WriteRaster) -> None:
     src = write_raster(np.ones((1, 8, 8), np.uint8))
-    assert _error(ValueError, lambda: tile_raster(src, size=0)) == (
+    assert error_message(ValueError, lambda: tile_raster(src, size=0)) == (
         "tile_raster needs size >= 1 and stride >= 1, got size=0, stride=None."
     )
     with pytest.raises(ValueError, match=r"^tile_raster needs size >= 1 .* size=0, stride=4\.$"):
         tile_raster(src, size=0, stride=4)
     edge: Any = "edge"
-    assert _error(ValueError, lambda: tile_raster(src, size=4, pad=edge)) == (
+    assert error_message(ValueError, lambda: tile_raster(src, size=4, pad=edge)) == (
         "Unknown pad 'edge'. Expected one of: zero, drop, shift."
     )
-    assert _error(ShapeError, lambda: tile_raster(src, size=9, pad="drop")) == (
+    assert error_message(ShapeError, lambda: tile_raster(src, size=9, pad="drop")) == (
         f"Raster '{src}' (8 x 8 pixels) is smaller than one tile of 9 and pad='drop' keeps no "
         "tile. Use pad='zero' or a smaller size."
     )
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert _error(NotADirectoryError, lambda: tile_raster(src, size=4, out_dir=afile)) == (
+    assert error_message(NotADirectoryError, lambda: tile_raster(src, size=4, out_dir=afile)) == (
         f"out_dir '{afile}' of geofm.geo.tile_raster is a file, not a folder. "
         "Pass a folder (it is created if missing)."
     )
@@ -601,14 +591,14 @@ def test_existing_tiles_message_lists_at_most_three(
     src = write_raster(np.ones((1, 8, 12), np.uint8))
     out = tmp_path / "t"
     tile_raster(src, size=4, out_dir=out)  # 2 x 3 tiles
-    assert _error(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)) == (
+    assert error_message(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)) == (
         f"Folder '{out}' already holds 6 tiles of 'src' (src_r000_c000.tif, src_r000_c001.tif, "
         "src_r000_c002.tif, ...). Pass overwrite=True to replace them all (tiles of an earlier "
         "grid included), or choose another out_dir."
     )
     for name in ("src_r001_c000.tif", "src_r001_c001.tif", "src_r001_c002.tif"):
         (out / name).unlink()
-    assert _error(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)).startswith(
+    assert error_message(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)).startswith(
         f"Folder '{out}' already holds 3 tiles of 'src' (src_r000_c000.tif, src_r000_c001.tif, "
         "src_r000_c002.tif). Pass overwrite=True"
     )
@@ -620,7 +610,9 @@ def test_a_tile_that_is_the_source_message(tmp_path: Path, write_raster: WriteRa
     out = tmp_path / "t"
     out.mkdir()
     (out / "src_r000_c001.tif").symlink_to(src)
-    assert _error(ValueError, lambda: tile_raster(src, size=4, out_dir=out, overwrite=True)) == (
+    assert error_message(
+        ValueError, lambda: tile_raster(src, size=4, out_dir=out, overwrite=True)
+    ) == (
         f"Tile file '{out / 'src_r000_c001.tif'}' of geofm.geo.tile_raster is its input "
         f"'{src}'; writing it would destroy the input. Choose another out_dir."
     )
@@ -702,7 +694,7 @@ def test_null_bounds_in_a_geojson_index_are_refused_as_a_mismatch(tmp_path: Path
     collection = json.loads(path.read_text())
     collection["features"][0]["properties"]["bounds"][0] = None
     path.write_text(json.dumps(collection))
-    assert _error(ValueError, lambda: read_tile_index(path)).startswith(
+    assert error_message(ValueError, lambda: read_tile_index(path)).startswith(
         f"Tile 0 in index '{path}' has bounds [nan, 3999980.0, 500020.0, 4000000.0] that do not "
     )
 
@@ -720,7 +712,7 @@ def test_without_rasterio_the_public_functions_name_themselves(
         ("read_tile_index", lambda: read_tile_index(tmp_path / "i.csv")),
         ("tile_raster", lambda: tile_raster(tmp_path / "src.tif", size=4)),
     ):
-        assert _error(MissingDependencyError, call) == (
+        assert error_message(MissingDependencyError, call) == (
             f"rasterio is required for geofm.geo.{name}. Install it with: pip install rasterio."
         )
 
@@ -728,12 +720,12 @@ def test_without_rasterio_the_public_functions_name_themselves(
 def test_write_tile_index_output_checks_name_it(tmp_path: Path) -> None:
     tile = _tile(Affine(10, 0, 500000, 0, -10, 4000000), path=tmp_path / "t.tif")
     path = write_tile_index([tile], tmp_path / "i.csv")
-    assert _error(FileExistsError, lambda: write_tile_index([tile], path)) == (
+    assert error_message(FileExistsError, lambda: write_tile_index([tile], path)) == (
         f"Output '{path}' of geofm.geo.write_tile_index already exists. "
         "Pass overwrite=True to replace it."
     )
     missing = tmp_path / "no" / "i.csv"
-    assert _error(FileNotFoundError, lambda: write_tile_index([tile], missing)) == (
+    assert error_message(FileNotFoundError, lambda: write_tile_index([tile], missing)) == (
         f"Output folder '{missing.parent}' of geofm.geo.write_tile_index does not exist. "
         "Create it first."
     )
@@ -753,7 +745,7 @@ def test_an_index_created_by_another_writer_meanwhile_is_kept(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, racing)
-    assert _error(FileExistsError, lambda: write_tile_index([tile], path)) == (
+    assert error_message(FileExistsError, lambda: write_tile_index([tile], path)) == (
         f"Output '{path}' of geofm.geo.write_tile_index was created by another writer while "
         "this run was writing it; it was left as it is and this run's result was discarded. "
         "Pass overwrite=True to replace it."
@@ -769,13 +761,13 @@ def test_geojson_crs_and_bounds_errors_name_the_index(tmp_path: Path) -> None:
     collection = json.loads(path.read_text())
     collection["crs"]["properties"]["name"] = "EPSG:2154"
     path.write_text(json.dumps(collection))
-    assert _error(ValueError, lambda: read_tile_index(path)).startswith(
+    assert error_message(ValueError, lambda: read_tile_index(path)).startswith(
         f"Tile index '{path}' says its coordinates are in EPSG:2154, whose area of use is "
     )
     collection["crs"]["properties"]["name"] = "urn:ogc:def:crs:EPSG::32618"
     collection["features"][0]["properties"]["bounds"][2] = 500030.0
     path.write_text(json.dumps(collection))
-    assert _error(ValueError, lambda: read_tile_index(path)) == (
+    assert error_message(ValueError, lambda: read_tile_index(path)) == (
         f"Tile 0 in index '{path}' has bounds [500000.0, 3999980.0, 500030.0, 4000000.0] that "
         "do not match its transform and window (expected [500000.0, 3999980.0, 500020.0, "
         "4000000.0]). The index was edited or written in another CRS; regenerate it with "
@@ -799,7 +791,7 @@ def test_four_existing_tiles_are_listed_as_three_and_more(
     src = write_raster(np.ones((1, 8, 8), np.uint8))
     out = tmp_path / "t"
     tile_raster(src, size=4, out_dir=out)  # 2 x 2 tiles
-    assert _error(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)).startswith(
+    assert error_message(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)).startswith(
         f"Folder '{out}' already holds 4 tiles of 'src' (src_r000_c000.tif, src_r000_c001.tif, "
         "src_r001_c000.tif, ...). Pass"
     )
@@ -808,12 +800,16 @@ def test_four_existing_tiles_are_listed_as_three_and_more(
 def test_pad_drop_refuses_a_raster_too_small_along_one_axis(write_raster: WriteRaster) -> None:
     src = write_raster(np.ones((1, 8, 20), np.uint8))
     for size in (10, 9):
-        assert _error(ShapeError, lambda size=size: tile_raster(src, size=size, pad="drop")) == (
+        assert error_message(
+            ShapeError, lambda size=size: tile_raster(src, size=size, pad="drop")
+        ) == (
             f"Raster '{src}' (8 x 20 pixels) is smaller than one tile of {size} and pad='drop' "
             "keeps no tile. Use pad='zero' or a smaller size."
         )
     tall = write_raster(np.ones((1, 20, 8), np.uint8), "tall.tif")
-    assert "(20 x 8 pixels)" in _error(ShapeError, lambda: tile_raster(tall, size=10, pad="drop"))
+    assert "(20 x 8 pixels)" in error_message(
+        ShapeError, lambda: tile_raster(tall, size=10, pad="drop")
+    )
 
 
 def test_tile_raster_names_the_index_file_and_the_source_in_errors(
@@ -821,11 +817,11 @@ def test_tile_raster_names_the_index_file_and_the_source_in_errors(
 ) -> None:
     src = write_raster(np.ones((1, 8, 8), np.uint8))
     index = tmp_path / "i.txt"
-    assert _error(ValueError, lambda: tile_raster(src, size=4, index_path=index)) == (
+    assert error_message(ValueError, lambda: tile_raster(src, size=4, index_path=index)) == (
         f"Unknown tile index format '.txt' for '{index}'. Use a .geojson, .json or .csv file name."
     )
     bare = write_raster(np.ones((1, 8, 8), np.uint8), "bare.tif", crs=None)
-    assert _error(ValueError, lambda: tile_raster(bare, size=4)).startswith(
+    assert error_message(ValueError, lambda: tile_raster(bare, size=4)).startswith(
         f"Raster '{bare}' has no CRS, but geofm.geo.tile_raster needs a georeferenced source"
     )
 
@@ -843,7 +839,7 @@ def test_a_tile_created_by_another_writer_meanwhile_is_kept(
             (out / "src_r000_c000.tif").write_text("the other writer's")
 
     monkeypatch.setattr(tiling, "_write_tile_file", racing)
-    assert _error(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)) == (
+    assert error_message(FileExistsError, lambda: tile_raster(src, size=4, out_dir=out)) == (
         f"Output '{out / 'src_r000_c000.tif'}' of geofm.geo.tile_raster was created by another "
         "writer while this run was writing it; it was left as it is and this run's result was "
         "discarded. Pass overwrite=True to replace it."
@@ -863,5 +859,5 @@ def test_a_failed_run_keeps_a_folder_it_created_if_another_file_arrived(
         raise OSError("disk went away")
 
     monkeypatch.setattr(tiling, "_write_tile_file", failing)
-    assert _error(OSError, lambda: tile_raster(src, size=4, out_dir=out)) == "disk went away"
+    assert error_message(OSError, lambda: tile_raster(src, size=4, out_dir=out)) == "disk went away"
     assert [p.name for p in out.iterdir()] == ["arrived.txt"]
