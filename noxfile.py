@@ -157,7 +157,11 @@ MUTATION_TARGETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("geofm/spectral/*.py",),
         # DOFA's wavelength-conditioned patch embedding (spectral/wavelength.py) is
         # checked against an independent reference in the DOFA backbone tests.
-        ("tests/test_spectral.py", "tests/backbones/test_dofa.py"),
+        (
+            "tests/test_spectral.py",
+            "tests/backbones/test_dofa.py",
+            "tests/test_spectral_mutation_kills.py",
+        ),
     ),
 }
 # Tests that cannot run on mutmut's instrumented code, deselected for the
