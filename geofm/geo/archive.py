@@ -215,10 +215,11 @@ def _plan(
     }
 
 
-# predict_raster's defaults of the options predict_rasters passes on, in its order.
+# predict_raster's defaults of the options predict_rasters passes on (one signature read).
 _SCENE_DEFAULTS = {
-    name: inspect.signature(predict_raster).parameters[name].default
-    for name in PredictOptions.__annotations__
+    name: parameter.default
+    for name, parameter in inspect.signature(predict_raster).parameters.items()
+    if name in PredictOptions.__annotations__
 }
 
 
