@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -172,6 +173,18 @@ _MUTATION_DESELECT = (
     "tests/lora/test_inject.py::test_compile_fullgraph",
     "tests/lora/test_inject.py::test_module_level_imports_respect_layering",
 )
+# Tests whose code under test runs in other processes (gloo ranks started with
+# torch.multiprocessing, a run killed and restarted as a subprocess). mutmut's
+# coverage pass records calls in the pytest process only, so a function that
+# only those processes call has "no tests" for mutmut; the session runs these
+# tests against each such mutant itself (the mutant is chosen through the
+# MUTANT_UNDER_TEST variable, which the child processes inherit).
+_SPAWNING_TESTS = (
+    "tests/geo/test_predict.py::test_two_ranks_equal_one_process",
+    "tests/geo/test_archive.py::test_two_gloo_ranks_write_the_same_bytes_as_one",
+    "tests/geo/test_archive.py::test_a_killed_run_resumes_without_redoing_finished_scenes",
+)
+_SPAWNED_TIMEOUT_S = 300
 MUTATION_REPORT = Path("reports/mutation.md")
 # A mutant's tests get timeout_multiplier x their clean duration plus
 # timeout_constant seconds before the mutant counts as killed by timeout.
@@ -208,12 +221,17 @@ _UNDETECTED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"
 def _mutation_selection(
     session: nox.Session, args: list[str]
 ) -> tuple[list[tuple[str, tuple[str, ...], tuple[str, ...]]], int]:
-    """Parse ``[--jobs=N] [TARGET | FILE ...]`` into (section key, mutated globs, tests) and N."""
+    """Parse ``[--jobs=N] [--reuse [--retest=TEST]] [TARGET | FILE ...]``.
+
+    Returns (section key, mutated globs, tests) per target, and N.
+    """
     jobs = os.cpu_count() or 1
     picked: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
     for arg in args:
         if arg.startswith("--jobs="):
             jobs = int(arg.removeprefix("--jobs="))
+        elif arg == "--reuse" or arg.startswith("--retest="):
+            continue
         elif arg in MUTATION_TARGETS:
             picked.append((arg, *MUTATION_TARGETS[arg]))
         else:
@@ -225,7 +243,7 @@ def _mutation_selection(
             if not owner:
                 session.error(
                     f"mutation: expected a target ({', '.join(MUTATION_TARGETS)}), a source file of"
-                    f" one, or --jobs=N; got {arg!r}"
+                    f" one, --jobs=N, --reuse or --retest=TEST; got {arg!r}"
                 )
             picked.append((arg, (arg,), owner[0][1]))
     if not picked:
@@ -280,6 +298,51 @@ def _survivor_details(
     return details
 
 
+def _retest_mutants(
+    session: nox.Session, work: Path, tests: list[str], codes_to_retest: tuple[int | None, ...]
+) -> int:
+    """Run ``tests`` against every mutant whose last exit code is in ``codes_to_retest``.
+
+    Updates mutmut's ``.meta`` files in place: exit code 1 (a test failed) is
+    killed, 0 survived, and a run past ``_SPAWNED_TIMEOUT_S`` a timeout. The
+    mutant is chosen through ``MUTANT_UNDER_TEST``, which child processes
+    inherit. Returns how many mutants were run.
+    """
+    python = shutil.which("python", path=os.pathsep.join(session.bin_paths or [])) or "python"
+    ran = 0
+    for meta in sorted((work / "mutants").glob("geofm/**/*.py.meta")):
+        data = json.loads(meta.read_text())
+        codes: dict[str, int | None] = data["exit_code_by_key"]
+        chosen = [name for name, code in sorted(codes.items()) if code in codes_to_retest]
+        for name in chosen:
+            env = {**os.environ, "MUTANT_UNDER_TEST": name, "OMP_NUM_THREADS": "1"}
+            command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+            try:
+                done = subprocess.run(
+                    command,
+                    cwd=work / "mutants",
+                    env=env,
+                    capture_output=True,
+                    timeout=_SPAWNED_TIMEOUT_S,
+                    check=False,
+                )
+                codes[name] = done.returncode
+            except subprocess.TimeoutExpired:
+                codes[name] = 36
+            session.log(f"{name}: {_DETECTED.get(codes[name]) or _UNDETECTED.get(codes[name])}")
+        if chosen:
+            meta.write_text(json.dumps(data))
+        ran += len(chosen)
+    return ran
+
+
+def _run_unrouted_mutants(session: nox.Session, work: Path, tests: tuple[str, ...]) -> None:
+    """Run the spawning tests of ``tests`` against every mutant mutmut found no test for."""
+    spawning = [t for t in _SPAWNING_TESTS if t.split("::")[0].startswith(tests)]
+    if spawning:
+        _retest_mutants(session, work, spawning, (5, 33))
+
+
 def _mutation_section(
     session: nox.Session,
     key: str,
@@ -311,6 +374,13 @@ def _mutation_section(
     details = _survivor_details(session, work, [name for name, _ in survivors])
     wording = [name for name, _ in survivors if details[name]["message"]]
     score_all = f"{100 * killed_all / total_all:.1f}%" if total_all else "n/a"
+    later = (work / "retested.txt").read_text().split() if (work / "retested.txt").exists() else []
+    retested = (
+        " The mutants this run left alive were then run against"
+        f" {', '.join(f'`{t}`' for t in later)} (written after the run; `--reuse --retest=`)."
+        if later
+        else ""
+    )
     scored = total_all - len(wording)
     score_code = f"{100 * killed_all / scored:.1f}%" if scored else "n/a"
     lines = [
@@ -323,7 +393,7 @@ def _mutation_section(
         f" {time.strftime('%Y-%m-%d')}, {seconds:.0f} s."
         f" {len(wording)} of the mutants not killed change only the text of an error message"
         f" or warning (inside a `raise` or `warnings.warn`); without them: {killed_all}/{scored}"
-        f" ({score_code}).",
+        f" ({score_code}).{retested}",
         "",
         "| file | killed/total | score | statuses |",
         "| --- | --- | --- | --- |",
@@ -400,13 +470,30 @@ def mutation(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "mutmut>=3.8,<4")
     picked, jobs = _mutation_selection(session, list(session.posargs))
+    reuse = "--reuse" in session.posargs
+    retest = [a.removeprefix("--retest=") for a in session.posargs if a.startswith("--retest=")]
     root = Path(__file__).parent.resolve()
     report = root / MUTATION_REPORT
     for key, globs, listed in picked:
         tests = tuple(t for t in listed if (root / t).exists())
+        work = Path(session.create_tmp()).resolve() / "mutation" / re.sub(r"[^\w.-]", "_", key)
+        if reuse:  # rewrite the report from the last run's results
+            seconds = float((work / "seconds.txt").read_text())
+            _run_unrouted_mutants(session, work, tests)
+            if retest:  # the not-killed mutants against tests written since
+                for test in retest:
+                    shutil.copy2(root / test, work / "mutants" / test)
+                _retest_mutants(session, work, retest, (0, 5, 33))
+                retested = work / "retested.txt"
+                done = retested.read_text().split() if retested.exists() else []
+                retested.write_text("\n".join(sorted({*done, *retest})))
+            session.chdir(work)
+            section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
+            session.chdir(root)
+            _write_mutation_report(report, {key: section})
+            continue
         # A fresh copy per target: mutmut works in its current folder, and a
         # stale mutants/ folder would keep results of older tests.
-        work = Path(session.create_tmp()).resolve() / "mutation" / re.sub(r"[^\w.-]", "_", key)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         skip = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -429,7 +516,9 @@ def mutation(session: nox.Session) -> None:
         # One torch thread per worker: the workers are the parallelism.
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         session.run("mutmut", "run", f"--max-children={jobs}", env=env)
+        _run_unrouted_mutants(session, work, tests)
         seconds = time.monotonic() - start
+        (work / "seconds.txt").write_text(f"{seconds:.0f}")
         section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
         session.chdir(root)
         _write_mutation_report(report, {key: section})

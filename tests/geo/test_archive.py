@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,11 @@ def _free_port() -> int:
 def _rank_worker(rank: int, world: int, port: int, sources: list[str], out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),  # a rank left waiting fails the test, not hangs it
     )
     log = Path(out) / f"calls{rank}.txt"
 
