@@ -181,6 +181,8 @@ def read_window(
     """Read ``window`` (possibly partly outside) from an open dataset: values and validity.
 
     Pixels outside the raster are 0 and invalid; NaN and infinite values are invalid.
+    Bands of different types (a VRT may mix them) are read into their common
+    type (``numpy.result_type``: ``uint8`` and ``uint16`` give ``uint16``).
 
     Args:
         dataset: An open rasterio dataset.
@@ -188,10 +190,13 @@ def read_window(
         band_indices: 1-based bands to read, in order.
 
     Returns:
-        ``(values, valid)``, both ``(C, H, W)``: values in the file's dtype and a bool mask.
+        ``(values, valid)``, both ``(C, H, W)``: values in the bands' dtype and a bool mask.
     """
     indexes = list(band_indices)
-    dtype = dataset.dtypes[indexes[0] - 1]
+    kinds = {dataset.dtypes[i - 1] for i in indexes}
+    # A VRT may mix band types (GeoTIFF bands share one): the values take the
+    # common type of the chosen bands, read one band at a time.
+    dtype = np.result_type(*kinds)
     array = np.zeros((len(indexes), window.height, window.width), dtype=dtype)
     mask = np.zeros(array.shape, dtype=bool)
     r0, r1 = max(window.row_off, 0), min(window.row_stop, dataset.height)
@@ -201,7 +206,11 @@ def read_window(
         inner = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
         rows = slice(r0 - window.row_off, r1 - window.row_off)
         cols = slice(c0 - window.col_off, c1 - window.col_off)
-        if (r1 - r0, c1 - c0) == (window.height, window.width):  # all inside: read in place
+        if len(kinds) > 1:
+            for k, index in enumerate(indexes):
+                array[k, rows, cols] = dataset.read(index, window=inner)
+                mask[k, rows, cols] = dataset.read_masks(index, window=inner) != 0
+        elif (r1 - r0, c1 - c0) == (window.height, window.width):  # all inside: read in place
             dataset.read(indexes, window=inner, out=array)
             np.not_equal(dataset.read_masks(indexes, window=inner), 0, out=mask)
         else:
