@@ -37,7 +37,6 @@ output.
 from __future__ import annotations
 
 import colorsys
-import itertools
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -83,20 +82,48 @@ __all__ = ["BlendMode", "OutputMode", "PredictOptions", "Precision", "predict_ra
 logger = logging.getLogger(__name__)
 
 
-def _split_range(n: int, parts: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into ``parts`` contiguous, near-equal ``(start, stop)`` ranges."""
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    return list(itertools.pairwise(bounds))
+def _rank_range(n: int, rank: int, world: int) -> tuple[int, int]:
+    """``(start, stop)`` of ``rank``'s share of ``range(n)`` cut into ``world`` near-equal parts.
+
+    The parts are contiguous and, over all ranks in rank order, cover ``range(n)`` once.
+    """
+    return round(rank * n / world), round((rank + 1) * n / world)
 
 
-def _palette(n: int) -> dict[int, tuple[int, int, int, int]]:
-    """Distinct RGBA colours for classes ``0..n-1`` (golden-ratio hue steps), nodata transparent."""
-    colours: dict[int, tuple[int, int, int, int]] = {}
+def _palette(n: int) -> dict[int, tuple[int, int, int]]:
+    """Distinct RGB colours for classes ``0..n-1`` (golden-ratio hue steps), nodata black.
+
+    A GeoTIFF colour table holds no alpha (GDAL reads every entry back with
+    alpha 255); nodata pixels are marked by the file's nodata value instead.
+    ``colorsys.hsv_to_rgb`` wraps hues past 1, so the hue is not reduced here.
+    """
+    colours: dict[int, tuple[int, int, int]] = {}
     for k in range(n):
-        r, g, b = colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.65, 0.95)
-        colours[k] = (round(r * 255), round(g * 255), round(b * 255), 255)
-    colours[CLASS_NODATA] = (0, 0, 0, 0)
+        r, g, b = colorsys.hsv_to_rgb(k * 0.618033988749895, 0.65, 0.95)
+        colours[k] = (round(r * 255), round(g * 255), round(b * 255))
+    colours[CLASS_NODATA] = (0, 0, 0)
     return colours
+
+
+def _is_int(value: object) -> bool:
+    """Python or NumPy integer, ``bool`` excluded."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_colormap(colormap: Mapping[int, tuple[int, int, int]]) -> None:
+    """Raise ``ValueError`` unless every entry maps a class id to three 0..255 integers."""
+    for key, rgb in colormap.items():
+        values: tuple[object, ...] = tuple(rgb) if isinstance(rgb, (tuple, list)) else ()
+        if not (
+            _is_int(key)
+            and 0 <= key < CLASS_NODATA
+            and len(values) == 3
+            and all(_is_int(v) and 0 <= v <= 255 for v in values)  # type: ignore[operator]
+        ):
+            raise ValueError(
+                f"colormap must map class ids 0..{CLASS_NODATA - 1} to (r, g, b) integers in "
+                f"0..255, got {key!r}: {rgb!r}."
+            )
 
 
 def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
@@ -121,7 +148,7 @@ def _probe_channels(
     tile: int,
     device: torch.device,
     output: OutputMode,
-    precision: Precision = "fp32",
+    precision: Precision,
 ) -> int:
     """Run one zero tile to learn (and check) the model's output channels."""
     with torch.inference_mode(), forward_context(device, precision):
@@ -271,8 +298,8 @@ def predict_raster(
             scaling, then per-band standardisation, see :class:`~geofm.InputSpec`);
             an :class:`~geofm.InputSpec` overrides it; ``None`` feeds the
             stored values as float32 (normalise inside the model then).
-        colormap: RGB colour per class id for ``output="class"``; default: a
-            fixed palette.
+        colormap: RGB colour (three integers in 0..255) per class id
+            (0..254) for ``output="class"``; default: a fixed palette.
         progress: Show a tqdm progress bar (rank 0 only) if tqdm is installed.
         overwrite: Replace ``dst`` if it exists.
         shard_across_ranks: When ``torch.distributed`` is initialised, split the
@@ -301,7 +328,8 @@ def predict_raster(
         MissingDependencyError: If rasterio is not installed.
         ValueError: If ``src`` has no CRS or no geotransform (unless
             ``allow_ungeoreferenced``), complex pixels or values beyond float32,
-            ``dst`` is ``src``, an argument is out of range or unknown, the model
+            ``dst`` is ``src``, an argument (``colormap`` included) is out of
+            range or unknown, the model
             is in training mode, ``device`` differs from the model's, or
             ``precision`` is not supported on the device.
         ShapeError: If a band index is out of range or the model's output is
@@ -342,6 +370,8 @@ def predict_raster(
         raise ValueError(
             f"Unknown output {output!r}. Expected one of: {', '.join(get_args(OutputMode))}."
         )
+    if colormap is not None:
+        _check_colormap(colormap)
     if model.training:
         raise ValueError(
             "predict_raster got a model in training mode (dropout and batch norm would "
@@ -405,11 +435,11 @@ def predict_raster(
     }
     palette = _palette(channels if channels > 1 else 2)
     if colormap is not None:
-        palette.update({k: (*rgb, 255) for k, rgb in colormap.items()})
+        palette.update(colormap)
 
     rank, world = (_dist.rank(), _dist.world_size()) if shard_across_ranks else (0, 1)
     n_bands = len(plan.row_offsets)
-    start, stop = _split_range(n_bands, world)[rank]
+    start, stop = _rank_range(n_bands, rank, world)
     first_row = plan.row_offsets[start] if start < n_bands else height
     last_row = plan.flush_stop(stop - 1) if stop > start else first_row
 
