@@ -93,8 +93,8 @@ def _rank_range(n: int, rank: int, world: int) -> tuple[int, int]:
 def _palette(n: int) -> dict[int, tuple[int, int, int]]:
     """Distinct RGB colours for classes ``0..n-1`` (golden-ratio hue steps), nodata black.
 
-    A GeoTIFF colour table holds no alpha (GDAL reads every entry back with
-    alpha 255); nodata pixels are marked by the file's nodata value instead.
+    A GeoTIFF colour table holds no alpha: GDAL reads every entry back with
+    alpha 255 except the nodata value's, which it makes transparent itself.
     ``colorsys.hsv_to_rgb`` wraps hues past 1, so the hue is not reduced here.
     """
     colours: dict[int, tuple[int, int, int]] = {}
