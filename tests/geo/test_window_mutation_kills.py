@@ -79,8 +79,10 @@ def _expected(values: np.ndarray, window: PixelWindow, bands: list[int]) -> np.n
         PixelWindow(row_off=2, col_off=0, height=6, width=5),  # rows 2-3 of 4, then outside
         PixelWindow(row_off=0, col_off=2, height=4, width=6),  # columns 2-4 of 5, then outside
         PixelWindow(row_off=1, col_off=1, height=2, width=3),  # inside, off the origin
+        # columns 2-4 of 5, then 4 outside: the window is as wide as col_off + the file's width
+        PixelWindow(row_off=0, col_off=2, height=4, width=7),
     ],
-    ids=["above-left", "below-right", "half-rows", "half-cols", "inside"],
+    ids=["above-left", "below-right", "half-rows", "half-cols", "inside", "cols-past-edge"],
 )
 @pytest.mark.parametrize("bands", [[2], [3, 1]], ids=["band2", "bands31"])
 def test_read_window_places_the_values_and_marks_the_outside(
@@ -164,3 +166,27 @@ def test_tile_offsets_on_an_axis_as_long_as_the_tile() -> None:
     for pad in ("zero", "shift", "drop"):
         assert tile_offsets(4, 4, 2, pad) == [0]  # type: ignore[arg-type]
         assert tile_offsets(3, 4, 2, pad) == ([] if pad == "drop" else [0])  # type: ignore[arg-type]
+
+
+def test_read_window_masks_nodata_of_mixed_band_types_per_band(tmp_path: Path) -> None:
+    # Band 1 (Byte) declares nodata 7 in the VRT, band 2 (UInt16) none: read one band at a
+    # time, each band keeps its own mask.
+    byte = write_geotiff(tmp_path / "byte.tif", np.array([[[7, 5, 5], [5, 5, 7]]], dtype="uint8"))
+    wide = write_geotiff(tmp_path / "wide.tif", np.full((1, 2, 3), 7, dtype="uint16"))
+    bands = "".join(
+        f'<VRTRasterBand dataType="{kind}" band="{i}">{nodata}<SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for i, (kind, name, nodata) in enumerate(
+            [("Byte", byte.name, "<NoDataValue>7</NoDataValue>"), ("UInt16", wide.name, "")],
+            start=1,
+        )
+    )
+    vrt = tmp_path / "mixed.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="3" rasterYSize="2">'
+        f"<GeoTransform>0, 1, 0, 0, 0, -1</GeoTransform>{bands}</VRTDataset>"
+    )
+    array, valid = _read(vrt, PixelWindow(0, 0, 2, 3), [1, 2])
+    np.testing.assert_array_equal(array, [[[7, 5, 5], [5, 5, 7]], np.full((2, 3), 7)])
+    np.testing.assert_array_equal(valid, [[[0, 1, 1], [1, 1, 0]], np.ones((2, 3))])
