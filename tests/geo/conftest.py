@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -80,3 +82,38 @@ def rgb_byte() -> Path:
     if not path.exists():
         pytest.skip(f"real test raster {path} is not available")
     return path
+
+
+class FakeTqdm:
+    """Stands in for ``tqdm.auto.tqdm``: records how a bar is built, advanced and closed.
+
+    Tests use it instead of a real bar: tqdm's write lock is a process-shared
+    semaphore, and mutation testing forks the test process, so a child killed
+    while holding it would block every later child.
+    """
+
+    made: ClassVar[list[FakeTqdm]] = []
+
+    def __init__(self, *, total: int, unit: str, desc: str) -> None:
+        self.total, self.unit, self.desc = total, unit, desc
+        self.count = 0
+        self.closed = False
+        FakeTqdm.made.append(self)
+
+    def update(self, n: int = 1) -> None:
+        assert not self.closed, "update after close"
+        self.count += n
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch: pytest.MonkeyPatch) -> list[FakeTqdm]:
+    """Put a fake ``tqdm.auto`` in ``sys.modules``; return the bars it makes."""
+    module = types.ModuleType("tqdm.auto")
+    module.tqdm = FakeTqdm  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", module)
+    made: list[FakeTqdm] = []
+    monkeypatch.setattr(FakeTqdm, "made", made)
+    return made

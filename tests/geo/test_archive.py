@@ -25,6 +25,8 @@ from torch import nn
 import geofm.geo.archive as archive
 from geofm.geo import predict_raster, predict_rasters
 
+from .conftest import FakeTqdm
+
 UTM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 KW: dict[str, Any] = {"tile": 16, "overlap": 4, "batch_size": 8, "progress": False}
 
@@ -173,11 +175,21 @@ def test_pending_markers_resume_the_right_way(
     assert json.loads((out / "s0.tif.geofm.json").read_text())["output"] is not None
 
 
-def test_suffix_and_progress_bar(scenes: list[Path], tmp_path: Path, capsys: Any) -> None:
+def test_suffix_and_progress_bar(
+    scenes: list[Path], tmp_path: Path, fake_tqdm: list[FakeTqdm]
+) -> None:
     kwargs = {**KW, "progress": True}
     outputs = predict_rasters(conv_net(), scenes[:2], tmp_path / "o", suffix="_map", **kwargs)
     assert [p.name for p in outputs] == ["s0_map.tif", "s1_map.tif"]
-    assert "2/2" in capsys.readouterr().err
+    # One bar over the scenes; the scenes' own tile bars stay hidden.
+    [bar] = fake_tqdm
+    assert (bar.total, bar.count, bar.unit, bar.desc, bar.closed) == (
+        2,
+        2,
+        "scene",
+        "predict_rasters",
+        True,
+    )
 
 
 def test_argument_errors(scenes: list[Path], tmp_path: Path) -> None:

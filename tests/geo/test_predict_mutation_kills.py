@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from geofm.errors import ShapeError
 from geofm.geo import _progress, predict_raster
 from geofm.geo.predict import _rank_range, _resolve_device
 
-from .conftest import error_message
+from .conftest import FakeTqdm, error_message
 
 WriteRaster = Callable[..., Path]
 
@@ -277,9 +276,8 @@ def test_no_progress_bar_unless_asked(
 
 
 def test_the_progress_bar_counts_tiles(
-    tmp_path: Path, write_raster: WriteRaster, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, write_raster: WriteRaster, fake_tqdm: list[FakeTqdm]
 ) -> None:
-    pytest.importorskip("tqdm")
     # 16-pixel tiles 12 apart over 40 x 48: 3 rows of 4 tiles.
     predict_raster(
         Channels(3, 2),
@@ -289,8 +287,14 @@ def test_the_progress_bar_counts_tiles(
         overlap=4,
         progress=True,
     )
-    err = capsys.readouterr().err
-    assert re.search(r"predict_raster: 100%.*12/12 .*tile", err), err
+    [bar] = fake_tqdm
+    assert (bar.total, bar.count, bar.unit, bar.desc, bar.closed) == (
+        12,
+        12,
+        "tile",
+        "predict_raster",
+        True,
+    )
 
 
 def test_without_tqdm_the_log_names_predict_raster(

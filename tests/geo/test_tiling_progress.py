@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,37 +14,9 @@ import pytest
 from geofm.cli import main
 from geofm.geo import _progress, tile_raster, tiling
 
+from .conftest import FakeTqdm
+
 WriteRaster = Callable[..., Path]
-
-
-class FakeTqdm:
-    """Records how ``tqdm.auto.tqdm`` is built, advanced and closed."""
-
-    made: ClassVar[list[FakeTqdm]] = []
-
-    def __init__(self, *, total: int, unit: str, desc: str) -> None:
-        self.total, self.unit, self.desc = total, unit, desc
-        self.count = 0
-        self.closed = False
-        FakeTqdm.made.append(self)
-
-    def update(self, n: int = 1) -> None:
-        assert not self.closed, "update after close"
-        self.count += n
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@pytest.fixture
-def fake_tqdm(monkeypatch: pytest.MonkeyPatch) -> list[FakeTqdm]:
-    """Put a fake ``tqdm.auto`` in ``sys.modules``; return the bars it makes."""
-    module = types.ModuleType("tqdm.auto")
-    module.tqdm = FakeTqdm  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tqdm.auto", module)
-    made: ClassVar[list[FakeTqdm]] = []
-    monkeypatch.setattr(FakeTqdm, "made", made)
-    return made
 
 
 def test_progress_bar_counts_every_tile_and_closes(
