@@ -21,7 +21,8 @@ import rasterio
 import torch
 from torch import nn
 
-from geofm.errors import ShapeError
+from geofm import InputSpec
+from geofm.errors import MissingDependencyError, ShapeError
 from geofm.geo import _progress, predict_raster
 from geofm.geo.predict import _rank_range, _resolve_device
 
@@ -395,3 +396,113 @@ def test_rank_ranges_cover_every_band_once_in_near_equal_parts(n: int, world: in
 def test_rank_ranges_by_hand() -> None:
     assert [_rank_range(10, r, 3) for r in range(3)] == [(0, 3), (3, 7), (7, 10)]
     assert [_rank_range(5, r, 2) for r in range(2)] == [(0, 2), (2, 5)]
+
+
+# --- argument errors, one cause at a time, with their whole messages --------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "kind", "expected"),
+    [
+        (
+            {"input_spec": "bogus"},
+            ValueError,
+            "input_spec must be 'model', an InputSpec or None, got 'bogus'.",
+        ),
+        (
+            {"tile": 16, "overlap": 4, "batch_size": 0},
+            ValueError,
+            "tile and batch_size must be >= 1, got tile=16, batch_size=0.",
+        ),
+        (
+            {"tile": 16, "overlap": 9},
+            ValueError,
+            "overlap must be in [0, tile // 2] = [0, 8], got 9. "
+            "Use a smaller overlap or a larger tile.",
+        ),
+        (
+            {"tile": 17, "overlap": -1},
+            ValueError,
+            "overlap must be in [0, tile // 2] = [0, 8], got -1. "
+            "Use a smaller overlap or a larger tile.",
+        ),
+        (
+            {"blend": "gaussian"},
+            ValueError,
+            "Unknown blend 'gaussian'. Expected one of: cosine, linear, none.",
+        ),
+        (
+            {"output": "logits"},
+            ValueError,
+            "Unknown output 'logits'. Expected one of: class, probability, regression.",
+        ),
+        (
+            {"channels_last": 1},
+            TypeError,
+            "channels_last must be a bool, got int.",
+        ),
+    ],
+    ids=["input_spec", "batch_size", "overlap", "negative-overlap", "blend", "output", "nhwc"],
+)
+def test_each_argument_error_alone_with_its_message(
+    tmp_path: Path,
+    write_raster: WriteRaster,
+    kwargs: dict[str, object],
+    kind: type[Exception],
+    expected: str,
+) -> None:
+    model = BatchSizes()
+    message = error_message(
+        kind,
+        lambda: predict_raster(model, _scene(write_raster), tmp_path / "o.tif", **kwargs),  # type: ignore[arg-type]
+    )
+    assert message == expected
+    assert model.calls == [] and not (tmp_path / "o.tif").exists()
+
+
+def test_a_model_in_training_mode_is_refused(tmp_path: Path, write_raster: WriteRaster) -> None:
+    model = BatchSizes().train()
+    message = error_message(
+        ValueError, lambda: predict_raster(model, _scene(write_raster), tmp_path / "o.tif")
+    )
+    assert message == (
+        "predict_raster got a model in training mode (dropout and batch norm would use batch "
+        "statistics). Call model.eval() first."
+    )
+    assert model.calls == []
+
+
+def test_without_rasterio_predict_raster_names_itself(
+    tmp_path: Path, write_raster: WriteRaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _scene(write_raster)
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # `import rasterio` raises ImportError
+    message = error_message(
+        MissingDependencyError, lambda: predict_raster(BatchSizes(), src, tmp_path / "o.tif")
+    )
+    assert message == (
+        "rasterio is required for geofm.geo.predict_raster. Install it with: pip install rasterio."
+    )
+
+
+def test_one_pixel_tiles_are_allowed(tmp_path: Path, write_raster: WriteRaster) -> None:
+    values = np.random.default_rng(1).random((3, 3, 4), dtype=np.float32)
+    out = predict_raster(
+        nn.Identity().eval(),
+        write_raster(values),
+        tmp_path / "o.tif",
+        tile=1,
+        overlap=0,
+        output="regression",
+    )
+    with rasterio.open(out) as r:
+        np.testing.assert_array_equal(r.read(), values)
+
+
+def test_the_default_tile_follows_the_model_s_spatial_multiple(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    model = BatchSizes()
+    model.input_spec = InputSpec.unknown(3, multiple=14)  # type: ignore[assignment]
+    predict_raster(model, _scene(write_raster, 260, 260), tmp_path / "o.tif", output="regression")
+    assert {edge for _, edge in model.calls} == {252}  # 256 rounded down to a multiple of 14
