@@ -26,7 +26,7 @@ from geofm.errors import MissingDependencyError, ShapeError
 from geofm.geo import _progress, predict_raster
 from geofm.geo.predict import _rank_range, _resolve_device
 
-from .conftest import FakeTqdm, error_message
+from .conftest import FakeTqdm, error_message, write_geotiff
 
 WriteRaster = Callable[..., Path]
 
@@ -506,3 +506,78 @@ def test_the_default_tile_follows_the_model_s_spatial_multiple(
     model.input_spec = InputSpec.unknown(3, multiple=14)  # type: ignore[assignment]
     predict_raster(model, _scene(write_raster, 260, 260), tmp_path / "o.tif", output="regression")
     assert {edge for _, edge in model.calls} == {252}  # 256 rounded down to a multiple of 14
+
+
+def test_output_path_errors_name_predict_raster(tmp_path: Path, write_raster: WriteRaster) -> None:
+    src = _scene(write_raster)
+    model = BatchSizes()
+    assert error_message(ValueError, lambda: predict_raster(model, src, src)) == (
+        f"Output '{src}' of geofm.geo.predict_raster is its input '{src}' (the same file, "
+        "possibly through '..', a symbolic link or a hard link); writing it would destroy the "
+        "input. Choose another output path."
+    )
+    taken = tmp_path / "taken.tif"
+    taken.write_bytes(b"")
+    assert error_message(FileExistsError, lambda: predict_raster(model, src, taken)) == (
+        f"Output '{taken}' of geofm.geo.predict_raster already exists. Pass overwrite=True to "
+        "replace it."
+    )
+    assert model.calls == []
+
+
+def test_source_errors_name_the_source(tmp_path: Path, write_raster: WriteRaster) -> None:
+    model = BatchSizes()
+    plain = write_raster(np.ones((3, 8, 8), np.float32), "plain.tif", crs=None)
+    assert error_message(ValueError, lambda: predict_raster(model, plain, tmp_path / "o.tif")) == (
+        f"Raster '{plain}' has no CRS, but geofm.geo.predict_raster needs a georeferenced "
+        "source (its output must carry the source's CRS). Assign one first, e.g. "
+        f"`rio edit-info --crs EPSG:32618 {plain}`. To predict an ungeoreferenced image anyway "
+        "(the output then has no CRS), pass allow_ungeoreferenced=True."
+    )
+    src = _scene(write_raster)
+    message = error_message(
+        ShapeError, lambda: predict_raster(model, src, tmp_path / "o.tif", bands=[4])
+    )
+    assert message == (
+        f"Band indices [4] are out of range for {src}, which has 3 bands "
+        "(indices are 1-based: 1..3)."
+    )
+    assert model.calls == []
+
+
+def _mixed_vrt(tmp_path: Path) -> Path:
+    """A georeferenced VRT of a float32 band and a complex64 band."""
+    real = write_geotiff(tmp_path / "real.tif", np.full((1, 8, 8), 2, dtype="float32"))
+    sar = write_geotiff(tmp_path / "sar.tif", np.full((1, 8, 8), 1 + 1j, dtype="complex64"))
+    bands = "".join(
+        f'<VRTRasterBand dataType="{kind}" band="{i}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>1</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for i, (kind, name) in enumerate([("Float32", real.name), ("CFloat32", sar.name)], 1)
+    )
+    vrt = tmp_path / "mixed.vrt"
+    with rasterio.open(real) as r:
+        srs, gt = r.crs.to_wkt(), ", ".join(str(v) for v in r.transform.to_gdal())
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="8" rasterYSize="8"><SRS>{srs}</SRS>'
+        f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>"
+    )
+    return vrt
+
+
+def test_only_the_chosen_bands_decide_whether_pixels_are_complex(tmp_path: Path) -> None:
+    vrt = _mixed_vrt(tmp_path)
+    model = nn.Identity().eval()
+    out = predict_raster(
+        model, vrt, tmp_path / "a.tif", tile=8, overlap=0, bands=[1], output="regression"
+    )
+    with rasterio.open(out) as r:
+        np.testing.assert_array_equal(r.read(), np.full((1, 8, 8), 2, dtype="float32"))
+    message = error_message(
+        ValueError,
+        lambda: predict_raster(model, vrt, tmp_path / "b.tif", tile=8, overlap=0, bands=[2, 1]),
+    )
+    assert message == (
+        f"Raster '{vrt}' has complex pixels (complex64, float32), which a model cannot take as "
+        "is. Convert it first (e.g. to amplitude, or to real and imaginary bands)."
+    )
