@@ -299,7 +299,9 @@ def predict_raster(
             an :class:`~geofm.InputSpec` overrides it; ``None`` feeds the
             stored values as float32 (normalise inside the model then).
         colormap: RGB colour (three integers in 0..255) per class id
-            (0..254) for ``output="class"``; default: a fixed palette.
+            (0..254) for ``output="class"``; default: the model's
+            ``output_spec.colors`` when it has them, else a fixed palette.
+            Classes a given ``colormap`` leaves out take the fixed palette.
         progress: Show a tqdm progress bar (rank 0 only) if tqdm is installed.
         overwrite: Replace ``dst`` if it exists.
         shard_across_ranks: When ``torch.distributed`` is initialised, split the

@@ -21,7 +21,7 @@ import rasterio
 import torch
 from torch import nn
 
-from geofm import InputSpec
+from geofm import InputSpec, OutputSpec
 from geofm.errors import MissingDependencyError, ShapeError
 from geofm.geo import _progress, predict_raster
 from geofm.geo.predict import _rank_range, _resolve_device
@@ -581,3 +581,31 @@ def test_only_the_chosen_bands_decide_whether_pixels_are_complex(tmp_path: Path)
         f"Raster '{vrt}' has complex pixels (complex64, float32), which a model cannot take as "
         "is. Convert it first (e.g. to amplitude, or to real and imaginary bands)."
     )
+
+
+def test_the_model_s_output_spec_colours_make_the_colour_table(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    src = _scene(write_raster)
+    model = Channels(3, 3)
+    colours = ((38, 70, 83), (233, 196, 106), (231, 111, 81))
+    model.output_spec = OutputSpec("segmentation", 3, colors=colours)  # type: ignore[assignment]
+    out = predict_raster(model, src, tmp_path / "a.tif", tile=16, overlap=4)
+    with rasterio.open(out) as r:
+        table = r.colormap(1)
+    assert [table[k] for k in range(3)] == [(*c, 255) for c in colours]
+    # An explicit colormap replaces the model's colours; classes it leaves out keep the
+    # default palette.
+    out = predict_raster(
+        model, src, tmp_path / "b.tif", tile=16, overlap=4, colormap={1: (1, 2, 3)}
+    )
+    with rasterio.open(out) as r:
+        table = r.colormap(1)
+    expected = [(*FIRST_COLOURS[0], 255), (1, 2, 3, 255), (*FIRST_COLOURS[2], 255)]
+    assert [table[k] for k in range(3)] == expected
+    # An output spec without colours leaves the default palette.
+    model.output_spec = OutputSpec("segmentation", 3)  # type: ignore[assignment]
+    out = predict_raster(model, src, tmp_path / "c.tif", tile=16, overlap=4)
+    with rasterio.open(out) as r:
+        table = r.colormap(1)
+    assert [table[k] for k in range(3)] == [(*c, 255) for c in FIRST_COLOURS[:3]]
