@@ -110,6 +110,7 @@ def test_a_one_channel_model_gets_two_colours(tmp_path: Path, write_raster: Writ
     with rasterio.open(out) as r:
         colours = r.colormap(1)
     assert [colours[0], colours[1]] == [(*rgb, 255) for rgb in FIRST_COLOURS[:2]]
+    assert colours[2] == (0, 0, 0, 255)  # entries past the classes stay unset (black)
 
 
 def test_a_partial_colormap_keeps_the_default_colours_of_the_other_classes(
