@@ -217,8 +217,20 @@ def same_file(a: PathLike, b: PathLike) -> bool:
 
 
 def remove_path(path: Path) -> None:
-    """Remove a file or a folder tree; nothing if it is already gone."""
+    """Remove a file, or a temporary folder tree of geofm's; nothing if it is already gone.
+
+    A folder is removed only if its name ends with :data:`TEMP_SUFFIX`: a
+    guard against ever deleting a user's folder (an empty path, for one,
+    names the working folder).
+
+    Raises:
+        ValueError: If ``path`` is a folder not named like geofm's temporaries.
+    """
     if path.is_dir() and not path.is_symlink():
+        if not path.name.endswith(TEMP_SUFFIX):
+            raise ValueError(
+                f"geofm removes only its own temporary folders (*{TEMP_SUFFIX}), not '{path}'."
+            )
         shutil.rmtree(path, ignore_errors=True)
     else:
         with suppress(FileNotFoundError):

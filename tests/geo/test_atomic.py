@@ -29,6 +29,7 @@ from geofm._atomic import (
     commit,
     create_temp,
     create_temp_dir,
+    remove_path,
     remove_stale_temps,
 )
 from geofm.geo import predict_raster, read_raster, reproject_to_utm, tile_raster, write_tile_index
@@ -407,3 +408,28 @@ def test_two_writers_to_one_destination_one_wins_one_fails_clearly(
         "go",
         "map.tif",
     ]
+
+
+def test_remove_path_removes_only_geofm_s_own_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = tmp_path / "results"
+    (users / "inner").mkdir(parents=True)
+    (users / "inner" / "map.tif").write_bytes(b"x")
+    monkeypatch.chdir(users)
+    for path in (users, Path(""), Path(".")):  # an empty path names the working folder
+        with pytest.raises(ValueError, match="removes only its own temporary folders") as info:
+            remove_path(path)
+        assert str(info.value) == (
+            f"geofm removes only its own temporary folders (*.geofm-partial), not '{path}'."
+        )
+    assert (users / "inner" / "map.tif").read_bytes() == b"x"
+    temp = create_temp_dir(users / "tiles")
+    (temp / "a.tif").write_bytes(b"x")
+    remove_path(temp)
+    assert not temp.exists()
+    remove_path(temp)  # already gone: nothing
+    single = users / "single.tif"
+    single.write_bytes(b"x")
+    remove_path(single)  # a file is removed whatever its name
+    assert not single.exists()
