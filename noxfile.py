@@ -336,11 +336,18 @@ def _retest_mutants(
     return ran
 
 
-def _run_unrouted_mutants(session: nox.Session, work: Path, tests: tuple[str, ...]) -> None:
-    """Run the spawning tests of ``tests`` against every mutant mutmut found no test for."""
+def _run_spawning_tests(session: nox.Session, work: Path, tests: tuple[str, ...]) -> None:
+    """Run the spawning tests of ``tests`` against every mutant still alive.
+
+    mutmut neither sees calls made in processes a test spawns nor runs those
+    tests against a mutant it routed elsewhere: a function called only in
+    spawned ranks looks untested ("no tests"), and a branch taken only on a
+    rank other than 0 (of a function the in-process tests call) survives
+    every test mutmut chose. Both get the spawning tests here.
+    """
     spawning = [t for t in _SPAWNING_TESTS if t.split("::")[0].startswith(tests)]
     if spawning:
-        _retest_mutants(session, work, spawning, (5, 33))
+        _retest_mutants(session, work, spawning, (0, 5, 33))
 
 
 def _mutation_section(
@@ -479,7 +486,6 @@ def mutation(session: nox.Session) -> None:
         work = Path(session.create_tmp()).resolve() / "mutation" / re.sub(r"[^\w.-]", "_", key)
         if reuse:  # rewrite the report from the last run's results
             seconds = float((work / "seconds.txt").read_text())
-            _run_unrouted_mutants(session, work, tests)
             if retest:  # the not-killed mutants against tests written since
                 for test in retest:
                     shutil.copy2(root / test, work / "mutants" / test)
@@ -487,6 +493,7 @@ def mutation(session: nox.Session) -> None:
                 retested = work / "retested.txt"
                 done = retested.read_text().split() if retested.exists() else []
                 retested.write_text("\n".join(sorted({*done, *retest})))
+            _run_spawning_tests(session, work, tests)
             session.chdir(work)
             section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
             session.chdir(root)
@@ -516,7 +523,7 @@ def mutation(session: nox.Session) -> None:
         # One torch thread per worker: the workers are the parallelism.
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         session.run("mutmut", "run", f"--max-children={jobs}", env=env)
-        _run_unrouted_mutants(session, work, tests)
+        _run_spawning_tests(session, work, tests)
         seconds = time.monotonic() - start
         (work / "seconds.txt").write_text(f"{seconds:.0f}")
         section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
