@@ -179,11 +179,14 @@ _MUTATION_DESELECT = (
 # only those processes call has "no tests" for mutmut; the session runs these
 # tests against each such mutant itself (the mutant is chosen through the
 # MUTANT_UNDER_TEST variable, which the child processes inherit).
-_SPAWNING_TESTS = (
-    "tests/geo/test_predict.py::test_two_ranks_equal_one_process",
-    "tests/geo/test_archive.py::test_two_gloo_ranks_write_the_same_bytes_as_one",
-    "tests/geo/test_archive.py::test_a_killed_run_resumes_without_redoing_finished_scenes",
-)
+# Tests that run the code in spawned processes, per mutated file (see _run_spawning_tests).
+_SPAWNING_TESTS = {
+    "geofm/geo/predict.py": ("tests/geo/test_predict.py::test_two_ranks_equal_one_process",),
+    "geofm/geo/archive.py": (
+        "tests/geo/test_archive.py::test_two_gloo_ranks_write_the_same_bytes_as_one",
+        "tests/geo/test_archive.py::test_a_killed_run_resumes_without_redoing_finished_scenes",
+    ),
+}
 _SPAWNED_TIMEOUT_S = 300
 MUTATION_REPORT = Path("reports/mutation.md")
 # A mutant's tests get timeout_multiplier x their clean duration plus
@@ -299,9 +302,13 @@ def _survivor_details(
 
 
 def _retest_mutants(
-    session: nox.Session, work: Path, tests: list[str], codes_to_retest: tuple[int | None, ...]
+    session: nox.Session,
+    work: Path,
+    tests: list[str],
+    codes_to_retest: tuple[int | None, ...],
+    source: str = "geofm/**/*.py",
 ) -> int:
-    """Run ``tests`` against every mutant whose last exit code is in ``codes_to_retest``.
+    """Run ``tests`` against the mutants of ``source`` whose exit code is in ``codes_to_retest``.
 
     Updates mutmut's ``.meta`` files in place: exit code 1 (a test failed) is
     killed, 0 survived, and a run past ``_SPAWNED_TIMEOUT_S`` a timeout. The
@@ -310,7 +317,7 @@ def _retest_mutants(
     """
     python = shutil.which("python", path=os.pathsep.join(session.bin_paths or [])) or "python"
     ran = 0
-    for meta in sorted((work / "mutants").glob("geofm/**/*.py.meta")):
+    for meta in sorted((work / "mutants").glob(f"{source}.meta")):
         data = json.loads(meta.read_text())
         codes: dict[str, int | None] = data["exit_code_by_key"]
         chosen = [name for name, code in sorted(codes.items()) if code in codes_to_retest]
@@ -345,9 +352,10 @@ def _run_spawning_tests(session: nox.Session, work: Path, tests: tuple[str, ...]
     rank other than 0 (of a function the in-process tests call) survives
     every test mutmut chose. Both get the spawning tests here.
     """
-    spawning = [t for t in _SPAWNING_TESTS if t.split("::")[0].startswith(tests)]
-    if spawning:
-        _retest_mutants(session, work, spawning, (0, 5, 33))
+    for source, spawning in _SPAWNING_TESTS.items():
+        chosen = [t for t in spawning if t.split("::")[0].startswith(tests)]
+        if chosen:
+            _retest_mutants(session, work, chosen, (0, 5, 33), source=source)
 
 
 def _mutation_section(
