@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nox
@@ -307,43 +308,51 @@ def _retest_mutants(
     tests: list[str],
     codes_to_retest: tuple[int | None, ...],
     source: str = "geofm/**/*.py",
+    jobs: int = 1,
 ) -> int:
     """Run ``tests`` against the mutants of ``source`` whose exit code is in ``codes_to_retest``.
 
     Updates mutmut's ``.meta`` files in place: exit code 1 (a test failed) is
     killed, 0 survived, and a run past ``_SPAWNED_TIMEOUT_S`` a timeout. The
     mutant is chosen through ``MUTANT_UNDER_TEST``, which child processes
-    inherit. Returns how many mutants were run.
+    inherit; ``jobs`` mutants run at a time. Returns how many mutants were run.
     """
     python = shutil.which("python", path=os.pathsep.join(session.bin_paths or [])) or "python"
+
+    def run_one(name: str) -> int:
+        env = {**os.environ, "MUTANT_UNDER_TEST": name, "OMP_NUM_THREADS": "1"}
+        command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=work / "mutants",
+                env=env,
+                capture_output=True,
+                timeout=_SPAWNED_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return 36
+        return done.returncode
+
     ran = 0
     for meta in sorted((work / "mutants").glob(f"{source}.meta")):
         data = json.loads(meta.read_text())
         codes: dict[str, int | None] = data["exit_code_by_key"]
         chosen = [name for name, code in sorted(codes.items()) if code in codes_to_retest]
-        for name in chosen:
-            env = {**os.environ, "MUTANT_UNDER_TEST": name, "OMP_NUM_THREADS": "1"}
-            command = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
-            try:
-                done = subprocess.run(
-                    command,
-                    cwd=work / "mutants",
-                    env=env,
-                    capture_output=True,
-                    timeout=_SPAWNED_TIMEOUT_S,
-                    check=False,
-                )
-                codes[name] = done.returncode
-            except subprocess.TimeoutExpired:
-                codes[name] = 36
-            session.log(f"{name}: {_DETECTED.get(codes[name]) or _UNDETECTED.get(codes[name])}")
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            for name, code in zip(chosen, pool.map(run_one, chosen), strict=True):
+                codes[name] = code
+                session.log(f"{name}: {_DETECTED.get(code) or _UNDETECTED.get(code)}")
         if chosen:
             meta.write_text(json.dumps(data))
         ran += len(chosen)
     return ran
 
 
-def _run_spawning_tests(session: nox.Session, work: Path, tests: tuple[str, ...]) -> None:
+def _run_spawning_tests(
+    session: nox.Session, work: Path, tests: tuple[str, ...], jobs: int = 1
+) -> None:
     """Run the spawning tests of ``tests`` against every mutant still alive.
 
     mutmut neither sees calls made in processes a test spawns nor runs those
@@ -355,7 +364,7 @@ def _run_spawning_tests(session: nox.Session, work: Path, tests: tuple[str, ...]
     for source, spawning in _SPAWNING_TESTS.items():
         chosen = [t for t in spawning if t.split("::")[0].startswith(tests)]
         if chosen:
-            _retest_mutants(session, work, chosen, (0, 5, 33), source=source)
+            _retest_mutants(session, work, chosen, (0, 5, 33), source=source, jobs=jobs)
 
 
 def _mutation_section(
@@ -497,11 +506,11 @@ def mutation(session: nox.Session) -> None:
             if retest:  # the not-killed mutants against tests written since
                 for test in retest:
                     shutil.copy2(root / test, work / "mutants" / test)
-                _retest_mutants(session, work, retest, (0, 5, 33))
+                _retest_mutants(session, work, retest, (0, 5, 33), jobs=jobs)
                 retested = work / "retested.txt"
                 done = retested.read_text().split() if retested.exists() else []
                 retested.write_text("\n".join(sorted({*done, *retest})))
-            _run_spawning_tests(session, work, tests)
+            _run_spawning_tests(session, work, tests, jobs)
             session.chdir(work)
             section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
             session.chdir(root)
@@ -531,7 +540,7 @@ def mutation(session: nox.Session) -> None:
         # One torch thread per worker: the workers are the parallelism.
         env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
         session.run("mutmut", "run", f"--max-children={jobs}", env=env)
-        _run_spawning_tests(session, work, tests)
+        _run_spawning_tests(session, work, tests, jobs)
         seconds = time.monotonic() - start
         (work / "seconds.txt").write_text(f"{seconds:.0f}")
         section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
