@@ -380,7 +380,9 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
         _rank_worker, args=(2, _free_port(), jobs, str(failing)), nprocs=2, join=True
     )
     assert (tmp_path / "error1.txt").read_text() == "boom"
-    assert "failed on another rank" in (tmp_path / "error0.txt").read_text()
+    assert (tmp_path / "error0.txt").read_text() == (
+        "predict_raster failed on another rank (this is rank 0 of 2); see that rank's error."
+    )
     assert not (tmp_path / "failed.tif").exists()
     for src_name, dst, output, channels in jobs:
         single = predict_raster(

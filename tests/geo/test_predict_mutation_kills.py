@@ -610,3 +610,35 @@ def test_the_model_s_output_spec_colours_make_the_colour_table(
     with rasterio.open(out) as r:
         table = r.colormap(1)
     assert [table[k] for k in range(3)] == [(*c, 255) for c in FIRST_COLOURS[:3]]
+
+
+class CreatesFile(nn.Module):
+    """An identity whose first forward pass writes ``path``: another writer racing the run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.path.exists():
+            self.path.write_bytes(b"theirs")
+        return x
+
+
+def test_an_output_created_during_the_run_is_kept_and_the_run_fails(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    dst = tmp_path / "o.tif"
+    model = CreatesFile(dst)
+    message = error_message(
+        FileExistsError,
+        lambda: predict_raster(model, _scene(write_raster), dst, tile=16, overlap=4),
+    )
+    assert message == (
+        f"Output '{dst}' of geofm.geo.predict_raster was created by another writer while this "
+        "run was writing it; it was left as it is and this run's result was discarded. Pass "
+        "overwrite=True to replace it."
+    )
+    assert dst.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
