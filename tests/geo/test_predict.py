@@ -384,6 +384,9 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
         "predict_raster failed on another rank (this is rank 0 of 2); see that rank's error."
     )
     assert not (tmp_path / "failed.tif").exists()
+    # No temporary or part file is left (checked before the next run would clean up after
+    # the exited ranks).
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
     for src_name, dst, output, channels in jobs:
         single = predict_raster(
             _conv_net(out_channels=channels),
