@@ -371,6 +371,8 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
         ("tall", tall, "probability", 3),
         ("small", small, "class", 4),
         ("tallc", tall, "class", 2),
+        # Rank 1's part is taller than one 256-row block: rank 0 appends it block by block.
+        ("long", rng.random((3, 530, 20), dtype=np.float32), "regression", 2),
     ]
     for name, values, output, channels in cases:
         src = write_raster(values, f"{name}.tif")
