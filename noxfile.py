@@ -175,12 +175,11 @@ _MUTATION_DESELECT = (
     "tests/lora/test_inject.py::test_module_level_imports_respect_layering",
 )
 # Tests whose code under test runs in other processes (gloo ranks started with
-# torch.multiprocessing, a run killed and restarted as a subprocess). mutmut's
-# coverage pass records calls in the pytest process only, so a function that
-# only those processes call has "no tests" for mutmut; the session runs these
-# tests against each such mutant itself (the mutant is chosen through the
-# MUTANT_UNDER_TEST variable, which the child processes inherit).
-# Tests that run the code in spawned processes, per mutated file (see _run_spawning_tests).
+# torch.multiprocessing, a run killed and restarted as a subprocess), per mutated
+# file. mutmut's coverage pass records calls in the pytest process only, so it
+# never runs these against a mutant of code only those processes execute; the
+# session does, against every mutant still alive (see _run_spawning_tests; the
+# mutant is chosen through MUTANT_UNDER_TEST, which the child processes inherit).
 _SPAWNING_TESTS = {
     "geofm/geo/predict.py": ("tests/geo/test_predict.py::test_two_ranks_equal_one_process",),
     "geofm/geo/archive.py": (

@@ -86,6 +86,12 @@ def _scene(
     return write_raster(values, name)
 
 
+def _colour_table(path: Path) -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of band 1 of ``path``, as GDAL reads it back (RGBA)."""
+    with rasterio.open(path) as r:
+        return dict(r.colormap(1))
+
+
 # --- the file written ---------------------------------------------------------------------
 
 
@@ -107,8 +113,7 @@ def test_a_one_channel_model_gets_two_colours(tmp_path: Path, write_raster: Writ
     out = predict_raster(
         Channels(3, 1), _scene(write_raster), tmp_path / "c.tif", tile=16, overlap=4
     )
-    with rasterio.open(out) as r:
-        colours = r.colormap(1)
+    colours = _colour_table(out)
     assert [colours[0], colours[1]] == [(*rgb, 255) for rgb in FIRST_COLOURS[:2]]
     assert colours[2] == (0, 0, 0, 255)  # entries past the classes stay unset (black)
 
@@ -124,8 +129,7 @@ def test_a_partial_colormap_keeps_the_default_colours_of_the_other_classes(
         overlap=4,
         colormap={2: (1, 2, 3), 254: (0, 255, 0)},
     )
-    with rasterio.open(out) as r:
-        colours = r.colormap(1)
+    colours = _colour_table(out)
     assert [colours[k] for k in range(4)] == [
         (*FIRST_COLOURS[0], 255),
         (*FIRST_COLOURS[1], 255),
@@ -375,8 +379,7 @@ def test_colormap_limits_and_numpy_integers_are_accepted(
         overlap=4,
         colormap=colormap,  # type: ignore[arg-type]
     )
-    with rasterio.open(out) as r:
-        colours = r.colormap(1)
+    colours = _colour_table(out)
     assert (colours[0], colours[1], colours[254]) == ((0, 0, 0, 255), (255,) * 4, (7, 8, 9, 255))
 
 
@@ -592,23 +595,20 @@ def test_the_model_s_output_spec_colours_make_the_colour_table(
     colours = ((38, 70, 83), (233, 196, 106), (231, 111, 81))
     model.output_spec = OutputSpec("segmentation", 3, colors=colours)  # type: ignore[assignment]
     out = predict_raster(model, src, tmp_path / "a.tif", tile=16, overlap=4)
-    with rasterio.open(out) as r:
-        table = r.colormap(1)
+    table = _colour_table(out)
     assert [table[k] for k in range(3)] == [(*c, 255) for c in colours]
     # An explicit colormap replaces the model's colours; classes it leaves out keep the
     # default palette.
     out = predict_raster(
         model, src, tmp_path / "b.tif", tile=16, overlap=4, colormap={1: (1, 2, 3)}
     )
-    with rasterio.open(out) as r:
-        table = r.colormap(1)
+    table = _colour_table(out)
     expected = [(*FIRST_COLOURS[0], 255), (1, 2, 3, 255), (*FIRST_COLOURS[2], 255)]
     assert [table[k] for k in range(3)] == expected
     # An output spec without colours leaves the default palette.
     model.output_spec = OutputSpec("segmentation", 3)  # type: ignore[assignment]
     out = predict_raster(model, src, tmp_path / "c.tif", tile=16, overlap=4)
-    with rasterio.open(out) as r:
-        table = r.colormap(1)
+    table = _colour_table(out)
     assert [table[k] for k in range(3)] == [(*c, 255) for c in FIRST_COLOURS[:3]]
 
 
