@@ -180,8 +180,13 @@ _MUTATION_DESELECT = (
 # never runs these against a mutant of code only those processes execute; the
 # session does, against every mutant still alive (see _run_spawning_tests; the
 # mutant is chosen through MUTANT_UNDER_TEST, which the child processes inherit).
+_TWO_AND_THREE_RANKS = (
+    "tests/geo/test_predict.py::test_two_ranks_equal_one_process",
+    "tests/geo/test_predict.py::test_three_ranks_with_empty_and_uneven_shares_equal_one_process",
+)
 _SPAWNING_TESTS = {
-    "geofm/geo/predict.py": ("tests/geo/test_predict.py::test_two_ranks_equal_one_process",),
+    "geofm/geo/predict.py": _TWO_AND_THREE_RANKS,
+    "geofm/geo/_stream.py": _TWO_AND_THREE_RANKS,
     "geofm/geo/archive.py": (
         "tests/geo/test_archive.py::test_two_gloo_ranks_write_the_same_bytes_as_one",
         "tests/geo/test_archive.py::test_a_killed_run_resumes_without_redoing_finished_scenes",
@@ -503,8 +508,9 @@ def mutation(session: nox.Session) -> None:
         if reuse:  # rewrite the report from the last run's results
             seconds = float((work / "seconds.txt").read_text())
             if retest:  # the not-killed mutants against tests written since
-                for test in retest:
-                    shutil.copy2(root / test, work / "mutants" / test)
+                for test in retest:  # a file, or one test of it (FILE::NAME)
+                    file = test.split("::")[0]
+                    shutil.copy2(root / file, work / "mutants" / file)
                 _retest_mutants(session, work, retest, (0, 5, 33), jobs=jobs)
                 retested = work / "retested.txt"
                 done = retested.read_text().split() if retested.exists() else []

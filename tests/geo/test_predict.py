@@ -416,6 +416,99 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
+class CreatesOutput(nn.Module):
+    """Identity that writes a file at ``path`` on its second call (after the shape probe)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.calls = 0
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            self.path.write_bytes(b"someone else's output")
+        return x
+
+
+def _three_rank_worker(
+    rank: int, port: int, jobs: list[tuple[str, str, OutputMode, int]], racing_src: str
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=3,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        for src, dst, output, channels in jobs:
+            predict_raster(
+                _conv_net(out_channels=channels),
+                src,
+                dst,
+                tile=16,
+                overlap=4,
+                batch_size=3,
+                output=output,
+            )
+        # Rank 0's rename fails after every rank has predicted its rows (another writer
+        # created the output meanwhile): the other ranks must learn it and raise too.
+        raced = Path(racing_src).with_name("raced.tif")
+        model = CreatesOutput(raced) if rank == 0 else nn.Identity()
+        try:
+            predict_raster(model.eval(), racing_src, raced, tile=16, overlap=4, batch_size=1)
+        except (FileExistsError, RuntimeError) as err:
+            Path(racing_src).with_name(f"race{rank}.txt").write_text(f"{type(err).__name__}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_three_ranks_with_empty_and_uneven_shares_equal_one_process(
+    tmp_path: Path, write_raster: WriteRaster
+) -> None:
+    rng = np.random.default_rng(1)
+    cases: list[tuple[str, np.ndarray, OutputMode, int]] = [
+        # One row band: ranks 0 and 2 get none (rank 2: a rank other than 0 without rows).
+        ("one", rng.random((3, 10, 30), dtype=np.float32), "class", 3),
+        # Four row bands (offsets 0, 12, 24, 36): shares 0..1, 1..3, 3..4; rank 2 starts at
+        # the last band, and rank 1 ends before it.
+        ("four", rng.random((3, 52, 33), dtype=np.float32), "probability", 2),
+        ("nine", rng.random((3, 101, 21), dtype=np.float32), "regression", 2),
+    ]
+    jobs: list[tuple[str, str, OutputMode, int]] = []
+    for name, values, output, channels in cases:
+        src = write_raster(values, f"{name}.tif")
+        jobs.append((str(src), str(tmp_path / f"{name}_3ranks.tif"), output, channels))
+    racing = write_raster(cases[1][1], "racing.tif")
+    mp.spawn(  # type: ignore[attr-defined,no-untyped-call]
+        _three_rank_worker, args=(_free_port(), jobs, str(racing)), nprocs=3, join=True
+    )
+    races = [(tmp_path / f"race{rank}.txt").read_text() for rank in range(3)]
+    assert races == ["FileExistsError", "RuntimeError", "RuntimeError"]
+    assert (tmp_path / "raced.tif").read_bytes() == b"someone else's output"
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+    for src_name, dst, output, channels in jobs:
+        single = predict_raster(
+            _conv_net(out_channels=channels),
+            src_name,
+            tmp_path / "single.tif",
+            tile=16,
+            overlap=4,
+            batch_size=3,
+            output=output,
+            overwrite=True,
+        )
+        with rasterio.open(dst) as a, rasterio.open(single) as b:
+            assert a.profile == b.profile or np.isnan(a.nodata)
+            assert {k: v for k, v in a.profile.items() if k != "nodata"} == {
+                k: v for k, v in b.profile.items() if k != "nodata"
+            }
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert [a.block_shapes, a.descriptions] == [b.block_shapes, b.descriptions]
+
+
 # ---- numeric boundaries: inf in, overflow, NaN/inf out ----------------------------------
 
 
