@@ -54,6 +54,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 CLASS_NODATA = 255
 _PREFETCH_BATCHES = 2
+_POLL_S = 0.1  # how often a waiting thread checks whether the other one stopped
 # GDAL's block cache defaults to 5% of RAM and would end up holding most of the
 # scene; the reader only needs the blocks of about one row band (see gdal_cache_bytes).
 _GDAL_CACHE_MIN, _GDAL_CACHE_MAX = 8 * 2**20, 512 * 2**20
@@ -216,7 +217,7 @@ def _read_bands(
     def put(item: Any) -> bool:
         while not stop.is_set():
             try:
-                sink.put(item, timeout=0.1)
+                sink.put(item, timeout=_POLL_S)
                 return True
             except queue.Full:
                 continue
@@ -254,7 +255,12 @@ def _read_bands(
 def _iterate(
     path: PathLike, band_indices: Sequence[int], plan: Plan, bands: range, batch_size: int
 ) -> Generator[_Batch | _BandEnd, None, None]:
-    """Yield the reader thread's items; stop and join it however the consumer exits."""
+    """Yield the reader thread's items; stop and join it however the consumer exits.
+
+    A reader that ends without its final ``None`` or an error (a bug, not a
+    failed read: those are handed over) raises ``RuntimeError`` here instead
+    of leaving the consumer waiting forever.
+    """
     items: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
     stop = threading.Event()
     reader = threading.Thread(
@@ -266,14 +272,25 @@ def _iterate(
     reader.start()
     try:
         while True:
-            item = items.get()
+            try:
+                item = items.get(timeout=_POLL_S)
+            except queue.Empty:
+                if reader.is_alive():
+                    continue
+                try:  # its last item may have come in just before it ended
+                    item = items.get_nowait()
+                except queue.Empty:
+                    raise RuntimeError(
+                        "predict_raster's reader thread ended without finishing its row bands "
+                        "or reporting an error."
+                    ) from None
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        stop.set()
+        stop.set()  # the reader stops within _POLL_S of its current read
         reader.join()
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from geofm.geo import _stream
 from geofm.geo._rio import GEOTIFF_BLOCK
 from geofm.geo._stream import (
     CLASS_NODATA,
@@ -25,6 +26,7 @@ from geofm.geo._stream import (
     _Accumulator,
     _argmax0,
     _check_float32_range,
+    _iterate,
     check_precision,
     coverage,
     forward_context,
@@ -468,3 +470,132 @@ def test_accumulator_sums_in_float32_for_classes_and_float64_for_values() -> Non
     classes = _Accumulator(plan, 1, "class")
     assert classes._buffers[0].dtype == np.float32 and classes._window2d.dtype == np.float32
     assert math.isclose(float(acc._window2d.sum()), 1.0)
+
+
+# --- the reader thread and its consumer ---------------------------------------------------
+
+
+def _reader_plan(height: int, width: int, tile: int, stride: int) -> Plan:
+    from geofm.geo.tiling import tile_offsets
+
+    return Plan(
+        height=height,
+        width=width,
+        tile=tile,
+        row_offsets=tile_offsets(height, tile, stride, "shift"),
+        col_offsets=tile_offsets(width, tile, stride, "shift"),
+        window=np.ones(tile),
+        gdal_cache_bytes=8 * 2**20,
+    )
+
+
+def test_the_reader_batches_the_tiles_with_valid_pixels_band_by_band(
+    write_raster: Any,
+) -> None:
+    values = np.arange(2 * 12 * 20, dtype=np.float32).reshape(2, 12, 20)
+    values[:, 0:8, 4:12] = -1.0  # the second tile of the first row band: all nodata
+    src = write_raster(values, nodata=-1.0)
+    plan = _reader_plan(12, 20, 8, 4)  # rows 0, 4; columns 0, 4, 8, 12
+    items = list(_iterate(src, [2, 1], plan, range(2), 2))
+    kinds = [(type(i).__name__, i.band, getattr(i, "cols", None)) for i in items]
+    assert kinds == [
+        ("_Batch", 0, [0, 8]),
+        ("_Batch", 0, [12]),
+        ("_BandEnd", 0, None),
+        ("_Batch", 1, [0, 4]),
+        ("_Batch", 1, [8, 12]),
+        ("_BandEnd", 1, None),
+    ]
+    first = items[0]
+    assert first.data.dtype == np.float32 and first.data.shape == (2, 2, 8, 8)
+    expected = values[[1, 0], 0:8, 8:16].copy()  # bands 2, 1; the tile at column 8
+    expected[expected == -1.0] = 0.0  # invalid pixels are 0
+    np.testing.assert_array_equal(first.data[1], expected)
+    second = values[[1, 0], 4:12, 0:8]
+    np.testing.assert_array_equal(items[3].data[0], np.where(second == -1.0, 0.0, second))
+    valid = items[2].valid
+    assert valid.shape == (8, 20) and not valid[0:8, 4:12].any() and valid[:, 12:].all()
+
+
+def test_only_the_bands_asked_for_are_read(write_raster: Any) -> None:
+    src = write_raster(np.ones((1, 12, 8), dtype=np.uint8))
+    plan = _reader_plan(12, 8, 8, 4)  # row bands at 0 and 4
+    items = list(_iterate(src, [1], plan, range(1, 2), 8))
+    assert [(type(i).__name__, i.band) for i in items] == [("_Batch", 1), ("_BandEnd", 1)]
+
+
+def test_a_narrow_raster_is_read_padded_to_one_tile(write_raster: Any) -> None:
+    src = write_raster(np.full((1, 8, 5), 7, dtype=np.uint8))
+    plan = _reader_plan(8, 5, 8, 4)
+    batch, end = list(_iterate(src, [1], plan, range(1), 4))
+    assert batch.data.shape == (1, 1, 8, 8)
+    np.testing.assert_array_equal(batch.data[0, 0, :, :5], 7)
+    np.testing.assert_array_equal(batch.data[0, 0, :, 5:], 0)
+    assert end.valid.shape == (8, 8) and end.valid[:, :5].all() and not end.valid[:, 5:].any()
+
+
+def test_a_read_error_reaches_the_consumer(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.tif"
+    with pytest.raises(Exception, match="gone.tif"):
+        list(_iterate(missing, [1], _reader_plan(8, 8, 8, 4), range(1), 1))
+
+
+def test_a_value_beyond_float32_stops_the_reader_with_its_place(write_raster: Any) -> None:
+    values = np.zeros((1, 8, 8), dtype=np.float64)
+    values[0, 6, 3] = 1e300
+    src = write_raster(values)
+    with pytest.raises(ValueError, match="band 1 holds 1e\\+300 at row 6, column 3"):
+        list(_iterate(src, [1], _reader_plan(8, 8, 8, 4), range(1), 1))
+
+
+def test_a_reader_that_ends_without_its_sentinel_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def quits(*args: Any) -> None:
+        sink = args[5]
+        sink.put("only item")
+
+    monkeypatch.setattr(_stream, "_read_bands", quits)
+    items = _iterate("x.tif", [1], _reader_plan(8, 8, 8, 4), range(1), 1)
+    assert next(items) == "only item"
+    message = error_message(RuntimeError, lambda: next(items))
+    assert message == (
+        "predict_raster's reader thread ended without finishing its row bands or reporting "
+        "an error."
+    )
+
+
+def test_a_slow_reader_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    def slow(*args: Any) -> None:
+        sink = args[5]
+        time.sleep(3 * _stream._POLL_S)
+        sink.put("late")
+        sink.put(None)
+
+    monkeypatch.setattr(_stream, "_read_bands", slow)
+    assert list(_iterate("x.tif", [1], _reader_plan(8, 8, 8, 4), range(1), 1)) == ["late"]
+
+
+def test_a_consumer_leaving_early_stops_the_reader(write_raster: Any) -> None:
+    import threading
+
+    src = write_raster(np.ones((1, 64, 64), dtype=np.uint8))
+    items = _iterate(src, [1], _reader_plan(64, 64, 8, 4), range(15), 1)  # 15 x 15 batches
+    next(items)
+    items.close()
+    assert not [t for t in threading.enumerate() if t.name == "geofm-predict-reader"]
+
+
+def test_a_stopped_reader_puts_nothing_more() -> None:
+    import queue
+    import threading
+
+    from geofm.geo._stream import _read_bands
+
+    sink: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    stop.set()
+    _read_bands("missing.tif", [1], _reader_plan(8, 8, 8, 4), range(1), 1, sink, stop)
+    assert sink.empty()  # not even the error of the missing file
