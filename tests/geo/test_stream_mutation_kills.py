@@ -68,6 +68,11 @@ def test_window_ramps_differ_between_cosine_and_linear() -> None:
     assert cosine[0] < linear[0] and cosine[3] > linear[3]
 
 
+def test_a_one_pixel_overlap_is_a_half_weight_at_both_ends() -> None:
+    np.testing.assert_allclose(window_1d(4, 1, "cosine"), [0.5, 1.0, 1.0, 0.5], atol=1e-15)
+    np.testing.assert_array_equal(window_1d(4, 1, "linear"), [0.5, 1.0, 1.0, 0.5])
+
+
 @pytest.mark.parametrize(("overlap", "blend"), [(0, "cosine"), (0, "linear"), (3, "none")])
 def test_window_is_flat_without_overlap_or_blending(overlap: int, blend: str) -> None:
     weights = window_1d(6, overlap, blend)  # type: ignore[arg-type]
@@ -255,7 +260,8 @@ def test_argmax0_does_not_change_its_input() -> None:
 
 class _Dataset:
     def __init__(self, block_rows: int, width: int, dtypes: list[str]) -> None:
-        self.block_shapes = [(block_rows, 99)] * len(dtypes)
+        # Only the first band's block height counts (other bands' differ here on purpose).
+        self.block_shapes = [(block_rows, 99)] + [(block_rows + 5, 98)] * (len(dtypes) - 1)
         self.width = width
         self.count = len(dtypes)
         self.dtypes = dtypes
