@@ -605,3 +605,61 @@ def test_a_stopped_reader_puts_nothing_more() -> None:
     stop.set()
     _read_bands("missing.tif", [1], _reader_plan(8, 8, 8, 4), range(1), 1, sink, stop)
     assert sink.empty()  # not even the error of the missing file
+
+
+# --- run_bands on its own -----------------------------------------------------------------
+
+
+class _Sees(torch.nn.Module):
+    """Doubles its first channel; records what its input looked like."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.dtype, bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.dtype, x.is_contiguous(), torch.is_autocast_enabled("cpu")))
+        return 2 * x[:, :1]
+
+
+class _RowRecorder:
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+        self.threads: list[str] = []
+
+    def write(self, rows: np.ndarray) -> None:
+        import threading
+
+        self.rows.append(rows)
+        self.threads.append(threading.current_thread().name)
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def update(self, n: int) -> None:
+        self.steps.append(n)
+
+
+def test_run_bands_from_a_later_band_writes_its_rows_in_fp32_by_default(
+    write_raster: Any,
+) -> None:
+    from geofm.geo._stream import run_bands
+
+    values = np.arange(2 * 28 * 20, dtype=np.float32).reshape(2, 28, 20)
+    src = write_raster(values)
+    plan = _reader_plan(28, 20, 8, 4)  # row bands at 0, 4, ..., 20; columns 0, 4, 8, 12
+    sink, progress, model = _RowRecorder(), _Progress(), _Sees()
+    # Bands 1.. are predicted (band 1 is where this share starts; nothing before it).
+    run_bands(
+        model, src, [1, 2], plan, range(1, 6), 2, 3, torch.device("cpu"), "regression", 1, sink,
+        progress,
+    )  # fmt: skip
+    written = np.concatenate(sink.rows, axis=1)  # rows of bands 2.. : from row 8 on
+    assert written.shape == (1, 20, 20)
+    np.testing.assert_allclose(written[0], 2 * values[0, 8:], rtol=1e-6)
+    assert {t.rsplit("_", 1)[0] for t in sink.threads} == {"geofm-predict-writer"}
+    assert progress.steps == [4] * 5  # one step of all column tiles per band
+    assert set(model.seen) == {(torch.float32, True, False)}
+    assert [len(rows[0]) for rows in sink.rows] == [4, 4, 4, 8]  # each band's final rows
