@@ -344,7 +344,8 @@ def test_row_sink_writes_whole_block_rows_and_the_rest_on_close() -> None:
     assert dataset.writes == []  # 200 < one block row
     sink.write(_rows(200, 400))  # 600 rows buffered: two block rows out, 88 kept
     assert [box for box, _ in dataset.writes] == [(0, 0, 3, 2 * GEOTIFF_BLOCK)]
-    sink.write(_rows(600, 168))  # 88 + 168 = exactly one block row
+    sink.write(_rows(600, 168))  # 88 + 168 = exactly one block row: written at once
+    assert [box for box, _ in dataset.writes] == [(0, 0, 3, 512), (0, 512, 3, 256)]
     sink.write(_rows(768, 5))
     sink.close()
     boxes = [box for box, _ in dataset.writes]
@@ -474,7 +475,10 @@ def test_accumulator_sums_in_float32_for_classes_and_float64_for_values() -> Non
     assert acc.finished_rows(1, np.ones((1, 1), dtype=bool))().dtype == np.float32
     assert acc._buffers[0].dtype == np.float64 and acc._buffers[0][0, 0, 0] == value.item()
     classes = _Accumulator(plan, 1, "class")
-    assert classes._buffers[0].dtype == np.float32 and classes._window2d.dtype == np.float32
+    assert [b.dtype for b in classes._buffers] == [np.float32, np.float32]
+    assert classes._window2d.dtype == np.float32 and classes._weighted.dtype == np.float32
+    assert [b.dtype for b in acc._buffers] == [np.float64, np.float64]
+    assert acc._weighted.dtype == np.float64
     assert math.isclose(float(acc._window2d.sum()), 1.0)
 
 
@@ -663,3 +667,86 @@ def test_run_bands_from_a_later_band_writes_its_rows_in_fp32_by_default(
     assert progress.steps == [4] * 5  # one step of all column tiles per band
     assert set(model.seen) == {(torch.float32, True, False)}
     assert [len(rows[0]) for rows in sink.rows] == [4, 4, 4, 8]  # each band's final rows
+
+
+def test_nonfinite_pixels_are_counted_over_all_bands() -> None:
+    plan = _plan(2, 1, 1, [0, 1], [0])
+    acc = _Accumulator(plan, 1, "regression")
+    for band in (0, 1):
+        acc.start_band(band)
+        acc.add(np.full((1, 1, 1, 1), np.nan), [0])
+        acc.finished_rows(band + 1, np.ones((1, 1), dtype=bool))()
+    assert acc.nonfinite_pixels == 2
+
+
+def test_an_overflow_to_float32_is_nodata_without_a_numpy_warning() -> None:
+    import warnings
+
+    plan = _plan(1, 1, 1, [0], [0])
+    acc = _Accumulator(plan, 1, "regression")
+    acc.start_band(0)
+    acc.add(np.full((1, 1, 1, 1), 1e300), [0])
+    job = acc.finished_rows(1, np.ones((1, 1), dtype=bool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(job()).all()
+
+
+def _run(model: torch.nn.Module, src: Path, output: str, channels: int, sink: Any) -> None:
+    from geofm.geo._stream import run_bands
+
+    plan = _reader_plan(8, 8, 8, 4)
+    bands = list(range(1, channels + 1))  # an identity model: as many outputs as bands
+    cpu = torch.device("cpu")
+    run_bands(model, src, bands, plan, range(1), 0, 1, cpu, output, channels, sink, None)  # type: ignore[arg-type]
+
+
+def test_one_probability_channel_is_a_sigmoid(write_raster: Any) -> None:
+    values = np.linspace(-3, 3, 64, dtype=np.float32).reshape(1, 8, 8)
+    sink = _RowRecorder()
+    _run(torch.nn.Identity(), write_raster(values), "probability", 1, sink)
+    np.testing.assert_allclose(
+        sink.rows[0][0], torch.sigmoid(torch.from_numpy(values[0])), rtol=1e-6
+    )
+
+
+def test_two_probability_channels_are_a_softmax(write_raster: Any) -> None:
+    values = np.linspace(-3, 3, 128, dtype=np.float32).reshape(2, 8, 8)
+    sink = _RowRecorder()
+    _run(torch.nn.Identity(), write_raster(values), "probability", 2, sink)
+    expected = torch.softmax(torch.from_numpy(values), dim=0).numpy()
+    np.testing.assert_allclose(sink.rows[0], expected, rtol=1e-6)
+
+
+def test_a_failing_last_write_is_raised(write_raster: Any) -> None:
+    class Full:
+        def write(self, rows: np.ndarray) -> None:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="^disk full$"):
+        _run(
+            torch.nn.Identity(),
+            write_raster(np.ones((1, 8, 8), np.float32)),
+            "regression",
+            1,
+            Full(),
+        )
+
+
+def test_nonfinite_model_outputs_are_reported_once(
+    write_raster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class HalfNan(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x.clone()
+            y[..., :3, :] = float("nan")
+            return y
+
+    with caplog.at_level("WARNING", logger="geofm.geo.predict"):
+        _run(
+            HalfNan(), write_raster(np.ones((1, 8, 8), np.float32)), "regression", 1, _RowRecorder()
+        )
+    assert caplog.messages == [
+        "predict_raster: the model gave NaN or infinite outputs for 24 valid pixels; they are "
+        "written as nodata."
+    ]
