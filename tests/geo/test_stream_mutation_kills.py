@@ -554,8 +554,10 @@ def test_a_value_beyond_float32_stops_the_reader_with_its_place(write_raster: An
     values = np.zeros((1, 8, 8), dtype=np.float64)
     values[0, 6, 3] = 1e300
     src = write_raster(values)
-    with pytest.raises(ValueError, match="band 1 holds 1e\\+300 at row 6, column 3"):
-        list(_iterate(src, [1], _reader_plan(8, 8, 8, 4), range(1), 1))
+    message = error_message(
+        ValueError, lambda: list(_iterate(src, [1], _reader_plan(8, 8, 8, 4), range(1), 1))
+    )
+    assert message.startswith(f"Raster '{src}' band 1 holds 1e+300 at row 6, column 3, beyond")
 
 
 def test_a_reader_that_ends_without_its_sentinel_is_an_error(
@@ -596,6 +598,37 @@ def test_a_consumer_leaving_early_stops_the_reader(write_raster: Any) -> None:
     next(items)
     items.close()
     assert not [t for t in threading.enumerate() if t.name == "geofm-predict-reader"]
+
+
+def test_a_slow_consumer_gets_every_item(write_raster: Any) -> None:
+    import time
+
+    src = write_raster(np.ones((1, 32, 8), dtype=np.uint8))
+    plan = _reader_plan(32, 8, 8, 4)  # 7 row bands of one tile: 14 items and the end
+    items = []
+    for item in _iterate(src, [1], plan, range(7), 1):
+        time.sleep(0.05)  # the reader waits on the full queue meanwhile
+        items.append(item)
+    assert [i.band for i in items] == [b for b in range(7) for _ in range(2)]
+
+
+def test_a_consumer_leaving_early_stops_the_reads(
+    write_raster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    real = _stream.read_window
+
+    def counted(src: Any, window: Any, bands: Any) -> Any:
+        reads.append(window.row_off)
+        return real(src, window, bands)
+
+    monkeypatch.setattr(_stream, "read_window", counted)
+    src = write_raster(np.ones((1, 64, 8), dtype=np.uint8))
+    items = _iterate(src, [1], _reader_plan(64, 8, 8, 4), range(15), 1)
+    next(items)
+    items.close()
+    # The queue holds two items: at most a few bands are read before the reader sees stop.
+    assert 1 <= len(reads) <= 4
 
 
 def test_a_stopped_reader_puts_nothing_more() -> None:
