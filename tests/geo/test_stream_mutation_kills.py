@@ -612,6 +612,18 @@ def test_a_slow_consumer_gets_every_item(write_raster: Any) -> None:
     assert [i.band for i in items] == [b for b in range(7) for _ in range(2)]
 
 
+def test_the_reader_is_a_named_daemon_thread(write_raster: Any) -> None:
+    import threading
+
+    src = write_raster(np.ones((1, 8, 8), dtype=np.uint8))
+    items = _iterate(src, [1], _reader_plan(8, 8, 8, 4), range(1), 1)
+    next(items)
+    [reader] = [t for t in threading.enumerate() if t.name == "geofm-predict-reader"]
+    assert reader.daemon is True  # never keeps the interpreter alive
+    items.close()
+    assert not reader.is_alive()
+
+
 def test_a_consumer_leaving_early_stops_the_reads(
     write_raster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
