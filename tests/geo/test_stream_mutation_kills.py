@@ -607,7 +607,8 @@ def test_a_slow_consumer_gets_every_item(write_raster: Any) -> None:
     plan = _reader_plan(32, 8, 8, 4)  # 7 row bands of one tile: 14 items and the end
     items = []
     for item in _iterate(src, [1], plan, range(7), 1):
-        time.sleep(0.05)  # the reader waits on the full queue meanwhile
+        if len(items) < 3:  # the reader finds the queue full for longer than one wait
+            time.sleep(3 * _stream._POLL_S)
         items.append(item)
     assert [i.band for i in items] == [b for b in range(7) for _ in range(2)]
 
@@ -627,6 +628,8 @@ def test_the_reader_is_a_named_daemon_thread(write_raster: Any) -> None:
 def test_a_consumer_leaving_early_stops_the_reads(
     write_raster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import time
+
     reads: list[int] = []
     real = _stream.read_window
 
@@ -638,7 +641,8 @@ def test_a_consumer_leaving_early_stops_the_reads(
     src = write_raster(np.ones((1, 64, 8), dtype=np.uint8))
     items = _iterate(src, [1], _reader_plan(64, 8, 8, 4), range(15), 1)
     next(items)
-    items.close()
+    time.sleep(3 * _stream._POLL_S)  # the reader fills the queue and waits for room
+    items.close()  # returns: the waiting reader sees stop
     # The queue holds two items: at most a few bands are read before the reader sees stop.
     assert 1 <= len(reads) <= 4
 
