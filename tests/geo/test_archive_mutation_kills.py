@@ -530,3 +530,84 @@ def test_unknown_option_message_lists_the_known_ones() -> None:
     assert archive._predict_options({})["overlap"] == 32
     assert "progress" not in archive._SCENE_DEFAULTS
     assert "device" in archive._SCENE_DEFAULTS
+
+
+# -- defaults and argument errors, exactly ----------------------------------------------------
+
+
+def test_the_progress_bar_is_on_by_default(
+    scenes: list[Path], tmp_path: Path, recorder: Recorder, fake_tqdm: list[FakeTqdm]
+) -> None:
+    options = {k: v for k, v in KW.items() if k != "progress"}
+    predict_rasters(conv_net(), scenes[:2], tmp_path / "o", **options)
+    [bar] = fake_tqdm
+    assert (bar.total, bar.count, bar.closed) == (2, 2, True)
+
+
+def test_without_tqdm_the_log_names_predict_rasters(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from geofm.geo import _progress
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr(_progress, "_EXPLAINED", set())
+    with caplog.at_level(logging.INFO, logger="geofm.geo"):
+        assert archive._progress_bar(3, 0, 1) is None
+    assert caplog.messages == ["tqdm is not installed, so predict_rasters shows no progress bar."]
+
+
+def test_a_large_scene_threshold_of_one_pixel_is_accepted(
+    scenes: list[Path], tmp_path: Path, recorder: Recorder
+) -> None:
+    predict_rasters(conv_net(), scenes[:1], tmp_path / "o", large_scene_pixels=1, **KW)
+    assert [src for src, _, _ in recorder.calls] == ["s0.tif"]
+    message = error_message(
+        ValueError,
+        lambda: predict_rasters(conv_net(), scenes[:1], tmp_path / "o", large_scene_pixels=0),
+    )
+    assert message == "large_scene_pixels must be >= 1 or None, got 0."
+
+
+def test_a_model_in_training_mode_is_refused_with_the_fix(
+    scenes: list[Path], tmp_path: Path
+) -> None:
+    message = error_message(
+        ValueError, lambda: predict_rasters(conv_net().train(), scenes[:1], tmp_path, **KW)
+    )
+    assert message == (
+        "predict_rasters got a model in training mode (dropout and batch norm would use batch "
+        "statistics). Call model.eval() first."
+    )
+
+
+def test_two_sources_with_one_output_name_are_both_named(
+    scenes: list[Path], tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = write_scene(other / "s1.tif", seed=9)
+    out = tmp_path / "o"
+    message = error_message(
+        ValueError, lambda: predict_rasters(conv_net(), [*scenes[:2], twin], out, **KW)
+    )
+    assert message == (
+        f"Sources '{scenes[1]}' and '{twin}' would both be written to '{out / 's1.tif'}'. "
+        "Rename one, or predict them into different out_dir folders."
+    )
+    message = error_message(
+        ValueError, lambda: predict_rasters(conv_net(), scenes[:1], scenes[0].parent, **KW)
+    )
+    assert message == (
+        f"Output '{scenes[0]}' is its source '{scenes[0]}'. Choose another out_dir or a suffix."
+    )
+
+
+def test_the_marker_records_exactly_the_scene_arguments(
+    scenes: list[Path], tmp_path: Path, recorder: Recorder
+) -> None:
+    [out] = predict_rasters(conv_net(), scenes[:1], tmp_path / "o", bands=range(1, 4), **KW)
+    arguments = marker_of(out)["arguments"]
+    assert sorted(arguments) == sorted(set(archive._SCENE_DEFAULTS) - {"device"})
+    assert arguments["bands"] == [1, 2, 3]  # a range, recorded as its list
