@@ -275,9 +275,22 @@ def _rank_worker(rank: int, world: int, port: int, sources: list[str], out: str)
             fh.write(f"{Path(src).name} {kwargs['shard_across_ranks']}\n")
         return predict_raster(model, src, dst, **kwargs)
 
+    def bar(total: int, *, unit: str, desc: str, caller: str) -> None:
+        (Path(out) / f"bar{rank}.txt").write_text(f"{desc}: {total} {unit}s")
+
     setattr(archive, "predict_raster", logged)  # noqa: B010  (a spawned process: no monkeypatch)
+    setattr(archive, "progress_bar", bar)  # noqa: B010
     try:
-        predict_rasters(conv_net(), sources, out, large_scene_pixels=4000, **KW)
+        # s3 (1248 px) and big (4545 px) are large; the default threshold would be 4481.
+        predict_rasters(
+            conv_net(), sources, out, large_scene_pixels=1200, **{**KW, "progress": True}
+        )
+        # Rank 0 cannot plan (a source that is not a raster): every rank raises.
+        broken = Path(out).parent / "broken.tif"
+        try:
+            predict_rasters(conv_net(), [*sources[:1], broken], Path(out) / "again", **KW)
+        except Exception as err:
+            (Path(out) / f"error{rank}.txt").write_text(f"{type(err).__name__}: {err}")
     finally:
         dist.destroy_process_group()
 
@@ -286,20 +299,35 @@ def test_two_gloo_ranks_write_the_same_bytes_as_one(scenes: list[Path], tmp_path
     big = write_scene(scenes[0].parent / "big.tif", seed=7, height=101, width=45)  # 4545 px
     sources = [str(p) for p in [*scenes, big]]
     one, two = tmp_path / "one", tmp_path / "two"
-    expected = predict_rasters(conv_net(), sources, one, large_scene_pixels=4000, **KW)
+    expected = predict_rasters(conv_net(), sources, one, large_scene_pixels=1200, **KW)
     two.mkdir()
+    (tmp_path / "broken.tif").write_bytes(b"not a raster")
     mp.spawn(  # type: ignore[attr-defined,no-untyped-call]
         _rank_worker, args=(2, _free_port(), sources, str(two)), nprocs=2, join=True
     )
     for path in expected:
         assert (two / path.name).read_bytes() == path.read_bytes(), path.name
+        # One complete marker per output, whichever rank wrote it.
+        marker = json.loads((two / f"{path.name}.geofm.json").read_text())
+        assert marker["output"] == archive._identity(two / path.name), path.name
     logs = [(two / f"calls{r}.txt").read_text().split("\n")[:-1] for r in (0, 1)]
-    for lines in logs:  # the big scene by both ranks together, first
-        assert lines[0] == "big.tif True"
-    mine = [{line.split()[0] for line in lines[1:]} for lines in logs]
-    assert all(line.endswith("False") for lines in logs for line in lines[1:])
+    for lines in logs:  # the large scenes by both ranks together, first, in source order
+        assert lines[:2] == ["s3.tif True", "big.tif True"]
+    mine = [{line.split()[0] for line in lines[2:]} for lines in logs]
+    assert all(line.endswith("False") for lines in logs for line in lines[2:])
     assert mine[0] and mine[1] and not mine[0] & mine[1]
-    assert mine[0] | mine[1] == {f"s{k}.tif" for k in range(4)}
+    assert mine[0] | mine[1] == {f"s{k}.tif" for k in range(3)}
+    # Only rank 0 shows a bar: the two large scenes and its own.
+    assert (two / "bar0.txt").read_text() == (
+        f"predict_rasters (rank 0 of 2): {2 + len(mine[0])} scenes"
+    )
+    assert not (two / "bar1.txt").exists()
+    error0 = (two / "error0.txt").read_text()
+    assert error0.startswith("RasterioIOError: ") and "broken.tif" in error0
+    assert (
+        two / "error1.txt"
+    ).read_text() == f"RuntimeError: predict_rasters failed on rank 0: {error0}"
+    assert not (two / "again").exists() or not list((two / "again").glob("*.tif"))
 
 
 # -- a run killed mid-archive resumes ------------------------------------------------------
