@@ -611,3 +611,10 @@ def test_the_marker_records_exactly_the_scene_arguments(
     arguments = marker_of(out)["arguments"]
     assert sorted(arguments) == sorted(set(archive._SCENE_DEFAULTS) - {"device"})
     assert arguments["bands"] == [1, 2, 3]  # a range, recorded as its list
+
+
+def test_no_bar_when_progress_is_off(
+    scenes: list[Path], tmp_path: Path, recorder: Recorder, fake_tqdm: list[FakeTqdm]
+) -> None:
+    predict_rasters(conv_net(), scenes[:2], tmp_path / "o", **KW)  # progress=False
+    assert fake_tqdm == []
