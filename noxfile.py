@@ -229,7 +229,7 @@ _UNDETECTED = {0: "survived", 5: "no tests", 33: "no tests", None: "not checked"
 def _mutation_selection(
     session: nox.Session, args: list[str]
 ) -> tuple[list[tuple[str, tuple[str, ...], tuple[str, ...]]], int]:
-    """Parse ``[--jobs=N] [--reuse [--retest=TEST]] [TARGET | FILE ...]``.
+    """Parse ``[--jobs=N] [--reuse [--retest=TEST] [--no-spawning]] [TARGET | FILE ...]``.
 
     Returns (section key, mutated globs, tests) per target, and N.
     """
@@ -238,7 +238,7 @@ def _mutation_selection(
     for arg in args:
         if arg.startswith("--jobs="):
             jobs = int(arg.removeprefix("--jobs="))
-        elif arg == "--reuse" or arg.startswith("--retest="):
+        elif arg in ("--reuse", "--no-spawning") or arg.startswith("--retest="):
             continue
         elif arg in MUTATION_TARGETS:
             picked.append((arg, *MUTATION_TARGETS[arg]))
@@ -251,7 +251,7 @@ def _mutation_selection(
             if not owner:
                 session.error(
                     f"mutation: expected a target ({', '.join(MUTATION_TARGETS)}), a source file of"
-                    f" one, --jobs=N, --reuse or --retest=TEST; got {arg!r}"
+                    f" one, --jobs=N, --reuse, --retest=TEST or --no-spawning; got {arg!r}"
                 )
             picked.append((arg, (arg,), owner[0][1]))
     if not picked:
@@ -515,7 +515,8 @@ def mutation(session: nox.Session) -> None:
                 retested = work / "retested.txt"
                 done = retested.read_text().split() if retested.exists() else []
                 retested.write_text("\n".join(sorted({*done, *retest})))
-            _run_spawning_tests(session, work, tests, jobs)
+            if "--no-spawning" not in session.posargs:
+                _run_spawning_tests(session, work, tests, jobs)
             session.chdir(work)
             section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
             session.chdir(root)
