@@ -291,6 +291,19 @@ def _rank_worker(rank: int, world: int, port: int, sources: list[str], out: str)
             predict_rasters(conv_net(), [*sources[:1], broken], Path(out) / "again", **KW)
         except Exception as err:
             (Path(out) / f"error{rank}.txt").write_text(f"{type(err).__name__}: {err}")
+
+        # A scene fails on the rank predicting it: that rank raises its own error, the
+        # other says another rank failed.
+        def failing(model: nn.Module, src: Any, dst: Any, **kwargs: Any) -> Path:
+            if Path(src).name == "s1.tif":
+                raise RuntimeError("s1 broke")
+            return predict_raster(model, src, dst, **kwargs)
+
+        setattr(archive, "predict_raster", failing)  # noqa: B010
+        try:
+            predict_rasters(conv_net(), sources[:3], Path(out) / "third", **KW)
+        except RuntimeError as err:
+            (Path(out) / f"fail{rank}.txt").write_text(str(err))
     finally:
         dist.destroy_process_group()
 
@@ -328,6 +341,12 @@ def test_two_gloo_ranks_write_the_same_bytes_as_one(scenes: list[Path], tmp_path
         two / "error1.txt"
     ).read_text() == f"RuntimeError: predict_rasters failed on rank 0: {error0}"
     assert not (two / "again").exists() or not list((two / "again").glob("*.tif"))
+    fails = [(two / f"fail{r}.txt").read_text() for r in (0, 1)]
+    failed = fails.index("s1 broke")
+    assert fails[1 - failed] == (
+        f"predict_rasters failed on another rank (this is rank {1 - failed} of 2); see that "
+        "rank's error. Finished outputs are kept: rerun to resume."
+    )
 
 
 # -- a run killed mid-archive resumes ------------------------------------------------------

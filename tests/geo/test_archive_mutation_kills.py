@@ -380,8 +380,11 @@ def test_more_than_five_conflicts_are_summarised(scenes: list[Path], tmp_path: P
     )
 
 
-def test_five_conflicts_are_all_named(scenes: list[Path], tmp_path: Path) -> None:
-    sources = [write_scene(tmp_path / "scenes" / f"t{k}.tif", seed=k) for k in range(5)]
+@pytest.mark.parametrize(("count", "more"), [(5, ""), (6, "; and 1 more")])
+def test_up_to_five_conflicts_are_all_named(
+    scenes: list[Path], tmp_path: Path, count: int, more: str
+) -> None:
+    sources = [write_scene(tmp_path / "scenes" / f"t{k}.tif", seed=k) for k in range(count)]
     out = tmp_path / "o"
     out.mkdir()
     for src in sources:
@@ -389,7 +392,30 @@ def test_five_conflicts_are_all_named(scenes: list[Path], tmp_path: Path) -> Non
     message = error_message(
         FileExistsError, lambda: predict_rasters(conv_net(), sources, out, **KW)
     )
-    assert "more" not in message and message.count("exists without") == 5
+    shown = "; ".join(
+        f"'{out / f't{k}.tif'}' exists without a predict_rasters marker" for k in range(5)
+    )
+    assert message == (
+        f"predict_rasters will not reuse {count} existing output(s): {shown}{more}. "
+        "Pass overwrite=True to predict them again, or choose another out_dir."
+    )
+
+
+def test_without_rasterio_predict_rasters_names_itself(
+    scenes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from geofm.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # `import rasterio` raises ImportError
+    message = error_message(
+        MissingDependencyError,
+        lambda: predict_rasters(conv_net(), scenes[:1], tmp_path / "o", **KW),
+    )
+    assert message == (
+        "rasterio is required for geofm.geo.predict_rasters. Install it with: pip install rasterio."
+    )
 
 
 def _status_of(src: Path, dst: Path, marker: dict[str, Any]) -> tuple[str, str]:
@@ -467,6 +493,24 @@ def test_the_default_threshold_is_more_than_an_even_share(
     biggest = write_scene(tmp_path / "biggest.tif", seed=6, height=100, width=45)  # 4500 px
     # total 8916: threshold 4459 <= 4500.
     assert _plan([*scenes, biggest], tmp_path, 2, None)["large"] == [4]
+
+
+@pytest.mark.parametrize(("pixels", "large"), [((48, 92), []), ((7, 631), [4])])
+def test_a_scene_of_exactly_the_default_threshold_is_large(
+    scenes: list[Path], tmp_path: Path, pixels: tuple[int, int], large: list[int]
+) -> None:
+    # 4416 pixels in the four scenes; with X more, the threshold is (4416 + X) // 2 + 1:
+    # 4417 for X = 4416 (not large) and for X = 4417 (large: exactly the threshold).
+    height, width = pixels
+    extra = write_scene(tmp_path / "x.tif", seed=8, height=height, width=width)
+    assert _plan([*scenes, extra], tmp_path, 2, None)["large"] == large
+
+
+def test_a_threshold_of_one_pixel_makes_every_scene_large(
+    scenes: list[Path], tmp_path: Path
+) -> None:
+    plan = _plan(scenes, tmp_path, 2, 1)
+    assert plan["large"] == [0, 1, 2, 3] and plan["small"] == [[], []]
 
 
 def test_an_explicit_threshold_counts_a_scene_of_exactly_that_size(
