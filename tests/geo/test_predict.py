@@ -315,6 +315,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class CreatesOutput(nn.Module):
+    """Identity that writes a file at ``path`` on its second call (after the shape probe)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.calls = 0
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 2:
+            self.path.write_bytes(b"someone else's output")
+        return x
+
+
 def _rank_worker(
     rank: int, world: int, port: int, jobs: list[tuple[str, str, OutputMode, int]], failing_src: str
 ) -> None:
@@ -357,6 +372,13 @@ def _rank_worker(
             predict_raster(model.eval(), failing_src, failing_dst, tile=16, overlap=4, batch_size=1)
         except RuntimeError as err:
             Path(failing_src).with_name(f"error{rank}.txt").write_text(str(err))
+        # Rank 0's rename fails after both ranks predicted: rank 1 must learn it too.
+        raced = Path(failing_src).with_name("raced.tif")
+        racer = CreatesOutput(raced) if rank == 0 else nn.Identity()
+        try:
+            predict_raster(racer.eval(), failing_src, raced, tile=16, overlap=4, batch_size=1)
+        except (FileExistsError, RuntimeError) as err:
+            Path(failing_src).with_name(f"race{rank}.txt").write_text(type(err).__name__)
     finally:
         dist.destroy_process_group()
 
@@ -386,6 +408,8 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
         "predict_raster failed on another rank (this is rank 0 of 2); see that rank's error."
     )
     assert not (tmp_path / "failed.tif").exists()
+    races = [(tmp_path / f"race{rank}.txt").read_text() for rank in (0, 1)]
+    assert races == ["FileExistsError", "RuntimeError"]
     # No temporary or part file is left (checked before the next run would clean up after
     # the exited ranks).
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
@@ -414,21 +438,6 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
             for rank in (0, 1):
                 np.testing.assert_array_equal(_read(tmp_path / f"own{rank}.tif")[0], expected)
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
-
-
-class CreatesOutput(nn.Module):
-    """Identity that writes a file at ``path`` on its second call (after the shape probe)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.calls = 0
-        self.path = path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == 2:
-            self.path.write_bytes(b"someone else's output")
-        return x
 
 
 def _three_rank_worker(
