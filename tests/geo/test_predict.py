@@ -4,6 +4,7 @@ import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -330,9 +331,11 @@ class CreatesOutput(nn.Module):
         return x
 
 
-def _rank_worker(
-    rank: int, world: int, port: int, jobs: list[tuple[str, str, OutputMode, int]], failing_src: str
-) -> None:
+Job = tuple[str, str, OutputMode, int]  # source, output, output mode, model channels
+SCENE_KW: dict[str, Any] = {"tile": 16, "overlap": 4, "batch_size": 3}
+
+
+def _join_gloo(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -341,30 +344,47 @@ def _rank_worker(
         world_size=world,
         timeout=timedelta(seconds=60),  # a rank left waiting fails the test, not hangs it
     )
+
+
+def _predict(job: Job, dst: str | Path, **kwargs: Any) -> Path:
+    src, _, output, channels = job
+    model = _conv_net(out_channels=channels)
+    return predict_raster(model, src, dst, output=output, **SCENE_KW, **kwargs)
+
+
+def _race_rank0_rename(src: str, rank: int) -> None:
+    """Rank 0's rename fails after every rank predicted (another writer made the output)."""
+    raced = Path(src).with_name("raced.tif")
+    model = CreatesOutput(raced) if rank == 0 else nn.Identity()
     try:
-        for src, dst, output, channels in jobs:
-            predict_raster(
-                _conv_net(out_channels=channels),
-                src,
-                dst,
-                tile=16,
-                overlap=4,
-                batch_size=3,
-                output=output,
-            )
+        predict_raster(model.eval(), src, raced, tile=16, overlap=4, batch_size=1)
+    except (FileExistsError, RuntimeError) as err:  # every rank must learn it and raise
+        Path(src).with_name(f"race{rank}.txt").write_text(type(err).__name__)
+
+
+def _assert_like_one_process(jobs: list[Job], tmp_path: Path) -> None:
+    """Each job's output is the file one process writes: pixels, profile, colours, bands."""
+    for job in jobs:
+        dst, output = job[1], job[2]
+        single = _predict(job, tmp_path / "single.tif", overwrite=True)
+        with rasterio.open(dst) as a, rasterio.open(single) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert {k: v for k, v in a.profile.items() if k != "nodata"} == {
+                k: v for k, v in b.profile.items() if k != "nodata"
+            }
+            np.testing.assert_array_equal(a.nodata, b.nodata)  # NaN equals NaN here
+            assert [a.block_shapes, a.descriptions] == [b.block_shapes, b.descriptions]
+            if output == "class":
+                assert a.colormap(1) == b.colormap(1)
+
+
+def _rank_worker(rank: int, world: int, port: int, jobs: list[Job], failing_src: str) -> None:
+    _join_gloo(rank, world, port)
+    try:
+        for job in jobs:
+            _predict(job, job[1])
         # Without sharding, each rank predicts the whole raster on its own.
-        src, _, output, channels = jobs[0]
-        own = Path(src).with_name(f"own{rank}.tif")
-        predict_raster(
-            _conv_net(out_channels=channels),
-            src,
-            own,
-            tile=16,
-            overlap=4,
-            batch_size=3,
-            output=output,
-            shard_across_ranks=False,
-        )
+        _predict(jobs[0], Path(jobs[0][0]).with_name(f"own{rank}.tif"), shard_across_ranks=False)
         # Rank 1's model raises: every rank must raise, and no output may be left.
         model = FailingModel(fail_at=3) if rank == 1 else nn.Identity()
         failing_dst = Path(failing_src).with_name("failed.tif")
@@ -372,13 +392,7 @@ def _rank_worker(
             predict_raster(model.eval(), failing_src, failing_dst, tile=16, overlap=4, batch_size=1)
         except RuntimeError as err:
             Path(failing_src).with_name(f"error{rank}.txt").write_text(str(err))
-        # Rank 0's rename fails after both ranks predicted: rank 1 must learn it too.
-        raced = Path(failing_src).with_name("raced.tif")
-        racer = CreatesOutput(raced) if rank == 0 else nn.Identity()
-        try:
-            predict_raster(racer.eval(), failing_src, raced, tile=16, overlap=4, batch_size=1)
-        except (FileExistsError, RuntimeError) as err:
-            Path(failing_src).with_name(f"race{rank}.txt").write_text(type(err).__name__)
+        _race_rank0_rename(failing_src, rank)
     finally:
         dist.destroy_process_group()
 
@@ -388,7 +402,7 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
     tall = rng.random((3, 101, 45), dtype=np.float32)  # 9 row bands of 16 px tiles, odd sizes
     tall[:, 30:50, 10:40] = np.nan  # a nodata block
     small = rng.random((3, 10, 30), dtype=np.float32)  # one row band: rank 0 gets no rows
-    jobs: list[tuple[str, str, OutputMode, int]] = []
+    jobs: list[Job] = []
     cases: list[tuple[str, np.ndarray, OutputMode, int]] = [
         ("tall", tall, "probability", 3),
         ("small", small, "class", 4),
@@ -413,63 +427,19 @@ def test_two_ranks_equal_one_process(tmp_path: Path, write_raster: WriteRaster) 
     # No temporary or part file is left (checked before the next run would clean up after
     # the exited ranks).
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
-    for src_name, dst, output, channels in jobs:
-        single = predict_raster(
-            _conv_net(out_channels=channels),
-            src_name,
-            tmp_path / "single.tif",
-            tile=16,
-            overlap=4,
-            batch_size=3,
-            output=output,
-            overwrite=True,
-        )
-        sharded, profile = _read(Path(dst))
-        expected, expected_profile = _read(single)
-        np.testing.assert_array_equal(sharded, expected)
-        assert {k: v for k, v in profile.items() if k != "nodata"} == {
-            k: v for k, v in expected_profile.items() if k != "nodata"
-        }
-        np.testing.assert_array_equal(profile["nodata"], expected_profile["nodata"])
-        if output == "class":
-            with rasterio.open(dst) as a, rasterio.open(single) as b:
-                assert a.colormap(1) == b.colormap(1)
-        if dst == jobs[0][1]:
-            for rank in (0, 1):
-                np.testing.assert_array_equal(_read(tmp_path / f"own{rank}.tif")[0], expected)
+    _assert_like_one_process(jobs, tmp_path)
+    expected = _read(tmp_path / "tall_2ranks.tif")[0]
+    for rank in (0, 1):
+        np.testing.assert_array_equal(_read(tmp_path / f"own{rank}.tif")[0], expected)
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-def _three_rank_worker(
-    rank: int, port: int, jobs: list[tuple[str, str, OutputMode, int]], racing_src: str
-) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=3,
-        timeout=timedelta(seconds=60),
-    )
+def _three_rank_worker(rank: int, port: int, jobs: list[Job], racing_src: str) -> None:
+    _join_gloo(rank, 3, port)
     try:
-        for src, dst, output, channels in jobs:
-            predict_raster(
-                _conv_net(out_channels=channels),
-                src,
-                dst,
-                tile=16,
-                overlap=4,
-                batch_size=3,
-                output=output,
-            )
-        # Rank 0's rename fails after every rank has predicted its rows (another writer
-        # created the output meanwhile): the other ranks must learn it and raise too.
-        raced = Path(racing_src).with_name("raced.tif")
-        model = CreatesOutput(raced) if rank == 0 else nn.Identity()
-        try:
-            predict_raster(model.eval(), racing_src, raced, tile=16, overlap=4, batch_size=1)
-        except (FileExistsError, RuntimeError) as err:
-            Path(racing_src).with_name(f"race{rank}.txt").write_text(f"{type(err).__name__}")
+        for job in jobs:
+            _predict(job, job[1])
+        _race_rank0_rename(racing_src, rank)
     finally:
         dist.destroy_process_group()
 
@@ -486,7 +456,7 @@ def test_three_ranks_with_empty_and_uneven_shares_equal_one_process(
         ("four", rng.random((3, 52, 33), dtype=np.float32), "probability", 2),
         ("nine", rng.random((3, 101, 21), dtype=np.float32), "regression", 2),
     ]
-    jobs: list[tuple[str, str, OutputMode, int]] = []
+    jobs: list[Job] = []
     for name, values, output, channels in cases:
         src = write_raster(values, f"{name}.tif")
         jobs.append((str(src), str(tmp_path / f"{name}_3ranks.tif"), output, channels))
@@ -498,24 +468,7 @@ def test_three_ranks_with_empty_and_uneven_shares_equal_one_process(
     assert races == ["FileExistsError", "RuntimeError", "RuntimeError"]
     assert (tmp_path / "raced.tif").read_bytes() == b"someone else's output"
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
-    for src_name, dst, output, channels in jobs:
-        single = predict_raster(
-            _conv_net(out_channels=channels),
-            src_name,
-            tmp_path / "single.tif",
-            tile=16,
-            overlap=4,
-            batch_size=3,
-            output=output,
-            overwrite=True,
-        )
-        with rasterio.open(dst) as a, rasterio.open(single) as b:
-            assert a.profile == b.profile or np.isnan(a.nodata)
-            assert {k: v for k, v in a.profile.items() if k != "nodata"} == {
-                k: v for k, v in b.profile.items() if k != "nodata"
-            }
-            np.testing.assert_array_equal(a.read(), b.read())
-            assert [a.block_shapes, a.descriptions] == [b.block_shapes, b.descriptions]
+    _assert_like_one_process(jobs, tmp_path)
 
 
 # ---- numeric boundaries: inf in, overflow, NaN/inf out ----------------------------------
