@@ -59,6 +59,20 @@ def write_geotiff(
     return path
 
 
+def write_scene(path: Path, seed: int, height: int = 24, width: int = 40) -> Path:
+    """A 3-band float32 scene of seeded random values on the default UTM grid."""
+    values = np.random.default_rng(seed).random((3, height, width), dtype=np.float32)
+    return write_geotiff(path, values)
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> list[Path]:
+    """Four scenes ``tmp_path/scenes/s{k}.tif``, 24 rows by 40, 44, 48 and 52 columns."""
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    return [write_scene(folder / f"s{k}.tif", seed=k, width=40 + 4 * k) for k in range(4)]
+
+
 @pytest.fixture
 def write_raster(tmp_path: Path) -> WriteRaster:
     """Factory: ``write_raster(array, name="src.tif", **kwargs) -> Path`` inside tmp_path."""

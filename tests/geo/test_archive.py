@@ -13,21 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import rasterio
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from rasterio.transform import Affine
 from torch import nn
 
 import geofm.geo.archive as archive
 from geofm.geo import predict_raster, predict_rasters
 
-from .conftest import FakeTqdm
+from .conftest import FakeTqdm, write_scene
 
-UTM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)
 KW: dict[str, Any] = {"tile": 16, "overlap": 4, "batch_size": 8, "progress": False}
 
 
@@ -36,30 +32,6 @@ def conv_net(seed: int = 0) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1)
     ).eval()
-
-
-def write_scene(path: Path, seed: int, height: int = 24, width: int = 40) -> Path:
-    values = np.random.default_rng(seed).random((3, height, width), dtype=np.float32)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="float32",
-        crs="EPSG:32618",
-        transform=UTM,
-    ) as dst:
-        dst.write(values)
-    return path
-
-
-@pytest.fixture
-def scenes(tmp_path: Path) -> list[Path]:
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    return [write_scene(folder / f"s{k}.tif", seed=k, width=40 + 4 * k) for k in range(4)]
 
 
 class Calls:
