@@ -316,12 +316,18 @@ def _retest_mutants(
 ) -> int:
     """Run ``tests`` against the mutants of ``source`` whose exit code is in ``codes_to_retest``.
 
-    Updates mutmut's ``.meta`` files in place: exit code 1 (a test failed) is
-    killed, 0 survived, and a run past ``_SPAWNED_TIMEOUT_S`` a timeout. The
-    mutant is chosen through ``MUTANT_UNDER_TEST``, which child processes
-    inherit; ``jobs`` mutants run at a time. Returns how many mutants were run.
+    ``tests`` (files or ``FILE::NAME``) are first copied from the checkout, so
+    the current version runs, also in a ``--reuse`` re-score, and must pass on
+    the unmutated code (else the session stops). Updates mutmut's
+    ``.meta`` files in place: exit code 1 (a test failed) is killed, 0
+    survived, and a run past ``_SPAWNED_TIMEOUT_S`` a timeout. The mutant is
+    chosen through ``MUTANT_UNDER_TEST``, which child processes inherit;
+    ``jobs`` mutants run at a time. Returns how many mutants were run.
     """
     python = shutil.which("python", path=os.pathsep.join(session.bin_paths or [])) or "python"
+    root = Path(__file__).parent.resolve()
+    for file in {test.split("::")[0] for test in tests}:
+        shutil.copy2(root / file, work / "mutants" / file)
 
     def run_one(name: str) -> int:
         env = {**os.environ, "MUTANT_UNDER_TEST": name, "OMP_NUM_THREADS": "1"}
@@ -339,6 +345,15 @@ def _retest_mutants(
             return 36
         return done.returncode
 
+    # The tests must pass on the unmutated code (an empty MUTANT_UNDER_TEST): a test id
+    # that does not exist (pytest exit 4) or a test failing anyway would otherwise be
+    # recorded as every mutant's result.
+    clean = run_one("")
+    if clean != 0:
+        session.error(
+            f"mutation: {' '.join(tests)} exit with {clean} on the unmutated code, not 0;"
+            " no mutant was re-tested."
+        )
     ran = 0
     for meta in sorted((work / "mutants").glob(f"{source}.meta")):
         data = json.loads(meta.read_text())
@@ -499,6 +514,7 @@ def mutation(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mutmut>=3.8,<4")
     picked, jobs = _mutation_selection(session, list(session.posargs))
     reuse = "--reuse" in session.posargs
+    spawning = "--no-spawning" not in session.posargs
     retest = [a.removeprefix("--retest=") for a in session.posargs if a.startswith("--retest=")]
     root = Path(__file__).parent.resolve()
     report = root / MUTATION_REPORT
@@ -508,14 +524,11 @@ def mutation(session: nox.Session) -> None:
         if reuse:  # rewrite the report from the last run's results
             seconds = float((work / "seconds.txt").read_text())
             if retest:  # the not-killed mutants against tests written since
-                for test in retest:  # a file, or one test of it (FILE::NAME)
-                    file = test.split("::")[0]
-                    shutil.copy2(root / file, work / "mutants" / file)
                 _retest_mutants(session, work, retest, (0, 5, 33), jobs=jobs)
                 retested = work / "retested.txt"
                 done = retested.read_text().split() if retested.exists() else []
                 retested.write_text("\n".join(sorted({*done, *retest})))
-            if "--no-spawning" not in session.posargs:
+            if spawning:
                 _run_spawning_tests(session, work, tests, jobs)
             session.chdir(work)
             section, killed, total = _mutation_section(session, key, globs, tests, work, seconds)
