@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from torch import nn
 import geofm.geo.archive as archive
 from geofm import InputSpec
 from geofm._version import __version__
-from geofm.geo import predict_rasters
+from geofm.errors import MissingDependencyError
+from geofm.geo import _progress, predict_rasters
 
 from .conftest import FakeTqdm, error_message, write_scene
 from .test_archive import KW, conv_net
@@ -379,9 +381,6 @@ def test_five_conflicts_are_named_and_the_rest_counted(
 def test_without_rasterio_predict_rasters_names_itself(
     scenes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sys
-
-    from geofm.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "rasterio", None)  # `import rasterio` raises ImportError
     message = error_message(
@@ -566,9 +565,6 @@ def test_the_progress_bar_is_on_by_default(
 def test_without_tqdm_the_log_names_predict_rasters(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import sys
-
-    from geofm.geo import _progress
 
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     monkeypatch.setattr(_progress, "_EXPLAINED", set())

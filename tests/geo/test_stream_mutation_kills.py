@@ -10,6 +10,11 @@ block-buffered writer, the accumulator's final rows); the pipeline through
 from __future__ import annotations
 
 import math
+import queue
+import threading
+import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +32,15 @@ from geofm.geo._stream import (
     _argmax0,
     _check_float32_range,
     _iterate,
+    _read_bands,
     check_precision,
     coverage,
     forward_context,
     gdal_cache_bytes,
+    run_bands,
     window_1d,
 )
+from geofm.geo.tiling import tile_offsets
 
 from .conftest import error_message
 
@@ -121,9 +129,6 @@ def test_an_autocast_that_raises_becomes_a_value_error(monkeypatch: pytest.Monke
 def test_an_autocast_that_only_warns_becomes_a_value_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import warnings
-    from contextlib import contextmanager
-
     seen: list[dict[str, Any]] = []
 
     @contextmanager
@@ -144,9 +149,6 @@ def test_an_autocast_that_only_warns_becomes_a_value_error(
 
 def test_a_warning_seen_before_is_still_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     # The "once" filter of a warning already shown must not hide it from the check.
-    import warnings
-    from contextlib import contextmanager
-
     @contextmanager
     def disabled(**kwargs: Any) -> Any:
         warnings.warn("autocast disabled", UserWarning, stacklevel=1)
@@ -165,9 +167,6 @@ def test_a_warning_seen_before_is_still_caught(monkeypatch: pytest.MonkeyPatch) 
 def test_an_unrelated_warning_does_not_refuse_the_precision(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import warnings
-    from contextlib import contextmanager
-
     @contextmanager
     def chatty(**kwargs: Any) -> Any:
         warnings.warn("something else entirely", UserWarning, stacklevel=1)
@@ -486,8 +485,6 @@ def test_accumulator_sums_in_float32_for_classes_and_float64_for_values() -> Non
 
 
 def _reader_plan(height: int, width: int, tile: int, stride: int) -> Plan:
-    from geofm.geo.tiling import tile_offsets
-
     return Plan(
         height=height,
         width=width,
@@ -578,8 +575,6 @@ def test_a_reader_that_ends_without_its_sentinel_is_an_error(
 
 
 def test_a_slow_reader_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
     def slow(*args: Any) -> None:
         sink = args[5]
         time.sleep(3 * _stream._POLL_S)
@@ -591,8 +586,6 @@ def test_a_slow_reader_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_consumer_leaving_early_stops_the_reader(write_raster: Any) -> None:
-    import threading
-
     src = write_raster(np.ones((1, 64, 64), dtype=np.uint8))
     items = _iterate(src, [1], _reader_plan(64, 64, 8, 4), range(15), 1)  # 15 x 15 batches
     next(items)
@@ -601,8 +594,6 @@ def test_a_consumer_leaving_early_stops_the_reader(write_raster: Any) -> None:
 
 
 def test_a_slow_consumer_gets_every_item(write_raster: Any) -> None:
-    import time
-
     src = write_raster(np.ones((1, 32, 8), dtype=np.uint8))
     plan = _reader_plan(32, 8, 8, 4)  # 7 row bands of one tile: 14 items and the end
     items = []
@@ -614,8 +605,6 @@ def test_a_slow_consumer_gets_every_item(write_raster: Any) -> None:
 
 
 def test_the_reader_is_a_named_daemon_thread(write_raster: Any) -> None:
-    import threading
-
     src = write_raster(np.ones((1, 8, 8), dtype=np.uint8))
     items = _iterate(src, [1], _reader_plan(8, 8, 8, 4), range(1), 1)
     next(items)
@@ -628,8 +617,6 @@ def test_the_reader_is_a_named_daemon_thread(write_raster: Any) -> None:
 def test_a_consumer_leaving_early_stops_the_reads(
     write_raster: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
-
     reads: list[int] = []
     real = _stream.read_window
 
@@ -648,10 +635,6 @@ def test_a_consumer_leaving_early_stops_the_reads(
 
 
 def test_a_stopped_reader_puts_nothing_more() -> None:
-    import queue
-    import threading
-
-    from geofm.geo._stream import _read_bands
 
     sink: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -681,8 +664,6 @@ class _RowRecorder:
         self.threads: list[str] = []
 
     def write(self, rows: np.ndarray) -> None:
-        import threading
-
         self.rows.append(rows)
         self.threads.append(threading.current_thread().name)
 
@@ -698,8 +679,6 @@ class _Progress:
 def test_run_bands_from_a_later_band_writes_its_rows_in_fp32_by_default(
     write_raster: Any,
 ) -> None:
-    from geofm.geo._stream import run_bands
-
     values = np.arange(2 * 28 * 20, dtype=np.float32).reshape(2, 28, 20)
     src = write_raster(values)
     plan = _reader_plan(28, 20, 8, 4)  # row bands at 0, 4, ..., 20; columns 0, 4, 8, 12
@@ -729,8 +708,6 @@ def test_nonfinite_pixels_are_counted_over_all_bands() -> None:
 
 
 def test_an_overflow_to_float32_is_nodata_without_a_numpy_warning() -> None:
-    import warnings
-
     plan = _plan(1, 1, 1, [0], [0])
     acc = _Accumulator(plan, 1, "regression")
     acc.start_band(0)
@@ -742,8 +719,6 @@ def test_an_overflow_to_float32_is_nodata_without_a_numpy_warning() -> None:
 
 
 def _run(model: torch.nn.Module, src: Path, output: str, channels: int, sink: Any) -> None:
-    from geofm.geo._stream import run_bands
-
     plan = _reader_plan(8, 8, 8, 4)
     bands = list(range(1, channels + 1))  # an identity model: as many outputs as bands
     cpu = torch.device("cpu")
