@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GEOTIFF_BLOCK",
+    "TILED_GTIFF",
     "PathLike",
     "Resampling",
     "has_geotransform",
@@ -38,6 +39,18 @@ PathLike = str | os.PathLike[str]
 
 # Tile edge, in pixels, of every GeoTIFF geofm writes (a multiple of 16, as the format requires).
 GEOTIFF_BLOCK = 256
+
+#: Creation options of the whole-scene GeoTIFFs geofm writes (predict_raster,
+#: reproject_to_utm): tiled in GEOTIFF_BLOCK x GEOTIFF_BLOCK blocks, deflate-compressed,
+#: BigTIFF when the output could pass 4 GB. Spread into a rasterio profile.
+TILED_GTIFF: dict[str, Any] = {
+    "driver": "GTiff",
+    "tiled": True,
+    "blockxsize": GEOTIFF_BLOCK,
+    "blockysize": GEOTIFF_BLOCK,
+    "compress": "deflate",
+    "BIGTIFF": "IF_SAFER",
+}
 
 Resampling = Literal["nearest", "bilinear", "cubic", "average", "mode", "min", "max", "med", "sum"]
 

@@ -54,6 +54,7 @@ from geofm.errors import ShapeError
 from geofm.geo._progress import progress_bar
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
+    TILED_GTIFF,
     PathLike,
     has_geotransform,
     import_rasterio,
@@ -422,18 +423,13 @@ def predict_raster(
         model = PreparedModel(model, spec)
     channels = _probe_channels(model, len(band_indices), tile, run_device, output, precision)
     profile: dict[str, Any] = {
-        "driver": "GTiff",
+        **TILED_GTIFF,
         "width": width,
         "count": 1 if output == "class" else channels,
         "dtype": "uint8" if output == "class" else "float32",
         "nodata": CLASS_NODATA if output == "class" else float("nan"),
         "crs": crs if georeferenced else None,
-        "tiled": True,
-        "blockxsize": GEOTIFF_BLOCK,
-        "blockysize": GEOTIFF_BLOCK,
-        "compress": "deflate",
         "zlevel": 1,  # 20-40x faster than the default level 6 on noisy maps
-        "BIGTIFF": "IF_SAFER",
     }
     palette = _palette(channels if channels > 1 else 2)
     if colormap is not None:

@@ -36,6 +36,7 @@ import numpy as np
 from geofm._atomic import atomic_output, check_output
 from geofm.geo._rio import (
     GEOTIFF_BLOCK,
+    TILED_GTIFF,
     PathLike,
     Resampling,
     import_rasterio,
@@ -223,7 +224,7 @@ def reproject_to_utm(
         else:
             vrt_options["add_alpha"] = True
         profile = {
-            "driver": "GTiff",
+            **TILED_GTIFF,
             "width": width,
             "height": height,
             "count": dataset.count,
@@ -231,11 +232,6 @@ def reproject_to_utm(
             "crs": crs,
             "transform": transform,
             "nodata": dataset.nodata,
-            "tiled": True,
-            "blockxsize": GEOTIFF_BLOCK,
-            "blockysize": GEOTIFF_BLOCK,
-            "compress": "deflate",
-            "BIGTIFF": "IF_SAFER",
         }
         bands = list(range(1, dataset.count + 1))
         with (
