@@ -29,6 +29,7 @@ __all__ = [
     "Resampling",
     "has_geotransform",
     "import_rasterio",
+    "loaded_rasterio",
     "require_crs",
     "require_georeferencing",
     "resampling_enum",
@@ -85,6 +86,26 @@ def import_rasterio(caller: str, *, package: str = "geofm.geo") -> ModuleType:
         raise MissingDependencyError(
             f"rasterio is required for {package}.{caller}. Install it with: pip install rasterio."
         ) from err
+    return rasterio  # type: ignore[no-any-return]  # rasterio ships no type stubs
+
+
+def loaded_rasterio() -> ModuleType:
+    """Return rasterio to a private helper that runs only after :func:`import_rasterio`.
+
+    The public function that calls the helper has already imported rasterio (and
+    reported a missing install under its own name), so the helper has no caller
+    name of its own to give.
+
+    Returns:
+        The ``rasterio`` module, with ``warp``, ``windows`` and ``transform`` loaded.
+
+    Example:
+        >>> rasterio = import_rasterio("read_raster")
+        >>> loaded_rasterio() is rasterio
+        True
+    """
+    import rasterio
+
     return rasterio  # type: ignore[no-any-return]  # rasterio ships no type stubs
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from geofm.errors import ShapeError
-from geofm.geo._rio import PathLike, import_rasterio
+from geofm.geo._rio import PathLike, import_rasterio, loaded_rasterio
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -202,7 +202,7 @@ def read_window(
     r0, r1 = max(window.row_off, 0), min(window.row_stop, dataset.height)
     c0, c1 = max(window.col_off, 0), min(window.col_stop, dataset.width)
     if r0 < r1 and c0 < c1:
-        rasterio = import_rasterio("read_raster")
+        rasterio = loaded_rasterio()
         inner = rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0)
         rows = slice(r0 - window.row_off, r1 - window.row_off)
         cols = slice(c0 - window.col_off, c1 - window.col_off)

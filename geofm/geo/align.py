@@ -26,6 +26,7 @@ from geofm.geo._rio import (
     PathLike,
     Resampling,
     import_rasterio,
+    loaded_rasterio,
     require_crs,
     resampling_enum,
     window_transform,
@@ -77,7 +78,7 @@ def _warp_region(
     target: Any, band: int, crs: Any, bounds: tuple[float, float, float, float], method: Any
 ) -> tuple[np.ndarray, Affine] | None:
     """Warp the part of ``target`` covering ``bounds`` (in ``crs``) to ``crs``; invalid = NaN."""
-    rasterio = import_rasterio("align_target")
+    rasterio = loaded_rasterio()
     region = rasterio.warp.transform_bounds(crs, target.crs, *bounds, densify_pts=21)
     # A margin of 2 source pixels keeps the bilinear/cubic kernels complete at the edges.
     r0, r1, c0, c1 = _pixel_range(target.transform, region, margin=2)

@@ -58,6 +58,7 @@ from geofm.geo._rio import (
     PathLike,
     has_geotransform,
     import_rasterio,
+    loaded_rasterio,
     require_georeferencing,
     window_transform,
 )
@@ -173,7 +174,7 @@ def _probe_channels(
 def _open_output(
     path: Path, profile: dict[str, Any], output: OutputMode, channels: int, colormap: Any
 ) -> Any:
-    rasterio = import_rasterio("predict_raster")
+    rasterio = loaded_rasterio()
     with warnings.catch_warnings():
         # An ungeoreferenced output (allow_ungeoreferenced=True) is asked for, not an accident.
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -514,7 +515,7 @@ def predict_raster(
 
 def _append_part(final_tmp: Path, rank: int, sink: Any) -> None:
     """Rank 0: copy rank ``rank``'s part file, block row by block row, into ``sink``."""
-    rasterio = import_rasterio("predict_raster")
+    rasterio = loaded_rasterio()
     part = final_tmp.with_name(f"{final_tmp.name}.rank{rank}")
     if not part.exists():
         return  # that rank had no rows

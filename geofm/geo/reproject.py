@@ -40,6 +40,7 @@ from geofm.geo._rio import (
     PathLike,
     Resampling,
     import_rasterio,
+    loaded_rasterio,
     require_georeferencing,
     resampling_enum,
 )
@@ -108,7 +109,7 @@ def utm_crs_for(lon: float, lat: float) -> Any:
 
 def _centre_lonlat(dataset: Any) -> tuple[float, float]:
     """Longitude (wrapped to [-180, 180)) and latitude of the raster's centre."""
-    rasterio = import_rasterio("reproject_to_utm")
+    rasterio = loaded_rasterio()
     x, y = dataset.transform @ (dataset.width / 2, dataset.height / 2)
     lons, lats = rasterio.warp.transform(dataset.crs, "EPSG:4326", [x], [y])
     lon = float(lons[0])
@@ -128,7 +129,7 @@ def _wrapped_source_crs(dataset: Any) -> Any:
     lons = [p[0] for p in corners]
     if min(lons) >= -180.0 and max(lons) <= 180.0:
         return None
-    rasterio = import_rasterio("reproject_to_utm")
+    rasterio = loaded_rasterio()
     centre = (min(lons) + max(lons)) / 2
     return rasterio.crs.CRS.from_proj4(f"{crs.to_proj4()} +lon_wrap={centre!r}")
 

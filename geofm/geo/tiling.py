@@ -47,7 +47,13 @@ from geofm._atomic import (
 )
 from geofm.errors import ShapeError
 from geofm.geo._progress import progress_bar
-from geofm.geo._rio import PathLike, import_rasterio, require_georeferencing, window_transform
+from geofm.geo._rio import (
+    PathLike,
+    import_rasterio,
+    loaded_rasterio,
+    require_georeferencing,
+    window_transform,
+)
 from geofm.geo._window import PixelWindow, TilePadding, read_window, tile_offsets
 
 if TYPE_CHECKING:
@@ -109,7 +115,7 @@ def _crs_to_text(crs: Any, *, urn: bool) -> str:
 
 
 def _crs_from_text(text: str) -> Any:
-    rasterio = import_rasterio("read_tile_index")
+    rasterio = loaded_rasterio()
     return rasterio.crs.CRS.from_user_input(text)
 
 
@@ -176,7 +182,7 @@ def _lon_within(lon: float, west: float, east: float, margin: float) -> bool:
 
 def _check_crs_fits(crs: Any, tiles: Sequence[Tile], path: PathLike) -> None:
     """Raise if the index's CRS cannot be the CRS its coordinates are written in."""
-    rasterio = import_rasterio("read_tile_index")
+    rasterio = loaded_rasterio()
     envelopes = np.array([t.bounds for t in tiles], dtype=float)  # (n, 4)
     left, bottom = envelopes[:, 0].min(), envelopes[:, 1].min()
     right, top = envelopes[:, 2].max(), envelopes[:, 3].max()
@@ -240,7 +246,7 @@ def _check_crs_fits(crs: Any, tiles: Sequence[Tile], path: PathLike) -> None:
 
 
 def _write_tile_file(src: Any, tile: Tile, band_indices: Sequence[int], path: Path) -> None:
-    rasterio = import_rasterio("tile_raster")
+    rasterio = loaded_rasterio()
     array, mask = read_window(src, tile.window, band_indices)
     profile = {
         "driver": "GTiff",
