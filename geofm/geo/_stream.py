@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from geofm.geo._rio import GEOTIFF_BLOCK, PathLike, import_rasterio
+from geofm.geo._rio import GEOTIFF_BLOCK, PathLike, loaded_rasterio
 from geofm.geo._window import PixelWindow, read_window
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ def _read_bands(
         return False
 
     try:
-        rasterio = import_rasterio("predict_raster")
+        rasterio = loaded_rasterio()
         cache = plan.gdal_cache_bytes
         with rasterio.Env(GDAL_CACHEMAX=cache), rasterio.open(path) as src:
             for band in bands:
@@ -316,7 +316,7 @@ class RowSink:
             self._flush(buffered)
 
     def _flush(self, n: int) -> None:
-        rasterio = import_rasterio("predict_raster")
+        rasterio = loaded_rasterio()
         block = np.concatenate(self._pending, axis=1)  # (bands, buffered, width)
         window = rasterio.windows.Window(0, self._row, block.shape[2], n)
         self._dataset.write(block[:, :n], window=window)
