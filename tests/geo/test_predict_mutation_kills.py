@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,6 +159,30 @@ def test_float_outputs_name_every_band_and_use_nan_nodata(
         assert r.profile["tiled"] and r.block_shapes == [(256, 256)] * 3
         assert r.compression == rasterio.enums.Compression.deflate
         assert r.crs == rasterio.crs.CRS.from_epsg(32618)
+
+
+def test_only_the_not_georeferenced_warning_of_opening_the_output_is_silenced(
+    tmp_path: Path, write_raster: WriteRaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rasterio.open(..., "w") of an ungeoreferenced output warns NotGeoreferencedWarning, which
+    # allow_ungeoreferenced=True asked for; any other warning of that call must still reach the
+    # user (a filter without the category would swallow it).
+    scene = _scene(write_raster)  # written before rasterio.open is replaced
+    real_open = rasterio.open
+
+    def open_warning(path: object, mode: str = "r", **kwargs: object) -> object:
+        if mode == "w":
+            warnings.warn("a creation option was ignored", UserWarning, stacklevel=2)
+            warnings.warn("no geotransform", rasterio.errors.NotGeoreferencedWarning, stacklevel=2)
+        return real_open(path, mode, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", open_warning)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        predict_raster(Channels(3, 2), scene, tmp_path / "p.tif", tile=16, overlap=4)
+    messages = [(w.category, str(w.message)) for w in seen]
+    assert (UserWarning, "a creation option was ignored") in messages
+    assert not [m for m in messages if m[0] is rasterio.errors.NotGeoreferencedWarning]
 
 
 def test_class_output_layout(tmp_path: Path, write_raster: WriteRaster) -> None:
