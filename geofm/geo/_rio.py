@@ -3,8 +3,10 @@
 rasterio is imported here, inside functions, so that ``import geofm.geo`` stays
 cheap and works without it (see DESIGN.md, "layering"): :func:`import_rasterio`
 is the one way geofm reaches rasterio (``geofm.datasets`` uses it through
-``geofm.geo``). Affine transforms are rasterio's ``rasterio.transform.Affine``
-(the ``affine`` package rasterio depends on), never imported directly. The
+``geofm.geo``); private helpers that only run after a public function imported it
+take it from :func:`loaded_rasterio`, without a caller name of their own. Affine
+transforms are rasterio's ``rasterio.transform.Affine`` (the ``affine`` package
+rasterio depends on), never imported directly. The
 missing-dependency message follows microsoft/torchgeo's ``lazy_import`` idea
 (https://github.com/microsoft/torchgeo, ``torchgeo/datasets/utils.py``),
 written independently.
