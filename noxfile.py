@@ -489,14 +489,27 @@ def _write_mutation_report(report: Path, sections: dict[str, str]) -> None:
         "| section | killed/total | score | without message-text mutants | run time |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for m in _SECTION.finditer(text):
-        killed, total, wording = (int(m.group(g)) for g in ("killed", "total", "wording"))
+    # Targets run one file at a time also get a row for their folder, all files together.
+    folders: dict[str, list[int]] = {}
+
+    def row(name: str, killed: int, total: int, wording: int, seconds: int) -> str:
         score = f"{100 * killed / total:.1f}%" if total else "n/a"
         code = f"{100 * killed / (total - wording):.1f}%" if total > wording else "n/a"
-        table.append(
-            f"| `{m.group('key')}` | {killed}/{total} | {score}"
-            f" | {killed}/{total - wording} ({code}) | {m.group('seconds')} s |"
+        return (
+            f"| {name} | {killed}/{total} | {score}"
+            f" | {killed}/{total - wording} ({code}) | {seconds} s |"
         )
+
+    for m in _SECTION.finditer(text):
+        counts = [int(m.group(g)) for g in ("killed", "total", "wording", "seconds")]
+        table.append(row(f"`{m.group('key')}`", *counts))
+        if m.group("key").endswith(".py"):
+            folder = folders.setdefault(m.group("key").rsplit("/", 1)[0] + "/", [0, 0, 0, 0, 0])
+            for i, count in enumerate([*counts, 1]):  # killed, total, wording, seconds, files
+                folder[i] += count
+    for name, (killed, total, wording, seconds, files) in folders.items():
+        if files > 1:
+            table.append(row(f"**`{name}`, {files} files**", killed, total, wording, seconds))
     table.append("<!-- /summary -->")
     text = _SUMMARY.sub(lambda _: "\n".join(table), text, count=1)
     report.parent.mkdir(parents=True, exist_ok=True)
