@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,24 @@ class CountingModel(nn.Module):
         return x
 
 
-class FailingModel(nn.Module):
-    """Identity that raises on its ``fail_at``-th call (the shape probe is call 1)."""
+class ActsOnCall(nn.Module):
+    """Identity that runs ``action`` on its ``at``-th call (the shape probe is call 1)."""
 
-    def __init__(self, fail_at: int) -> None:
+    def __init__(self, at: int, action: Callable[[], object]) -> None:
         super().__init__()
         self.calls = 0
-        self.fail_at = fail_at
+        self.at = at
+        self.action = action
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("boom")
+        if self.calls == self.at:
+            self.action()
         return x
+
+
+def _boom() -> None:
+    raise RuntimeError("boom")
 
 
 @pytest.mark.parametrize("blend", ["cosine", "linear"])
@@ -221,7 +227,7 @@ def test_a_crash_leaves_no_partial_output(tmp_path: Path, write_raster: WriteRas
     dst.parent.mkdir()
     with pytest.raises(RuntimeError, match="boom"):
         predict_raster(
-            FailingModel(fail_at=4).eval(),
+            ActsOnCall(4, _boom).eval(),
             src,
             dst,
             tile=16,
@@ -234,7 +240,7 @@ def test_a_crash_leaves_no_partial_output(tmp_path: Path, write_raster: WriteRas
     dst.write_bytes(b"previous")
     with pytest.raises(RuntimeError, match="boom"):
         predict_raster(
-            FailingModel(fail_at=9).eval(),
+            ActsOnCall(9, _boom).eval(),
             src,
             dst,
             tile=16,
@@ -316,21 +322,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class CreatesOutput(nn.Module):
-    """Identity that writes a file at ``path`` on its second call (after the shape probe)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.calls = 0
-        self.path = path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == 2:
-            self.path.write_bytes(b"someone else's output")
-        return x
-
-
 Job = tuple[str, str, OutputMode, int]  # source, output, output mode, model channels
 SCENE_KW: dict[str, Any] = {"tile": 16, "overlap": 4, "batch_size": 3}
 
@@ -355,7 +346,9 @@ def _predict(job: Job, dst: str | Path, **kwargs: Any) -> Path:
 def _race_rank0_rename(src: str, rank: int) -> None:
     """Rank 0's rename fails after every rank predicted (another writer made the output)."""
     raced = Path(src).with_name("raced.tif")
-    model = CreatesOutput(raced) if rank == 0 else nn.Identity()
+    # Rank 0's model writes the output itself on its first tile, after the shape probe.
+    create = partial(raced.write_bytes, b"someone else's output")
+    model = ActsOnCall(2, create) if rank == 0 else nn.Identity()
     try:
         predict_raster(model.eval(), src, raced, tile=16, overlap=4, batch_size=1)
     except (FileExistsError, RuntimeError) as err:  # every rank must learn it and raise
@@ -386,7 +379,7 @@ def _rank_worker(rank: int, world: int, port: int, jobs: list[Job], failing_src:
         # Without sharding, each rank predicts the whole raster on its own.
         _predict(jobs[0], Path(jobs[0][0]).with_name(f"own{rank}.tif"), shard_across_ranks=False)
         # Rank 1's model raises: every rank must raise, and no output may be left.
-        model = FailingModel(fail_at=3) if rank == 1 else nn.Identity()
+        model = ActsOnCall(3, _boom) if rank == 1 else nn.Identity()
         failing_dst = Path(failing_src).with_name("failed.tif")
         try:
             predict_raster(model.eval(), failing_src, failing_dst, tile=16, overlap=4, batch_size=1)
