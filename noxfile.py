@@ -490,7 +490,7 @@ def _write_mutation_report(report: Path, sections: dict[str, str]) -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     # Targets run one file at a time also get a row for their folder, all files together.
-    folders: dict[str, list[int]] = {}
+    folders: dict[str, list[list[int]]] = {}
 
     def row(name: str, killed: int, total: int, wording: int, seconds: int) -> str:
         score = f"{100 * killed / total:.1f}%" if total else "n/a"
@@ -504,12 +504,11 @@ def _write_mutation_report(report: Path, sections: dict[str, str]) -> None:
         counts = [int(m.group(g)) for g in ("killed", "total", "wording", "seconds")]
         table.append(row(f"`{m.group('key')}`", *counts))
         if m.group("key").endswith(".py"):
-            folder = folders.setdefault(m.group("key").rsplit("/", 1)[0] + "/", [0, 0, 0, 0, 0])
-            for i, count in enumerate([*counts, 1]):  # killed, total, wording, seconds, files
-                folder[i] += count
-    for name, (killed, total, wording, seconds, files) in folders.items():
-        if files > 1:
-            table.append(row(f"**`{name}`, {files} files**", killed, total, wording, seconds))
+            folders.setdefault(m.group("key").rsplit("/", 1)[0] + "/", []).append(counts)
+    for name, files in folders.items():
+        if len(files) > 1:
+            sums = [sum(column) for column in zip(*files, strict=True)]
+            table.append(row(f"**`{name}`, {len(files)} files**", *sums))
     table.append("<!-- /summary -->")
     text = _SUMMARY.sub(lambda _: "\n".join(table), text, count=1)
     report.parent.mkdir(parents=True, exist_ok=True)
