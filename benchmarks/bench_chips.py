@@ -11,10 +11,13 @@ default; a uint8 label raster on the same grid), 256 px chips with their masks, 
   ``RandomGeoSampler(size=256, length=N)``; geofm also without block alignment
   (``align_to_blocks=False``: uniform positions like torchgeo's, 4 blocks per chip);
 - geofm ``sampler="grid"`` vs torchgeo ``GridGeoSampler(size=256, stride=256)``;
-- each with 0 and 2 DataLoader workers;
+- each with 0 and 2 DataLoader workers, each library with its own collate
+  function (geofm ``collate_chips``, torchgeo ``stack_samples``);
 - "floor" (grid only): two bare rasterio reads per block-aligned grid window
-  (float32 image, int64 mask) and nothing else, in the same DataLoader settings:
-  the ceiling of any GDAL-based reader, so its ratio bounds what geofm can reach.
+  (float32 image, int64 mask) straight into one batch buffer (in shared memory
+  in a worker) handed over without a copy, and nothing else, in the same
+  DataLoader settings: the ceiling of any GDAL-based reader, so its ratio
+  bounds what geofm can reach.
 
 Each setting runs in its own subprocess (fresh caches, only its own library
 imported, one torch intra-op thread as in DataLoader workers), after the files
@@ -100,7 +103,12 @@ def write_files(folder: Path, size: int, compress: str) -> tuple[Path, Path]:
 
 
 class _Probe:
-    """Wrap a dataset: each sample also carries its process's pid, RSS and peak RSS (KiB)."""
+    """Wrap a dataset: each sample also carries its process's pid and peak RSS (KiB).
+
+    Batched fetches go through ``__getitems__`` (the wrapped dataset's, where it
+    has one), and the peak RSS is read once per batch, so the probe adds the same
+    few microseconds per batch to every library.
+    """
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -109,16 +117,19 @@ class _Probe:
         return len(self.dataset)
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
-        sample = dict(self.dataset[index])
-        sample["pid"] = os.getpid()
-        sample["hwm_kb"] = _status_kb("VmHWM")
-        return sample
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[Any]) -> list[dict[str, Any]]:
+        batched = getattr(self.dataset, "__getitems__", None)
+        samples = batched(indices) if batched else [self.dataset[i] for i in indices]
+        pid, hwm = os.getpid(), _status_kb("VmHWM")
+        return [{**sample, "pid": pid, "hwm_kb": hwm} for sample in samples]
 
 
 def _geofm_loader(args: argparse.Namespace, sampler: str, workers: int, aligned: bool) -> Any:
     from torch.utils.data import DataLoader
 
-    from geofm.datasets import RasterChipDataset
+    from geofm.datasets import RasterChipDataset, collate_chips
 
     folder = Path(args.dir)
     if sampler == "random":
@@ -133,7 +144,12 @@ def _geofm_loader(args: argparse.Namespace, sampler: str, workers: int, aligned:
         )
     else:
         dataset = RasterChipDataset(folder / "image.tif", folder / "label.tif", size=CHIP)
-    return DataLoader(_Probe(dataset), batch_size=BATCH, num_workers=workers)  # type: ignore[arg-type]
+    return DataLoader(
+        _Probe(dataset),  # type: ignore[arg-type]
+        batch_size=BATCH,
+        num_workers=workers,
+        collate_fn=collate_chips,
+    )
 
 
 class _Floor:
@@ -141,9 +157,13 @@ class _Floor:
 
     Reads the grid windows of ``RasterChipDataset(sampler="grid")`` (block-aligned)
     with one open handle per file and returns only what the other two return as
-    pixels: the image as float32 and the mask as int64. Its rate is the ceiling for
-    any GDAL-based reader in the same DataLoader setting (decoding and hand-over
-    included); the ratio geofm can reach against torchgeo is at most this row's.
+    pixels: the image as float32 and the mask as int64. GDAL writes a batch's
+    chips straight into one image and one mask buffer, allocated in shared memory
+    in a DataLoader worker, and ``_zero_copy`` hands those buffers over as the
+    batch: no per-chip allocation, no stacking copy, no copy into shared memory.
+    Its rate is the ceiling for any GDAL-based reader in the same DataLoader
+    setting (decoding and hand-over included); the ratio geofm can reach against
+    torchgeo is at most this row's.
     """
 
     def __init__(self, folder: Path, size: int) -> None:
@@ -155,20 +175,50 @@ class _Floor:
         return self.per_row * self.per_row
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
         import rasterio
         import torch
+        from torch.utils.data import get_worker_info
 
         if self.handles is None:
             self.handles = tuple(
                 rasterio.open(self.folder / name) for name in ("image.tif", "label.tif")
             )
         image, label = self.handles
-        row, col = divmod(index, self.per_row)
-        window = rasterio.windows.Window(col * CHIP, row * CHIP, CHIP, CHIP)
-        return {
-            "image": torch.from_numpy(image.read(window=window, out_dtype="float32")),
-            "mask": torch.from_numpy(label.read(1, window=window).astype(np.int64)),
-        }
+        n, in_worker = len(indices), get_worker_info() is not None
+
+        def buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            out = torch.empty(shape, dtype=dtype)
+            return out.share_memory_() if in_worker else out
+
+        images = buffer((n, image.count, CHIP, CHIP), torch.float32)
+        masks = buffer((n, CHIP, CHIP), torch.int64)
+        for k, index in enumerate(indices):
+            row, col = divmod(index, self.per_row)
+            window = rasterio.windows.Window(col * CHIP, row * CHIP, CHIP, CHIP)
+            image.read(window=window, out=images[k].numpy())
+            label.read(1, window=window, out=masks[k].numpy())
+        return [{"image": images[k], "mask": masks[k]} for k in range(n)]
+
+
+def _zero_copy(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The floor's batch: its buffers as they are (every sample's rows of one tensor)."""
+    import torch
+    from torch.utils.data import default_collate
+
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        first = samples[0][key]
+        if isinstance(first, torch.Tensor):
+            n, shape = len(samples), first.shape
+            batch[key] = first.new_empty(0).set_(
+                first.untyped_storage(), first.storage_offset(), (n, *shape)
+            )
+        else:
+            batch[key] = default_collate([sample[key] for sample in samples])
+    return batch
 
 
 def _floor_loader(args: argparse.Namespace, workers: int) -> Any:
@@ -179,7 +229,12 @@ def _floor_loader(args: argparse.Namespace, workers: int) -> Any:
 
     with rasterio.open(folder / "image.tif") as src:
         size = src.width
-    return DataLoader(_Probe(_Floor(folder, size)), batch_size=BATCH, num_workers=workers)  # type: ignore[arg-type]
+    return DataLoader(
+        _Probe(_Floor(folder, size)),  # type: ignore[arg-type]
+        batch_size=BATCH,
+        num_workers=workers,
+        collate_fn=_zero_copy,
+    )
 
 
 def _torchgeo_loader(args: argparse.Namespace, sampler: str, workers: int) -> Any:

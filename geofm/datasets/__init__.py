@@ -14,7 +14,10 @@ describing the expected layout.
 - :class:`LandCoverAI`: LandCover.ai 512 px chips (``image``, ``mask``);
 - :class:`SpaceNet7Patches`: SpaceNet-7 mosaics as 16 x 256 px patches
   (``image``, ``label`` = country);
-- :class:`BigEarthNetS2`: BigEarthNet-S2, 6 bands, 19 labels (``image``, ``label``).
+- :class:`BigEarthNetS2`: BigEarthNet-S2, 6 bands, 19 labels (``image``, ``label``);
+- :class:`RasterChipDataset`: grid or random chips of any GeoTIFFs, with label
+  rasters or polygons (``image``, ``mask``, ``crs``, ``bounds``, ...); batch them
+  with :func:`collate_chips`.
 
 :mod:`geofm.datasets.synthetic` generates scenes with learnable structure so
 every example runs without a download.
@@ -29,7 +32,7 @@ Example:
 from __future__ import annotations
 
 from geofm.datasets.bigearthnet import BIGEARTHNET_19_CLASSES, BigEarthNetS2
-from geofm.datasets.chips import RasterChipDataset
+from geofm.datasets.chips import RasterChipDataset, collate_chips
 from geofm.datasets.ecovision import SpaceNet2NightLights
 from geofm.datasets.landcover_ai import LANDCOVER_AI_CLASSES, LandCoverAI
 from geofm.datasets.spacenet7 import SpaceNet7Patches
@@ -63,6 +66,7 @@ __all__ = [
     "SyntheticSceneClassification",
     "SyntheticSegmentation",
     "built_up_scene",
+    "collate_chips",
     "landcover_scene",
     "spectral_signatures",
     "write_landcover_scene",

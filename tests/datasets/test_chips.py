@@ -17,10 +17,10 @@ import pytest
 import rasterio
 import torch
 from rasterio.transform import Affine
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate, get_worker_info
 
 from geofm import InputSpec
-from geofm.datasets import RasterChipDataset
+from geofm.datasets import RasterChipDataset, collate_chips
 from geofm.errors import ShapeError
 
 X0, Y0, RES = 500000.0, 4000000.0, 10.0
@@ -638,3 +638,181 @@ def test_vector_label_errors(scene: Any, tmp_path: Path) -> None:
             RasterChipDataset(image_path, vector_labels=source, size=8, **kwargs)
     with pytest.raises(FileNotFoundError, match="vector_labels file .*nothing.geojson"):
         RasterChipDataset(image_path, vector_labels=tmp_path / "nothing.geojson", size=8)
+
+
+# -- batched reads and collate_chips ----------------------------------------------------
+
+
+def same_sample(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same keys in the same order, equal tensors of the same dtype, equal other values."""
+    if list(a) != list(b):
+        return False
+    for key, value in a.items():
+        if isinstance(value, torch.Tensor):
+            if value.dtype != b[key].dtype or not torch.equal(value, b[key]):
+                return False
+        elif value != b[key]:
+            return False
+    return True
+
+
+def rows_of_one_buffer(tensors: list[torch.Tensor]) -> bool:
+    """Whether ``tensors`` are consecutive rows of one storage."""
+    first = tensors[0]
+    return all(
+        t.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+        and t.storage_offset() == first.storage_offset() + k * first.numel()
+        for k, t in enumerate(tensors)
+    )
+
+
+def every_kind_of_dataset(scene: Any, tmp_path: Path) -> dict[str, RasterChipDataset]:
+    """One dataset per way a sample is read: each kind of label, none, normalised, random."""
+    image_path, label_path, _, label = scene
+    holed = label.copy()
+    holed[3:9, 5:11] = 250
+    masked = write(tmp_path / "holed.tif", holed[None], nodata=250)
+    coarse = Affine(20.0, 0.0, X0 + 100.0, 0.0, -20.0, Y0 - 100.0)
+    warped = write(
+        tmp_path / "coarse.tif",
+        (np.arange(80, dtype=np.uint8) + 1).reshape(1, 8, 10),
+        transform=coarse,
+        block=None,
+    )
+    ring = [[X0 + 30, Y0 - 20], [X0 + 300, Y0 - 20], [X0 + 300, Y0 - 250], [X0 + 30, Y0 - 20]]
+    polygons = {
+        "type": "Feature",
+        "properties": {"cls": 4},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    spec = InputSpec(num_bands=3, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0))
+    second = write(tmp_path / "second.tif", scene[2][:, ::-1].copy())
+    size = (16, 24)
+    return {
+        "label": RasterChipDataset(image_path, label_path, size=size, stride=8),
+        "masked label": RasterChipDataset(image_path, masked, size=size),
+        "warped label": RasterChipDataset(image_path, warped, size=size),
+        "polygons": RasterChipDataset(
+            image_path,
+            vector_labels=polygons,
+            vector_crs="EPSG:32618",
+            size=size,
+            vector_property="cls",
+        ),
+        "no label": RasterChipDataset(image_path, size=size),
+        "normalised": RasterChipDataset(image_path, size=size, input_spec=spec, normalize=True),
+        "random, two images, image labels": RasterChipDataset(
+            [image_path, second],
+            label_path,
+            image_labels=[3, 7],
+            size=size,
+            sampler="random",
+            length=9,
+            seed=4,
+        ),
+    }
+
+
+def test_getitems_reads_the_samples_of_getitem_into_one_buffer(scene: Any, tmp_path: Path) -> None:
+    for kind, ds in every_kind_of_dataset(scene, tmp_path).items():
+        indices = [2, 0, len(ds) - 1, -1, 1]
+        samples = ds.__getitems__(indices)
+        assert len(samples) == len(indices), kind
+        for sample, index in zip(samples, indices, strict=True):
+            assert same_sample(sample, ds[index]), (kind, index)
+        assert rows_of_one_buffer([s["image"] for s in samples]), kind
+        if "mask" in samples[0]:
+            assert rows_of_one_buffer([s["mask"] for s in samples]), kind
+        assert ds.__getitems__([]) == []
+    masks = every_kind_of_dataset(scene, tmp_path)["masked label"].__getitems__([0])[0]["mask"]
+    assert (masks == -100).sum() == 36  # the 6 x 6 nodata hole, read into the batch buffer
+    grid = RasterChipDataset(scene[0], size=(16, 24))  # 3 x 3 windows
+    with pytest.raises(IndexError, match="Index 9 is out of range for 9 chips"):
+        grid.__getitems__([0, 9])
+
+
+def test_collate_chips_equals_default_collate_without_copying_a_batch_read(
+    scene: Any, tmp_path: Path
+) -> None:
+    for kind, ds in every_kind_of_dataset(scene, tmp_path).items():
+        samples = ds.__getitems__([1, 0, 2])
+        batch, expected = collate_chips(samples), default_collate([ds[i] for i in (1, 0, 2)])
+        assert list(batch) == list(expected), kind
+        for key, value in expected.items():
+            if isinstance(value, torch.Tensor):
+                assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), kind
+            else:
+                assert batch[key] == value, kind
+        # No copy: the batch is the buffer the samples are rows of.
+        assert batch["image"].data_ptr() == samples[0]["image"].data_ptr(), kind
+        if "mask" in batch:
+            assert batch["mask"].data_ptr() == samples[0]["mask"].data_ptr(), kind
+        assert batch["bounds"].data_ptr() != samples[0]["bounds"].data_ptr()  # stacked
+
+
+def test_collate_chips_copies_whatever_is_not_consecutive_rows_of_one_tensor() -> None:
+    buffer = torch.arange(4 * 6, dtype=torch.float32).reshape(4, 2, 3)
+    other = buffer.clone()
+    cases = {
+        "reordered rows": [buffer[1], buffer[0]],
+        "a row left out": [buffer[0], buffer[2]],
+        "rows of two tensors": [buffer[0], other[1]],
+        "not contiguous": [buffer[0].t(), buffer[1].t()],
+        "a later row not contiguous": [buffer[0], buffer[1].t().contiguous().t()],
+        "another dtype": [buffer[0], buffer[1].view(torch.int32)],
+        "another shape": [buffer[0], buffer[1:3].reshape(3, 4)[0].reshape(2, 2)],
+        "not all tensors": [buffer[0], buffer[1].tolist()],
+    }
+    for name, values in cases.items():
+        samples = [{"x": v} for v in values]
+        try:
+            expected = default_collate(samples)["x"]
+        except (RuntimeError, TypeError) as error:  # then collate_chips raises the same
+            with pytest.raises(type(error)):
+                collate_chips(samples)
+            continue
+        batch = collate_chips(samples)["x"]
+        assert batch.dtype == expected.dtype and torch.equal(batch, expected), name
+        assert batch.data_ptr() != buffer.data_ptr(), name  # a new tensor
+    rows = collate_chips([{"x": buffer[1]}, {"x": buffer[2]}])["x"]
+    assert rows.data_ptr() == buffer[1].data_ptr() and torch.equal(rows, buffer[1:3])
+    assert collate_chips([{"x": buffer[3]}])["x"].shape == (1, 2, 3)
+
+
+def test_collate_chips_errors_name_what_was_expected() -> None:
+    with pytest.raises(ValueError, match="collate_chips needs at least one sample, got none"):
+        collate_chips([])
+    with pytest.raises(
+        ValueError,
+        match=r"keys \['image', 'mask'\] of sample 0; sample 1 has \['image'\]",
+    ):
+        collate_chips(
+            [{"image": torch.zeros(1), "mask": torch.zeros(1)}, {"image": torch.zeros(1)}]
+        )
+
+
+def collate_in_worker(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """collate_chips, recording whether it ran in a worker and left the batch in shared memory."""
+    batch = collate_chips(samples)
+    batch["in_worker"] = get_worker_info() is not None
+    batch["shared"] = batch["image"].is_shared()
+    return batch
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random"])
+def test_collate_chips_in_dataloader_workers_and_without_them(scene: Any, sampler: str) -> None:
+    image_path, label_path, _, _ = scene
+    length = 10 if sampler == "random" else None
+    ds = RasterChipDataset(image_path, label_path, size=(16, 20), sampler=sampler, length=length)  # type: ignore[arg-type]
+    reference = list(DataLoader(ds, batch_size=3))
+    for workers in (0, 2):
+        batches = list(
+            DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_in_worker)
+        )
+        assert len(batches) == len(reference)
+        for a, b in zip(batches, reference, strict=True):
+            for key in ("image", "mask", "bounds", "transform"):
+                assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key])
+            assert a["crs"] == b["crs"]
+            # In a worker the batch is written into shared memory (torch's default_collate).
+            assert a["in_worker"] == (workers > 0) and a["shared"] == (workers > 0)
