@@ -60,6 +60,11 @@ LabelResampling = Literal["nearest", "mode"]
 
 _CALLER = "RasterChipDataset"
 
+# Set in a DataLoader worker when collate_chips hands a batch over as it was read:
+# from then on RasterChipDataset.__getitems__ in this process reads into shared
+# memory, which the DataLoader passes to the main process without a copy.
+_batches_leave_as_read = False
+
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """``(rows, cols)`` from an int or a 2-sequence of positive ints."""
@@ -148,6 +153,20 @@ def _same_grid(a: Any, b: Any) -> bool:
         and (a.width, a.height) == (b.width, b.height)
         and a.transform.almost_equals(b.transform)
     )
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, *, shared: bool) -> torch.Tensor:
+    """An uninitialised contiguous tensor; in shared memory with ``shared``.
+
+    Shared memory is allocated as ``default_collate`` allocates a batch in a
+    DataLoader worker: a new shared storage, so nothing is copied into it later.
+    """
+    if not shared:
+        return torch.empty(shape, dtype=dtype)
+    layout = torch.empty(shape, dtype=dtype, device="meta")  # strides and sizes, no memory
+    nbytes = layout.numel() * layout.element_size()
+    storage = torch.UntypedStorage._new_shared(nbytes)  # type: ignore[no-untyped-call]
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape, layout.stride())
 
 
 def _numpy(tensor: torch.Tensor | None, *row: int) -> np.ndarray | None:
@@ -847,10 +866,15 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             meta["label"] = torch.tensor(img.image_label, dtype=torch.int64)
         return meta
 
-    def _buffers(self, *batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Uninitialised ``(*batch, C, H, W)`` float32 images and ``(*batch, H, W)`` int64 masks."""
-        image = torch.empty((*batch, self.num_bands, *self.size), dtype=torch.float32)
-        mask = torch.empty((*batch, *self.size), dtype=torch.int64) if self.has_labels else None
+    def _buffers(
+        self, *batch: int, shared: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Uninitialised ``(*batch, C, H, W)`` float32 images and ``(*batch, H, W)`` int64 masks.
+
+        ``shared``: allocated in shared memory (what a DataLoader worker sends).
+        """
+        image = _empty((*batch, self.num_bands, *self.size), torch.float32, shared=shared)
+        mask = _empty((*batch, *self.size), torch.int64, shared=shared) if self.has_labels else None
         return image, mask
 
     def _sample(
@@ -903,7 +927,8 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
             True
         """
         rasterio = import_rasterio(_CALLER, package="geofm.datasets")
-        images, masks = self._buffers(len(indices))
+        in_worker = torch.utils.data.get_worker_info() is not None
+        images, masks = self._buffers(len(indices), shared=in_worker and _batches_leave_as_read)
         with rasterio.Env(GDAL_CACHEMAX=self.gdal_cache_bytes):
             metas = [
                 self._read_into(rasterio, index, images[k].numpy(), _numpy(masks, k))
@@ -977,7 +1002,7 @@ def _rows_of_one_tensor(values: list[Any]) -> torch.Tensor | None:
             and value.storage_offset() == start + k * numel
         ):
             return None
-    return first.new_empty(0).set_(storage, start, (len(values), *first.shape))
+    return first.as_strided((len(values), *first.shape), (numel, *first.stride()), start)
 
 
 def collate_chips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -985,15 +1010,15 @@ def collate_chips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     The ``collate_fn`` for :class:`RasterChipDataset` in a ``DataLoader``. Its
     :meth:`~RasterChipDataset.__getitems__` reads a batch's chips into one
-    image buffer and one mask buffer; in the main process (``num_workers=0``)
-    this function returns those buffers as the batch's ``image`` and ``mask``
-    instead of stacking copies of their rows (``torch.stack`` of 16 chips of
-    4 x 256 x 256 float32 copies 16 MiB). Everything else, and every batch in
-    a DataLoader worker (where torch's ``default_collate`` writes the batch
-    straight into the shared memory that carries it to the main process), is
-    batched by ``torch.utils.data.default_collate``: tensors stacked, strings
-    kept as a list. The result equals ``default_collate(samples)`` in every
-    case; without a copy, the batch shares memory with the samples.
+    image buffer and one mask buffer, and this function returns those buffers
+    as the batch's ``image`` and ``mask`` instead of stacking copies of their
+    rows (``torch.stack`` of 16 chips of 4 x 256 x 256 float32 copies 16 MiB).
+    In a DataLoader worker, once it has done so, the dataset reads that
+    worker's later batches straight into shared memory, which carries them to
+    the main process without another copy. Everything else is batched by
+    ``torch.utils.data.default_collate``: other tensors stacked, strings kept
+    as a list. The result equals ``default_collate(samples)``; without a copy,
+    the batch shares memory with the samples.
 
     Args:
         samples: Sample dicts with the same keys (e.g. a ``RasterChipDataset``'s).
@@ -1024,10 +1049,15 @@ def collate_chips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 f"collate_chips expected every sample to have the keys {sorted(keys)} of "
                 f"sample 0; sample {k} has {sorted(sample)}."
             )
-    in_worker = get_worker_info() is not None
+    global _batches_leave_as_read
     batch: dict[str, Any] = {}
     for key in keys:
         values = [sample[key] for sample in samples]
-        joined = None if in_worker else _rows_of_one_tensor(values)
-        batch[key] = joined if joined is not None else default_collate(values)
+        joined = _rows_of_one_tensor(values)
+        if joined is None:
+            batch[key] = default_collate(values)
+        else:
+            batch[key] = joined
+            if get_worker_info() is not None:
+                _batches_leave_as_read = True
     return batch

@@ -792,27 +792,45 @@ def test_collate_chips_errors_name_what_was_expected() -> None:
 
 
 def collate_in_worker(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """collate_chips, recording whether it ran in a worker and left the batch in shared memory."""
+    """collate_chips, recording where it ran, whether it copied and where the batch lies."""
     batch = collate_chips(samples)
     batch["in_worker"] = get_worker_info() is not None
-    batch["shared"] = batch["image"].is_shared()
+    batch["copied"] = batch["image"].data_ptr() != samples[0]["image"].data_ptr()
+    batch["shared"] = batch["image"].is_shared() and batch["mask"].is_shared()
     return batch
 
 
 @pytest.mark.parametrize("sampler", ["grid", "random"])
 def test_collate_chips_in_dataloader_workers_and_without_them(scene: Any, sampler: str) -> None:
     image_path, label_path, _, _ = scene
-    length = 10 if sampler == "random" else None
-    ds = RasterChipDataset(image_path, label_path, size=(16, 20), sampler=sampler, length=length)  # type: ignore[arg-type]
+    length = 12 if sampler == "random" else None
+    ds = RasterChipDataset(image_path, label_path, size=(16, 16), sampler=sampler, length=length)  # type: ignore[arg-type]
     reference = list(DataLoader(ds, batch_size=3))
+    assert len(ds) == 12 and len(reference) == 4
     for workers in (0, 2):
-        batches = list(
-            DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_in_worker)
-        )
+        loader = DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_in_worker)
+        batches = list(loader)
         assert len(batches) == len(reference)
         for a, b in zip(batches, reference, strict=True):
             for key in ("image", "mask", "bounds", "transform"):
                 assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key])
             assert a["crs"] == b["crs"]
-            # In a worker the batch is written into shared memory (torch's default_collate).
-            assert a["in_worker"] == (workers > 0) and a["shared"] == (workers > 0)
+            assert a["in_worker"] == (workers > 0) and not a["copied"]
+        # Each worker's first batch is read into ordinary memory (the DataLoader copies
+        # it into shared memory to send it); once collate_chips has handed a batch over
+        # as read, the worker reads the next ones straight into shared memory.
+        expected = [False, False, True, True] if workers else [False] * 4
+        assert [a["shared"] for a in batches] == expected
+
+
+def test_without_collate_chips_workers_read_into_ordinary_memory(scene: Any) -> None:
+    image_path, label_path, _, _ = scene
+    ds = RasterChipDataset(image_path, label_path, size=(16, 16))
+
+    def shared_rows(samples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = default_collate(samples)  # a copy, in shared memory in a worker
+        batch["rows_shared"] = samples[0]["image"].is_shared()
+        return batch
+
+    batches = list(DataLoader(ds, batch_size=3, num_workers=2, collate_fn=shared_rows))
+    assert [b["rows_shared"] for b in batches] == [False] * 4
