@@ -94,6 +94,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 import geofm
+from geofm.datasets import collate_chips
 from geofm.hub import ModuleSpec, build_segmentation_model, save_pretrained
 from geofm.metrics import ConfusionMatrix
 from geofm.sensors import ValueScaling
@@ -365,7 +366,9 @@ def evaluate(
     cm = ConfusionMatrix(num_classes=len(CLASSES), ignore_index=-100)
     base = ConfusionMatrix(num_classes=len(CLASSES), ignore_index=-100)
     first: torch.Tensor | None = None
-    loader = DataLoader(val, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    loader = DataLoader(
+        val, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate_chips
+    )
     model.eval()
     with torch.no_grad():
         for batch in progress(loader, desc="landcover eval", show=cfg.progress):
@@ -429,7 +432,11 @@ def main(cfg: Config) -> dict[str, Any]:
         train, replacement=True, num_samples=cfg.steps_per_epoch * cfg.batch_size, generator=gen
     )
     loader = DataLoader(
-        train, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers
+        train,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_chips,  # a batch's chips are read into one buffer: no stacking copy
     )
     history: list[dict[str, float]] = []
     counts = torch.zeros(len(CLASSES), dtype=torch.long)  # training labels seen (raw chips)

@@ -202,6 +202,7 @@ def run_demo(
 
     from geofm.backbones import create_backbone
     from geofm.data import sample_raster
+    from geofm.datasets import collate_chips
     from geofm.geo import predict_raster, read_raster
     from geofm.heads import FPN, FPNSegmentationHead, SegmentationModel
     from geofm.hub import from_pretrained, save_pretrained
@@ -269,7 +270,8 @@ def run_demo(
             length=steps * batch_size,
             seed=seed,
         )
-        for batch in DataLoader(chips, batch_size=batch_size):  # steps batches, in order
+        loader = DataLoader(chips, batch_size=batch_size, collate_fn=collate_chips)
+        for batch in loader:  # steps batches, in order
             loss = F.cross_entropy(model(batch["image"]), batch["mask"], ignore_index=255)
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]

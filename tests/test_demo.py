@@ -38,14 +38,15 @@ def test_run_demo_trains_on_raster_chip_dataset_windows_of_the_upper_rows(
     from geofm.geo import read_raster
 
     seen: list[tuple[tuple[Path, int, int], dict[str, torch.Tensor], bool]] = []
-    read = RasterChipDataset.__getitem__
+    read = RasterChipDataset.__getitems__  # what the DataLoader calls, a batch at a time
 
-    def spy(self: RasterChipDataset, index: int) -> dict[str, torch.Tensor]:
-        sample = read(self, index)
-        seen.append((self.window(index), sample, self.normalize))
-        return sample
+    def spy(self: RasterChipDataset, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        samples = read(self, indices)
+        for index, sample in zip(indices, samples, strict=True):
+            seen.append((self.window(index), sample, self.normalize))
+        return samples
 
-    monkeypatch.setattr(RasterChipDataset, "__getitem__", spy)
+    monkeypatch.setattr(RasterChipDataset, "__getitems__", spy)
     run_demo(tmp_path, steps=2, batch_size=3, crop=64, plot=False)
     assert len(seen) == 2 * 3
     raster = read_raster(sample_raster())

@@ -309,6 +309,12 @@ class RasterChipDataset(Dataset[dict[str, Any]]):
     windows (call it before each epoch; with ``persistent_workers=True`` the
     workers keep the epoch they were started with).
 
+    **Batches.** A ``DataLoader`` with a ``batch_size`` reads a whole batch
+    through :meth:`__getitems__`, into one image and one mask buffer. With
+    ``collate_fn=collate_chips`` those buffers are the batch, not a stacked
+    copy of its chips (:func:`collate_chips`; the batches equal
+    ``default_collate``'s).
+
     Args:
         images: Image raster path(s) (any file GDAL reads, georeferenced).
         labels: Label raster path(s): one per image, or one for all.
