@@ -14,10 +14,10 @@ default; a uint8 label raster on the same grid), 256 px chips with their masks, 
 - each with 0 and 2 DataLoader workers, each library with its own collate
   function (geofm ``collate_chips``, torchgeo ``stack_samples``);
 - "floor" (grid only): two bare rasterio reads per block-aligned grid window
-  (float32 image, int64 mask) straight into one batch buffer (in shared memory
-  in a worker) handed over without a copy, and nothing else, in the same
-  DataLoader settings: the ceiling of any GDAL-based reader, so its ratio
-  bounds what geofm can reach.
+  (float32 image, int64 mask, GDAL's block cache capped as geofm's) straight
+  into one batch buffer (in shared memory in a worker) handed over without a
+  copy, and nothing else, in the same DataLoader settings: the ceiling of any
+  GDAL-based reader, so its ratio bounds what geofm can reach.
 
 Each setting runs in its own subprocess (fresh caches, only its own library
 imported, one torch intra-op thread as in DataLoader workers), after the files
@@ -157,10 +157,11 @@ class _Floor:
 
     Reads the grid windows of ``RasterChipDataset(sampler="grid")`` (block-aligned)
     with one open handle per file and returns only what the other two return as
-    pixels: the image as float32 and the mask as int64. GDAL writes a batch's
-    chips straight into one image and one mask buffer, allocated in shared memory
-    in a DataLoader worker, and ``_zero_copy`` hands those buffers over as the
-    batch: no per-chip allocation, no stacking copy, no copy into shared memory.
+    pixels: the image as float32 and the mask as int64, with GDAL's block cache
+    capped as geofm caps it. GDAL writes a batch's chips straight into one image
+    and one mask buffer, allocated in shared memory in a DataLoader worker, and
+    ``_zero_copy`` hands those buffers over as the batch: no per-chip
+    allocation, no stacking copy, no copy into shared memory.
     Its rate is the ceiling for any GDAL-based reader in the same DataLoader
     setting (decoding and hand-over included); the ratio geofm can reach against
     torchgeo is at most this row's.
@@ -183,6 +184,10 @@ class _Floor:
         from torch.utils.data import get_worker_info
 
         if self.handles is None:
+            # GDAL's block cache capped as geofm caps it (32 MiB), set once per process:
+            # an uncapped cache grows with the file and faults in new memory for every
+            # block it keeps.
+            rasterio.env.set_gdal_config("GDAL_CACHEMAX", 32 << 20)
             self.handles = tuple(
                 rasterio.open(self.folder / name) for name in ("image.tif", "label.tif")
             )
@@ -190,8 +195,13 @@ class _Floor:
         n, in_worker = len(indices), get_worker_info() is not None
 
         def buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-            out = torch.empty(shape, dtype=dtype)
-            return out.share_memory_() if in_worker else out
+            if not in_worker:
+                return torch.empty(shape, dtype=dtype)
+            # New shared memory, allocated as default_collate allocates a batch in a
+            # worker (share_memory_() would copy the empty buffer into it first).
+            nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+            storage = torch.UntypedStorage._new_shared(nbytes)
+            return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
         images = buffer((n, image.count, CHIP, CHIP), torch.float32)
         masks = buffer((n, CHIP, CHIP), torch.int64)
